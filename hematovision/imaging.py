@@ -1,0 +1,144 @@
+"""Turn whatever a user hands us (bytes, a path, a PIL image, an array) into a clean RGB array.
+
+Every refusal is an ``ImageError`` whose message can be shown to a user as it is.
+Nothing here writes to disk.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# A 640x480 smear photo is 0.3 MP; phone photos of a field reach ~50 MP. Anything
+# larger is refused before decoding, which also defuses decompression bombs.
+MAX_PIXELS = 60_000_000
+# Below this a white cell cannot be resolved at all.
+MIN_SIDE = 32
+SUPPORTED_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+
+ImageSource = Union[bytes, bytearray, str, Path, Image.Image, np.ndarray]
+
+
+class ImageError(ValueError):
+    """The input cannot be used as a blood-cell image; the message says why."""
+
+
+def load_image(source: ImageSource) -> np.ndarray:
+    """Return the image as an ``(H, W, 3)`` uint8 RGB array, upright per its EXIF tag."""
+    if isinstance(source, np.ndarray):
+        return _array_to_rgb(source)
+    if isinstance(source, Image.Image):
+        return _pil_to_rgb(source)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+    elif isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_file():
+            raise ImageError(f"No such file: {path.name}")
+        data = path.read_bytes()
+    else:
+        raise ImageError(f"Cannot read an image from a {type(source).__name__}.")
+    return decode_image_bytes(data)
+
+
+def decode_image_bytes(data: bytes) -> np.ndarray:
+    """Decode encoded image bytes (JPEG, PNG, BMP, TIFF, GIF...) into RGB."""
+    if len(data) == 0:
+        raise ImageError("The file is empty (0 bytes).")
+    with warnings.catch_warnings():
+        # Pillow warns before it refuses; our own pixel limit below gives the message.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(io.BytesIO(data))
+        except Image.DecompressionBombError:
+            raise ImageError(_too_many_pixels_message(None)) from None
+        except UnidentifiedImageError:
+            raise ImageError(
+                "This file is not an image that can be read (expected JPEG, PNG, BMP or TIFF)."
+            ) from None
+        except Exception as exc:  # Pillow raises many types for malformed headers
+            raise ImageError(f"This file could not be read as an image ({exc}).") from None
+        _check_size(image.size)
+        if getattr(image, "n_frames", 1) > 1:
+            image.seek(0)  # animated GIF / multi-page TIFF: use the first frame
+        try:
+            image.load()
+        except Image.DecompressionBombError:
+            raise ImageError(_too_many_pixels_message(image.size)) from None
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise ImageError(
+                f"The image file is truncated or corrupt and cannot be decoded ({exc})."
+            ) from None
+    return _pil_to_rgb(image)
+
+
+def _too_many_pixels_message(size: tuple[int, int] | None) -> str:
+    got = f" ({size[0]}x{size[1]})" if size else ""
+    return (
+        f"The image is too large{got}: at most {MAX_PIXELS // 1_000_000} megapixels are accepted."
+    )
+
+
+def _check_size(size: tuple[int, int]) -> None:
+    width, height = size
+    if width * height > MAX_PIXELS:
+        raise ImageError(_too_many_pixels_message(size))
+    if min(width, height) < MIN_SIDE:
+        raise ImageError(
+            f"The image is too small ({width}x{height}): each side must be at least "
+            f"{MIN_SIDE} pixels to show a white cell."
+        )
+
+
+def _pil_to_rgb(image: Image.Image) -> np.ndarray:
+    _check_size(image.size)
+    try:
+        image = ImageOps.exif_transpose(image)
+    except Exception:  # a broken EXIF block should not cost the user the image
+        pass
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        return _array_to_rgb(np.asarray(image))
+    if mode == "P":
+        image = image.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        # Transparent areas become white, like the background of a stained slide.
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(canvas, rgba)
+    return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+
+
+def _array_to_rgb(array: np.ndarray) -> np.ndarray:
+    array = np.asarray(array)
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
+        raise ImageError(
+            f"An image array must be HxW, HxWx3 or HxWx4; got shape {array.shape}."
+        )
+    _check_size((array.shape[1], array.shape[0]))
+    if array.dtype == np.bool_:
+        array = array.astype(np.uint8) * 255
+    if array.dtype != np.uint8:
+        values = array.astype(np.float64)
+        if not np.all(np.isfinite(values)):
+            raise ImageError("The image array contains NaN or infinite values.")
+        top = values.max() if values.size else 0.0
+        if np.issubdtype(array.dtype, np.floating) and top <= 1.0:
+            values = values * 255.0  # floats in 0..1
+        elif top > 255.0:
+            values = values * (255.0 / (65535.0 if top <= 65535.0 else top))  # 16-bit
+        array = np.clip(np.rint(values), 0, 255).astype(np.uint8)
+    if array.ndim == 2:
+        array = np.stack([array] * 3, axis=-1)
+    if array.shape[2] == 4:
+        alpha = array[:, :, 3:4].astype(np.float32) / 255.0
+        array = (array[:, :, :3] * alpha + 255.0 * (1.0 - alpha)).round().astype(np.uint8)
+    return np.ascontiguousarray(array)

@@ -1,0 +1,1 @@
+"""Fine-tuning and evaluation scripts that write the artifacts in ``models/``."""
