@@ -1,0 +1,199 @@
+"""Command-line interface: predict, explain, evaluate and bench without the app.
+
+    python -m hematovision predict IMAGE... [--json]
+    python -m hematovision explain IMAGE --method gradcam --out map.png
+    python -m hematovision evaluate DIR [--json]
+    python -m hematovision bench [--json]
+
+A bad input never ends in a traceback: it becomes an ``error`` entry (with ``--json``)
+or a one-line message on stderr, and the exit status is non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from hematovision.imaging import ImageError
+
+EXIT_OK = 0
+EXIT_INPUT_ERROR = 1
+EXIT_USAGE = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    _import_tensorflow_quietly()
+    try:
+        return args.handler(args)
+    except (ImageError, FileNotFoundError, NotADirectoryError, ValueError) as exc:
+        _fail(str(exc), as_json=getattr(args, "json", False))
+        return EXIT_INPUT_ERROR
+
+
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow with its C++ start-up log lines kept off the terminal.
+
+    TensorFlow 2.21 prints oneDNN/CPU-feature notices from C++ before any Python
+    setting can silence them; in a CLI they bury the answer.
+    """
+    import os
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m hematovision",
+        description="Classify white blood cells and explain the decision.",
+    )
+    parser.add_argument("--model", help="a .keras model file (default: the committed model)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    predict = commands.add_parser("predict", help="classify one or more images")
+    predict.add_argument("images", nargs="+", metavar="IMAGE")
+    predict.add_argument("--json", action="store_true", help="print JSON")
+    predict.set_defaults(handler=_predict)
+
+    explain = commands.add_parser("explain", help="write an explanation overlay as PNG")
+    explain.add_argument("image", metavar="IMAGE")
+    explain.add_argument("--method", default="gradcam", help="gradcam, gradcam++, lime or shap")
+    explain.add_argument("--out", required=True, metavar="FILE.png")
+    explain.add_argument("--target", help="class to explain (default: the predicted class)")
+    explain.add_argument("--seed", type=int, default=0)
+    explain.add_argument("--opacity", type=float, default=0.5)
+    explain.add_argument("--json", action="store_true", help="print the explanation's metadata as JSON")
+    explain.set_defaults(handler=_explain)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="accuracy on a folder with one sub-folder per class"
+    )
+    evaluate.add_argument("data_dir", metavar="DIR")
+    evaluate.add_argument("--json", action="store_true", help="print JSON")
+    evaluate.set_defaults(handler=_evaluate)
+
+    bench = commands.add_parser("bench", help="measure load, predict and explanation speed")
+    bench.add_argument("--json", action="store_true", help="print JSON")
+    bench.add_argument("--repeats", type=int, default=5, help="timed runs per measurement")
+    bench.add_argument(
+        "--compare-tutorial",
+        action="store_true",
+        help="also time LIME and SHAP the way the libraries' tutorials call them",
+    )
+    bench.set_defaults(handler=_bench)
+    return parser
+
+
+def _classifier(args):
+    from hematovision.classifier import load_classifier
+
+    return load_classifier(args.model)
+
+
+def _predict(args) -> int:
+    from hematovision.imaging import load_image
+
+    classifier = _classifier(args)
+    results, failures = [], 0
+    for name in args.images:
+        entry = {"file": name}
+        try:
+            entry.update(classifier.predict(load_image(Path(name))).as_dict())
+        except ImageError as exc:
+            entry["error"] = str(exc)
+            failures += 1
+        results.append(entry)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for entry in results:
+            if "error" in entry:
+                print(f"{entry['file']}: error: {entry['error']}", file=sys.stderr)
+            else:
+                print(f"{entry['file']}: {entry['label'].lower()} ({entry['confidence']:.1%})")
+    return EXIT_INPUT_ERROR if failures else EXIT_OK
+
+
+def _explain(args) -> int:
+    from hematovision.explainers import explain
+    from hematovision.overlay import overlay_png_with_colorbar
+
+    out = Path(args.out)
+    if out.suffix.lower() != ".png":
+        raise ValueError(f"--out must name a .png file, got {out.name}")
+    if not out.parent.is_dir():
+        raise NotADirectoryError(f"The folder for --out does not exist: {out.parent}")
+    classifier = _classifier(args)
+    prediction = classifier.predict(Path(args.image))
+    explanation = explain(
+        classifier, prediction.model_input, method=args.method, target=args.target, seed=args.seed
+    )
+    out.write_bytes(
+        overlay_png_with_colorbar(prediction.model_input, explanation, opacity=args.opacity)
+    )
+    summary = {
+        "file": args.image,
+        "prediction": prediction.as_dict(),
+        "explanation": explanation.metadata(),
+        "out": str(out),
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(
+            f"{explanation.label} for {explanation.target.lower()} "
+            f"({explanation.seconds:.2f} s, {explanation.evaluations} model evaluations) -> {out}"
+        )
+    return EXIT_OK
+
+
+def _evaluate(args) -> int:
+    from hematovision.evaluation import evaluate_folder
+
+    report = evaluate_folder(_classifier(args), Path(args.data_dir))
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return EXIT_OK
+    print(f"images: {report['n']}  accuracy: {report['accuracy']:.2%}")
+    print("recall per class:")
+    for name, value in report["recall"].items():
+        print(f"  {name.lower():<11} {value:.2%}")
+    print("confusion matrix (rows: true, columns: predicted):")
+    names = report["class_names"]
+    print("      " + "".join(f"{n[:4].lower():>7}" for n in names))
+    for name, row in zip(names, report["confusion_matrix"]):
+        print(f"  {name[:4].lower():<4}" + "".join(f"{v:>7}" for v in row))
+    if report.get("unreadable"):
+        print(f"unreadable files skipped: {len(report['unreadable'])}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _bench(args) -> int:
+    from hematovision.bench import run_bench
+
+    results = run_bench(repeats=args.repeats, compare_tutorial=args.compare_tutorial)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for key, value in results.items():
+            print(f"{key}: {value}")
+    return EXIT_OK
+
+
+def _fail(message: str, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"error": message}))
+    else:
+        print(f"error: {message}", file=sys.stderr)
