@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 
 import numpy as np
@@ -11,28 +10,9 @@ from PIL import Image
 
 from hematovision.cells import MODEL_INPUT_SIZE, frame_cell, locate_white_cell
 from hematovision.imaging import MAX_PIXELS, ImageError, load_image
+from tests.synthetic import SMEAR, encode
 
 
-def synthetic_smear(width: int = 320, height: int = 240, nucleus_at=(200, 90)) -> np.ndarray:
-    """Pale background, pink red cells, one purple nucleus: enough to test framing."""
-    rng = np.random.default_rng(0)
-    image = np.full((height, width, 3), (225, 220, 230), np.uint8)
-    yy, xx = np.mgrid[:height, :width]
-    for cy, cx in rng.integers(0, [height, width], size=(12, 2)):
-        image[(yy - cy) ** 2 + (xx - cx) ** 2 < 22**2] = (205, 150, 150)
-    nx, ny = nucleus_at
-    image[(yy - ny) ** 2 + (xx - nx) ** 2 < 30**2] = (200, 170, 215)  # cytoplasm
-    image[(yy - ny) ** 2 + (xx - nx) ** 2 < 18**2] = (110, 60, 190)  # nucleus
-    return image
-
-
-def encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt, **kwargs)
-    return buffer.getvalue()
-
-
-SMEAR = synthetic_smear()
 
 
 def assert_rgb(array: np.ndarray, shape=(240, 320)) -> None:

@@ -1,0 +1,81 @@
+"""Promises about the command line: answers on stdout, clear errors, never a traceback."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from hematovision.classifier import CLASS_NAMES
+from hematovision.cli import main
+from tests.conftest import REPO_ROOT
+from tests.synthetic import SMEAR
+
+
+@pytest.fixture()
+def smear_png(tmp_path) -> Path:
+    path = tmp_path / "smear.png"
+    Image.fromarray(SMEAR).save(path)
+    return path
+
+
+@pytest.fixture()
+def not_an_image(tmp_path) -> Path:
+    path = tmp_path / "notes.png"
+    path.write_text("not a picture")
+    return path
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_predict_json_gives_label_and_all_probabilities(capsys, classifier, smear_png):
+    code, out, _ = run_cli(capsys, "predict", str(smear_png), "--json")
+    assert code == 0
+    [entry] = json.loads(out)
+    assert entry["label"] in CLASS_NAMES
+    assert set(entry["probabilities"]) == set(CLASS_NAMES)
+    assert sum(entry["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+    assert entry["confidence"] == max(entry["probabilities"].values())
+    assert entry["cell_box"]["cell_found"] is True
+
+
+def test_predict_reports_a_bad_file_and_still_answers_the_good_one(
+    capsys, classifier, smear_png, not_an_image
+):
+    code, out, _ = run_cli(capsys, "predict", str(smear_png), str(not_an_image), "--json")
+    assert code == 1
+    good, bad = json.loads(out)
+    assert "label" in good
+    assert "not an image" in bad["error"]
+
+
+def test_predict_plain_text_names_the_class(capsys, classifier, smear_png):
+    code, out, _ = run_cli(capsys, "predict", str(smear_png))
+    assert code == 0
+    assert any(name.lower() in out for name in CLASS_NAMES)
+
+
+def test_predict_missing_file_is_an_error_line_not_a_traceback(capsys, classifier, tmp_path):
+    code, _, err = run_cli(capsys, "predict", str(tmp_path / "gone.jpg"))
+    assert code == 1
+    assert "No such file" in err
+
+
+def test_module_entry_point_runs_without_traceback(not_an_image):
+    result = subprocess.run(
+        [sys.executable, "-m", "hematovision", "predict", str(not_an_image)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "not an image" in result.stderr
