@@ -166,17 +166,18 @@ def _evaluate(args) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
         return EXIT_OK
-    print(f"images: {report['n']}  accuracy: {report['accuracy']:.2%}")
+    low, high = report["accuracy_ci95"]
+    print(f"images: {report['n']}  accuracy: {report['accuracy']:.2%} (95% CI {low:.1%}-{high:.1%})")
     print("recall per class:")
-    for name, value in report["recall"].items():
-        print(f"  {name.lower():<11} {value:.2%}")
+    for name, scores in report["per_class"].items():
+        print(f"  {name.lower():<11} {scores['recall']:.2%}  (n={scores['support']})")
     print("confusion matrix (rows: true, columns: predicted):")
     names = report["class_names"]
     print("      " + "".join(f"{n[:4].lower():>7}" for n in names))
     for name, row in zip(names, report["confusion_matrix"]):
         print(f"  {name[:4].lower():<4}" + "".join(f"{v:>7}" for v in row))
-    if report.get("unreadable"):
-        print(f"unreadable files skipped: {len(report['unreadable'])}", file=sys.stderr)
+    for entry in report["unreadable"]:
+        print(f"skipped {entry['file']}: {entry['error']}", file=sys.stderr)
     return EXIT_OK
 
 
