@@ -1,0 +1,178 @@
+"""Classify: choose an image (upload or sample), see the located cell, the crop and the prediction."""
+
+import streamlit as st
+
+import app_support as support
+from hematovision.app_state import (
+    UPLOAD_ERROR,
+    UPLOADER_NONCE,
+    confidence_wording,
+    current_image_from_sample,
+    current_image_from_upload,
+    format_percent,
+)
+from hematovision.classifier import display_name
+from hematovision.imaging import SUPPORTED_SUFFIXES, ImageError
+from hematovision.samples import find_sample, list_samples
+
+support.init_state()
+
+
+def uploader_key() -> str:
+    return f"hv_uploader_{st.session_state[UPLOADER_NONCE]}"
+
+
+def handle_upload(data: bytes | None, name: str | None) -> None:
+    """Make an uploaded file the current image, or record why it cannot be used.
+
+    Called from the uploader's on_change callback, so it runs only when the user
+    actually adds or removes a file (not when they come back from another page).
+    """
+    if data is None:  # the user removed the file
+        st.session_state[UPLOAD_ERROR] = None
+        image = support.current_image()
+        if image is not None and image.source == "upload":
+            support.set_current_image(None)
+        return
+    try:
+        image = current_image_from_upload(data, name)
+    except ImageError as exc:
+        support.set_current_image(None)
+        st.session_state[UPLOAD_ERROR] = str(exc)
+        return
+    support.set_current_image(image)
+
+
+def on_upload_change() -> None:
+    uploaded = st.session_state.get(uploader_key())
+    if uploaded is None:
+        handle_upload(None, None)
+    else:
+        handle_upload(uploaded.getvalue(), uploaded.name)
+
+
+def use_sample(key: str) -> None:
+    sample = find_sample(key)
+    if sample is None:
+        st.session_state[UPLOAD_ERROR] = f"The sample {key} is missing from this installation."
+        return
+    support.set_current_image(current_image_from_sample(sample.read_bytes(), sample.key, sample.title))
+    support.clear_uploader()
+
+
+def classify_another() -> None:
+    support.set_current_image(None)
+    support.clear_uploader()
+
+
+# ---------------------------------------------------------------------------
+st.title("Classify a white blood cell")
+st.markdown(
+    "Upload a photo of a stained blood smear with one white cell in view, or pick a sample. "
+    "The model finds the cell, crops it and names its type."
+)
+
+st.file_uploader(
+    "Upload a smear photo",
+    type=[suffix.lstrip(".") for suffix in SUPPORTED_SUFFIXES],
+    key=uploader_key(),
+    on_change=on_upload_change,
+    help="JPEG, PNG, BMP or TIFF, up to 20 MB. The file stays in memory for this session only.",
+)
+
+error = st.session_state.get(UPLOAD_ERROR)
+if error:
+    st.error(f"**This file cannot be used.** {error}", icon=":material/error:")
+
+image = support.current_image()
+samples = list_samples()
+with st.expander("Built-in samples (three per type, from the held-out test set)", expanded=image is None):
+    if not samples:
+        st.caption("No sample images are installed.")
+    columns = st.columns(4)
+    for index, sample in enumerate(samples):
+        with columns[index // 3 % 4]:
+            st.image(str(sample.path), width="stretch")
+            st.button(
+                f"Use {sample.title}",
+                key=f"sample_{sample.key}",
+                on_click=use_sample,
+                args=(sample.key,),
+                width="stretch",
+            )
+
+if image is None:
+    if not error:
+        st.caption("No image yet: upload one above or pick a sample.")
+    support.decision_support_note()
+    st.stop()
+
+# ---------------------------------------------------------------------------
+# The result
+# ---------------------------------------------------------------------------
+support.get_classifier()  # shows its own spinner the first time
+try:
+    with st.spinner("Classifying…"):
+        prediction = support.predict_image(image.digest, image.data)
+        box = prediction.box
+        preview, (width, height) = support.original_preview(
+            image.digest, image.data, (box.x, box.y, box.side, box.found)
+        )
+except ImageError as exc:  # should not happen: uploads are checked when they arrive
+    st.error(f"**This image cannot be classified.** {exc}", icon=":material/error:")
+    st.stop()
+
+st.divider()
+header, another, explain = st.columns([3, 1.5, 1.5], vertical_alignment="bottom")
+header.subheader(f"Result: {image.name}")
+another.button(
+    "Classify another image", on_click=classify_another, icon=":material/restart_alt:",
+    width="stretch", key="classify_another",
+)
+if explain.button("Explain this image", type="primary", icon=":material/visibility:",
+                  width="stretch", key="go_explain"):
+    st.switch_page(support.EXPLAIN_PAGE)
+
+left, middle, right = st.columns([1.25, 0.9, 1.6], gap="medium")
+with left:
+    st.image(
+        preview,
+        caption=f"Original ({width}×{height} px); the box marks the region the model used",
+        width="stretch",
+    )
+with middle:
+    st.image(
+        prediction.model_input,
+        caption=f"What the model saw: the boxed region resized to {prediction.model_input.shape[1]}×"
+        f"{prediction.model_input.shape[0]} px",
+        width="stretch",
+    )
+with right:
+    level, advice = confidence_wording(prediction.confidence)
+    st.metric(
+        "Predicted type",
+        display_name(prediction.label),
+        help="The type with the highest probability among the four the model knows.",
+    )
+    st.markdown(f"Probability **{format_percent(prediction.confidence)}** — {level} confidence. {advice}")
+    if image.sample_key:
+        sample = find_sample(image.sample_key)
+        if sample is not None:
+            agrees = sample.class_name == prediction.label
+            st.caption(
+                f"Data-set label for this sample: **{display_name(sample.class_name)}** — "
+                + ("the model agrees." if agrees else "the model disagrees.")
+            )
+    st.plotly_chart(
+        support.probability_figure(prediction), key="probability_chart",
+        config={"displayModeBar": False},
+    )
+
+if not prediction.box.found:
+    st.warning(
+        "No white-cell nucleus was found, so the model looked at the centre of the image. "
+        "Check that the photo shows a stained white cell; this result is unreliable.",
+        icon=":material/warning:",
+    )
+
+support.decision_support_note()

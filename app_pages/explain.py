@@ -1,0 +1,182 @@
+"""Explain: Grad-CAM, Grad-CAM++, LIME and SHAP side by side over the crop the model saw."""
+
+import streamlit as st
+
+import app_support as support
+from hematovision.app_state import (
+    DEFAULT_LIME_SAMPLES,
+    DEFAULT_SHAP_EVALS,
+    EXPLAIN_SETTINGS,
+    LIME_SAMPLES_CHOICES,
+    METHOD_BLURBS,
+    METHOD_ORDER,
+    METHOD_TITLES,
+    OPACITY,
+    SHAP_EVALS_CHOICES,
+    SIGN_VIEW,
+    ExplainSettings,
+    current_image_from_sample,
+    format_percent,
+    format_seconds,
+    explanation_key,
+)
+from hematovision.classifier import CLASS_NAMES, display_name
+from hematovision.imaging import ImageError
+from hematovision.samples import list_samples
+
+support.init_state()
+SEED = 0
+VIEW_LABELS = {"both": "Both", "positive": "Supporting only", "negative": "Opposing only"}
+
+
+def use_first_sample() -> None:
+    samples = list_samples()
+    if samples:
+        sample = next((s for s in samples if s.class_name == "NEUTROPHIL"), samples[0])
+        support.set_current_image(current_image_from_sample(sample.read_bytes(), sample.key, sample.title))
+        support.clear_uploader()
+
+
+def choice_list(choices: tuple[int, ...], current: int) -> list[int]:
+    return sorted(set(choices) | {int(current)})
+
+
+st.title("Explain the decision")
+st.markdown(
+    "Four ways of asking *which parts of the picture made the model say this?*, all on the "
+    "crop the model saw. Where they agree, and land on the white cell, the decision rests on the "
+    "cell itself. Heat on red cells or background is a warning sign."
+)
+
+image = support.current_image()
+if image is None:
+    st.info("No image has been chosen yet. Classify one first, or start with a sample.",
+            icon=":material/info:")
+    left, right = st.columns([1, 3])
+    left.button("Use a sample image", on_click=use_first_sample, type="primary", key="explain_use_sample")
+    right.page_link(support.CLASSIFY_PAGE, label="Go to Classify", icon=":material/labs:")
+    st.stop()
+
+ready, reason = support.explainers_status()
+if not ready:
+    st.error(reason, icon=":material/error:")
+    st.stop()
+
+support.get_classifier()  # shows its own spinner the first time
+try:
+    with st.spinner("Classifying…"):
+        prediction = support.predict_image(image.digest, image.data)
+except ImageError as exc:
+    st.error(f"**This image cannot be explained.** {exc}", icon=":material/error:")
+    st.stop()
+
+if not prediction.box.found:
+    st.warning(
+        "No white-cell nucleus was found in this image, so the model looked at its centre. "
+        "The maps below explain that guess; the classification itself is unreliable.",
+        icon=":material/warning:",
+    )
+
+settings: ExplainSettings = st.session_state[EXPLAIN_SETTINGS]
+target = settings.target or prediction.label
+
+# ---------------------------------------------------------------------------
+# What is being explained, and the controls
+# ---------------------------------------------------------------------------
+summary, controls = st.columns([1.1, 2], gap="large")
+with summary:
+    thumb, text = st.columns([1, 2])
+    thumb.image(prediction.model_input, caption="Model input", width="stretch")
+    text.markdown(f"**Image:** {image.name}")
+    text.markdown(
+        f"**Predicted:** {display_name(prediction.label)} ({format_percent(prediction.confidence)})"
+    )
+    explained = f"**Explaining:** {display_name(target)}"
+    if settings.target and settings.target != prediction.label:
+        explained += f" (probability {format_percent(prediction.probabilities.get(target))}, not the prediction)"
+    else:
+        explained += " (the predicted class)"
+    text.markdown(explained)
+with controls:
+    st.slider("Overlay opacity", 0.0, 1.0, step=0.05, key=OPACITY,
+              help="How strongly the heat map covers the image. Changing it does not recompute anything.")
+    st.radio(
+        "LIME and SHAP: show evidence",
+        options=list(VIEW_LABELS),
+        format_func=VIEW_LABELS.get,
+        key=SIGN_VIEW,
+        horizontal=True,
+        help="LIME and SHAP also find regions that argue *against* the class. Grad-CAM maps only show support.",
+    )
+    with st.expander("Method settings"):
+        with st.form("explain_settings", border=False):
+            target_options = [None, *CLASS_NAMES]
+            chosen_target = st.selectbox(
+                "Class to explain",
+                target_options,
+                index=target_options.index(settings.target) if settings.target in target_options else 0,
+                format_func=lambda c: f"Predicted class ({display_name(prediction.label)})"
+                if c is None else display_name(c),
+                help="Ask why the model would (or would not) call this cell another type.",
+            )
+            lime_samples = st.select_slider(
+                "LIME: perturbed samples",
+                options=choice_list(LIME_SAMPLES_CHOICES, settings.lime_samples),
+                value=int(settings.lime_samples),
+                help=f"More samples: steadier map, longer run (default {DEFAULT_LIME_SAMPLES}).",
+            )
+            shap_evals = st.select_slider(
+                "SHAP: model evaluations",
+                options=choice_list(SHAP_EVALS_CHOICES, settings.shap_evals),
+                value=int(settings.shap_evals),
+                help=f"More evaluations: finer regions, longer run (default {DEFAULT_SHAP_EVALS}).",
+            )
+            if st.form_submit_button("Apply settings", type="primary"):
+                st.session_state[EXPLAIN_SETTINGS] = ExplainSettings(
+                    lime_samples=int(lime_samples), shap_evals=int(shap_evals), target=chosen_target
+                )
+                st.rerun()
+        st.caption(f"Random seed {SEED}: the same settings give the same maps every time.")
+
+# ---------------------------------------------------------------------------
+# The four maps
+# ---------------------------------------------------------------------------
+opacity = float(st.session_state[OPACITY])
+view = st.session_state[SIGN_VIEW]
+columns = st.columns(len(METHOD_ORDER), gap="small")
+for column, method in zip(columns, METHOD_ORDER):
+    title = METHOD_TITLES[method]
+    params = settings.params_for(method)
+    with column.container(border=True):
+        st.markdown(f"#### {title}")
+        try:
+            with st.spinner(f"Running {title}…" + (" (this takes a while)" if params else "")):
+                key = explanation_key(image.digest, method, settings.target, params, SEED)
+                explanation = support.explain_crop(key, prediction.model_input)
+            shown_view = view if explanation.signed else "positive"
+            st.image(
+                support.overlay_image(prediction.model_input, explanation, opacity, shown_view),
+                width="stretch",
+            )
+        except Exception as exc:  # one failing method must not take the others down
+            st.error(f"{title} failed: {exc}", icon=":material/error:")
+            st.caption(METHOD_BLURBS[method])
+            continue
+        runs = explanation.evaluations
+        st.caption(
+            f"{format_seconds(explanation.seconds)} · {runs:,} model evaluation{'s' if runs != 1 else ''}"
+        )
+        st.download_button(
+            "Download PNG",
+            data=support.overlay_download(key, opacity, shown_view, prediction.model_input, explanation),
+            file_name=f"hematovision-{image.short_id}-{method.replace('+', 'plus')}-{explanation.target.lower()}.png",
+            mime="image/png",
+            key=f"download_{method}",
+            icon=":material/download:",
+            on_click="ignore",
+            width="stretch",
+        )
+        st.caption(METHOD_BLURBS[method])
+
+st.caption(support.OVERLAY_LEGEND)
+support.decision_support_note()

@@ -1,0 +1,256 @@
+"""Streamlit glue shared by the pages: cached model and results, charts, common widgets.
+
+The core package (``hematovision/``) stays free of Streamlit; everything that needs
+``st`` lives here or in the page scripts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+from hematovision import CLASS_NAMES, load_classifier, load_image
+from hematovision.app_state import (
+    CURRENT_IMAGE,
+    EXPLAIN_SETTINGS,
+    OPACITY,
+    SIGN_VIEW,
+    UPLOAD_ERROR,
+    UPLOADER_NONCE,
+    CurrentImage,
+    ExplainSettings,
+    preview_with_box,
+)
+from hematovision.cells import CellBox
+from hematovision.classifier import Classifier, Prediction, display_name
+
+# Page scripts, relative to streamlit_app.py. Pages link to each other through these.
+HOME_PAGE = "app_pages/home.py"
+CLASSIFY_PAGE = "app_pages/classify.py"
+EXPLAIN_PAGE = "app_pages/explain.py"
+MODEL_PAGE = "app_pages/model.py"
+
+PRIMARY = "#1f6f8b"  # keep in step with .streamlit/config.toml
+MUTED = "#a9bac6"
+CLASS_COLOURS = {
+    "EOSINOPHIL": "#c8553d",
+    "LYMPHOCYTE": "#3a6ea5",
+    "MONOCYTE": "#6a4c93",
+    "NEUTROPHIL": "#2a9d8f",
+}
+
+
+# ---------------------------------------------------------------------------
+# Session state
+# ---------------------------------------------------------------------------
+def init_state() -> None:
+    """Create the shared session-state keys once per session."""
+    defaults: dict[str, Any] = {
+        CURRENT_IMAGE: None,
+        UPLOAD_ERROR: None,
+        UPLOADER_NONCE: 0,
+        EXPLAIN_SETTINGS: ExplainSettings(),
+        OPACITY: 0.5,
+        SIGN_VIEW: "both",
+    }
+    for key, value in defaults.items():
+        if key not in st.session_state:
+            st.session_state[key] = value
+
+
+def current_image() -> CurrentImage | None:
+    return st.session_state.get(CURRENT_IMAGE)
+
+
+def set_current_image(image: CurrentImage | None) -> None:
+    st.session_state[CURRENT_IMAGE] = image
+    st.session_state[UPLOAD_ERROR] = None
+    # A new image starts from the predicted class again.
+    settings = st.session_state.get(EXPLAIN_SETTINGS) or ExplainSettings()
+    st.session_state[EXPLAIN_SETTINGS] = ExplainSettings(
+        lime_samples=settings.lime_samples, shap_evals=settings.shap_evals, target=None
+    )
+
+
+def clear_uploader() -> None:
+    """Give the file uploader a fresh key so it shows empty on the next run."""
+    st.session_state[UPLOADER_NONCE] = st.session_state.get(UPLOADER_NONCE, 0) + 1
+
+
+# ---------------------------------------------------------------------------
+# Cached model work
+# ---------------------------------------------------------------------------
+@st.cache_resource(show_spinner="Loading the classifier (first time only)…")
+def get_classifier() -> Classifier:
+    return load_classifier()
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def predict_image(digest: str, _data: bytes) -> Prediction:
+    """Prediction for encoded image bytes, cached by their SHA-256 (``digest``)."""
+    return get_classifier().predict(_data)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def original_preview(digest: str, _data: bytes, box: tuple[int, int, int, bool]) -> tuple[np.ndarray, tuple[int, int]]:
+    """(display-sized original with the crop box drawn, (width, height) of the full image)."""
+    rgb = load_image(_data)
+    return preview_with_box(rgb, CellBox(*box)), (rgb.shape[1], rgb.shape[0])
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def thumbnail(digest: str, _data: bytes, side: int = 360) -> np.ndarray:
+    """Small RGB copy for the sidebar (any supported format, any size)."""
+    from PIL import Image
+
+    image = Image.fromarray(load_image(_data))
+    image.thumbnail((side, side), Image.Resampling.LANCZOS)
+    return np.asarray(image)
+
+
+def explainers_status() -> tuple[bool, str]:
+    """(ready, message): whether the explanation package can be imported."""
+    try:
+        from hematovision import explainers  # noqa: F401
+        from hematovision import overlay  # noqa: F401
+    except Exception as exc:  # the package may be missing in a partial install
+        return False, f"Explanations are not available in this installation ({exc})."
+    if not hasattr(explainers, "explain"):
+        return False, "Explanations are not available in this installation."
+    return True, ""
+
+
+@st.cache_data(max_entries=128, show_spinner=False)
+def explain_crop(key: tuple, _crop: np.ndarray):
+    """One explanation of the model's crop, cached by ``app_state.explanation_key``.
+
+    ``key`` is (image digest, method, target or "", params as a sorted tuple, seed);
+    ``_crop`` is not hashed, since the digest and the loaded model determine it.
+    """
+    from hematovision.explainers import explain
+
+    _digest, method, target, params, seed = key
+    return explain(get_classifier(), _crop, method=method, target=target or None, seed=seed, **dict(params))
+
+
+# ---------------------------------------------------------------------------
+# Charts
+# ---------------------------------------------------------------------------
+def probability_figure(prediction: Prediction) -> go.Figure:
+    """Horizontal bars of all class probabilities; the predicted class is highlighted."""
+    names = list(CLASS_NAMES)[::-1]  # plotly draws the first bar at the bottom
+    values = [100 * prediction.probabilities.get(name, 0.0) for name in names]
+    colours = [PRIMARY if name == prediction.label else MUTED for name in names]
+    figure = go.Figure(
+        go.Bar(
+            x=values,
+            y=[display_name(n) for n in names],
+            orientation="h",
+            marker_color=colours,
+            text=[f"{v:.1f}%" if v >= 0.05 else "<0.1%" for v in values],
+            textposition="outside",
+            cliponaxis=False,
+            hovertemplate="%{y}: %{x:.2f}%<extra></extra>",
+        )
+    )
+    figure.update_layout(
+        title=dict(text="Class probabilities", x=0, font=dict(size=15)),
+        xaxis=dict(range=[0, 112], title="Probability (%)", ticksuffix="%", dtick=25),
+        yaxis=dict(title=None),
+        height=260,
+        margin=dict(l=10, r=10, t=40, b=40),
+        showlegend=False,
+    )
+    return figure
+
+
+def confusion_figure(matrix: list[list[float]], class_names: list[str], title: str) -> go.Figure:
+    """Confusion matrix heatmap: rows are the true class, columns the predicted one.
+
+    Colour shows the share of each true class (row-normalised), text shows the counts,
+    so a rare class's errors are as visible as a common class's.
+    """
+    counts = np.asarray(matrix, dtype=float)
+    totals = counts.sum(axis=1, keepdims=True)
+    shares = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+    labels = [display_name(c) for c in class_names]
+    text = [[f"{int(round(v))}" for v in row] for row in counts]
+    figure = go.Figure(
+        go.Heatmap(
+            z=shares,
+            x=labels,
+            y=labels,
+            text=text,
+            texttemplate="%{text}",
+            colorscale="Blues",
+            zmin=0,
+            zmax=1,
+            colorbar=dict(title="Row share", tickformat=".0%"),
+            hovertemplate="True %{y}, predicted %{x}: %{text} (%{z:.1%} of row)<extra></extra>",
+        )
+    )
+    figure.update_layout(
+        title=dict(text=title, x=0, font=dict(size=14)),
+        xaxis=dict(title="Predicted class", side="bottom"),
+        yaxis=dict(title="True class", autorange="reversed"),
+        height=360,
+        margin=dict(l=10, r=10, t=40, b=10),
+    )
+    return figure
+
+
+# ---------------------------------------------------------------------------
+# Shared bits of page layout
+# ---------------------------------------------------------------------------
+def decision_support_note() -> None:
+    st.caption(
+        "HematoVision is decision support for education and research. It is not a "
+        "diagnostic device: a qualified person must review every cell and result."
+    )
+
+
+def sidebar_current_image() -> None:
+    """Show the image in use (if any) in the sidebar on every page."""
+    image = current_image()
+    with st.sidebar:
+        st.markdown("**Current image**")
+        if image is None:
+            st.caption("None yet. Choose one on the Classify page.")
+            return
+        st.image(thumbnail(image.digest, image.data), caption=f"{image.name} ({image.source})",
+                 width="stretch")
+
+
+# ---------------------------------------------------------------------------
+# Overlays (drawing lives in hematovision.overlay; this only adapts and caches)
+# ---------------------------------------------------------------------------
+OVERLAY_LEGEND = (
+    "How to read the maps. Grad-CAM and Grad-CAM++ show only evidence *for* the class, "
+    "on a blue (weak) to red (strongest in this image) scale. LIME and SHAP are signed: "
+    "**red** regions push the probability of the class up, **blue** regions push it down. "
+    "Each map is scaled to its own maximum, and weak evidence is drawn more transparent, "
+    "so compare where the maps point rather than how bright they are. The downloaded PNGs "
+    "include a colour bar. Times on the first image after the app starts include one-time "
+    "set-up; later images are faster, and revisiting an image reuses its maps."
+)
+
+
+def overlay_image(crop: np.ndarray, explanation, opacity: float, view: str) -> np.ndarray:
+    from hematovision import overlay
+
+    return overlay.overlay(crop, explanation.attribution, signed=explanation.signed,
+                           opacity=opacity, view=view)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def overlay_download(key: tuple, opacity: float, view: str, _crop: np.ndarray, _explanation) -> bytes:
+    """PNG (overlay + colour bar) for a download button, cached per explanation and display.
+
+    ``key`` is the explanation's cache key; it determines ``_crop`` and ``_explanation``.
+    """
+    from hematovision import overlay
+
+    return overlay.explanation_png(_crop, _explanation, opacity=opacity, view=view)

@@ -1,0 +1,232 @@
+"""Plain-Python helpers behind the Streamlit pages (this module never imports streamlit).
+
+What lives here: the names of the session-state keys the pages share, the record of
+"the image the user is working on", and small pure functions (drawing the cell box,
+wording a confidence, keying cached explanations) that are easier to test without a
+running app.
+
+The current image is kept as bytes in memory only. A user's file name is kept for
+display, cleaned first, and is never used to build a path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from hematovision.cells import CellBox
+from hematovision.imaging import ImageError, load_image
+
+# ---------------------------------------------------------------------------
+# Session-state keys (one place, so pages cannot drift apart)
+# ---------------------------------------------------------------------------
+CURRENT_IMAGE = "hv_current_image"  # CurrentImage | None
+UPLOAD_ERROR = "hv_upload_error"  # str | None: the message for the last bad upload
+UPLOADER_NONCE = "hv_uploader_nonce"  # int: bump it to give the uploader a new key (clears it)
+EXPLAIN_SETTINGS = "hv_explain_settings"  # ExplainSettings applied on the Explain page
+OPACITY = "hv_opacity"  # float 0..1, the overlay slider
+SIGN_VIEW = "hv_sign_view"  # "positive" | "negative" | "both"
+
+MAX_DISPLAY_NAME = 60
+PREVIEW_SIDE = 1000  # longest side of images sent to the browser for display
+BOX_COLOUR = (0, 200, 255)  # cyan: stands out against pink red cells and purple nuclei
+
+
+@dataclass(frozen=True)
+class CurrentImage:
+    """The image the user is working on, as encoded bytes held in memory."""
+
+    data: bytes = field(repr=False)
+    source: str  # "upload" or "sample"
+    name: str  # for display only; already cleaned
+    sample_key: str | None = None
+    digest: str = ""
+
+    @property
+    def short_id(self) -> str:
+        return self.digest[:10]
+
+
+def image_digest(data: bytes) -> str:
+    """SHA-256 of the encoded bytes: the cache key for everything derived from an image."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def clean_display_name(name: str | None, fallback: str = "uploaded image") -> str:
+    """A user's file name made safe to *show*: no folders, no control characters, short.
+
+    The result is only ever displayed; nothing builds a path from it.
+    """
+    if not name:
+        return fallback
+    base = str(name).replace("\\", "/").rsplit("/", 1)[-1]
+    base = "".join(ch for ch in base if unicodedata.category(ch)[0] != "C").strip()
+    if not base:
+        return fallback
+    if len(base) > MAX_DISPLAY_NAME:
+        base = base[: MAX_DISPLAY_NAME - 1] + "…"
+    return base
+
+
+def current_image_from_upload(data: bytes, name: str | None) -> CurrentImage:
+    """Check that uploaded bytes decode as a usable image and wrap them.
+
+    Raises ``ImageError`` (message ready for the user) when they do not.
+    """
+    load_image(bytes(data))  # decode once to refuse bad files before anything else sees them
+    return CurrentImage(
+        data=bytes(data),
+        source="upload",
+        name=clean_display_name(name),
+        digest=image_digest(bytes(data)),
+    )
+
+
+def current_image_from_sample(data: bytes, key: str, title: str) -> CurrentImage:
+    return CurrentImage(
+        data=bytes(data), source="sample", name=title, sample_key=key, digest=image_digest(data)
+    )
+
+
+# ---------------------------------------------------------------------------
+# Showing a prediction
+# ---------------------------------------------------------------------------
+def draw_cell_box(
+    rgb: np.ndarray, box: CellBox, colour: tuple[int, int, int] = BOX_COLOUR
+) -> np.ndarray:
+    """A copy of the image with the classifier's crop drawn as a square outline."""
+    image = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8))
+    width = max(2, round(min(image.size) / 120))
+    draw = ImageDraw.Draw(image)
+    right = box.x + box.side - 1
+    bottom = box.y + box.side - 1
+    draw.rectangle([box.x, box.y, right, bottom], outline=colour, width=width)
+    return np.asarray(image)
+
+
+def preview_with_box(
+    rgb: np.ndarray, box: CellBox, max_side: int = PREVIEW_SIDE
+) -> np.ndarray:
+    """A display-sized copy of the image (longest side at most ``max_side``) with the box drawn.
+
+    Phone photos can be tens of megapixels; the browser never needs more than this.
+    """
+    height, width = rgb.shape[:2]
+    scale = min(1.0, max_side / max(height, width))
+    if scale >= 1.0:
+        return draw_cell_box(rgb, box)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    small = np.asarray(Image.fromarray(np.ascontiguousarray(rgb)).resize(size, Image.Resampling.LANCZOS))
+    scaled = CellBox(
+        x=int(round(box.x * scale)),
+        y=int(round(box.y * scale)),
+        side=max(1, int(round(box.side * scale))),
+        found=box.found,
+    )
+    return draw_cell_box(small, scaled)
+
+
+def confidence_wording(confidence: float) -> tuple[str, str]:
+    """(level, advice) for a top-class probability, in plain words.
+
+    The levels are a reading aid, not a calibrated guarantee.
+    """
+    if confidence >= 0.90:
+        return "high", "The model strongly prefers this class."
+    if confidence >= 0.60:
+        return "moderate", "Another class is also plausible; look at the chart and the cell."
+    return "low", "The model is unsure. Treat this result with caution and review the cell."
+
+
+def format_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    return f"{seconds / 60:.1f} min"
+
+
+def format_percent(value: float | None, digits: int = 1) -> str:
+    if value is None:
+        return "–"
+    return f"{100 * float(value):.{digits}f}%"
+
+
+# ---------------------------------------------------------------------------
+# Explanation settings and cache keys
+# ---------------------------------------------------------------------------
+METHOD_ORDER = ("gradcam", "gradcam++", "lime", "shap")
+METHOD_TITLES = {
+    "gradcam": "Grad-CAM",
+    "gradcam++": "Grad-CAM++",
+    "lime": "LIME",
+    "shap": "SHAP",
+}
+METHOD_BLURBS = {
+    "gradcam": "Gradients of the class score weight the last convolutional layer's 7×7 feature "
+    "maps, upsampled to the crop: where the network's evidence sits. Coarse; support only.",
+    "gradcam++": "Grad-CAM with pixel-wise weights; often separates several supporting regions "
+    "(such as nuclear lobes) better. Support only.",
+    "lime": "Blurs random sets of superpixels and fits a linear model to how the class "
+    "probability changes. Signed: evidence for and against.",
+    "shap": "Partition SHAP: blurs regions in a nested hierarchy and shares the change in "
+    "class probability among them (Owen values). Signed: for and against.",
+}
+SIGNED_METHODS = ("lime", "shap")
+
+LIME_SAMPLES_CHOICES = (100, 256, 500, 1000, 2000)
+SHAP_EVALS_CHOICES = (100, 256, 500, 1000, 2000)
+DEFAULT_LIME_SAMPLES = 256  # the LIME explainer's own default; ~5 s on 2 CPU cores
+DEFAULT_SHAP_EVALS = 256  # the SHAP explainer's own default; ~8 s on 2 CPU cores
+
+
+@dataclass(frozen=True)
+class ExplainSettings:
+    """What the user chose in the Explain page's settings form."""
+
+    lime_samples: int = DEFAULT_LIME_SAMPLES
+    shap_evals: int = DEFAULT_SHAP_EVALS
+    target: str | None = None  # class name such as "MONOCYTE"; None = the predicted class
+
+    def params_for(self, method: str) -> dict[str, Any]:
+        if method == "lime":
+            return {"num_samples": int(self.lime_samples)}
+        if method == "shap":
+            return {"max_evals": int(self.shap_evals)}
+        return {}
+
+
+def params_key(params: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """Parameters as a sorted, hashable tuple (part of an explanation's cache key)."""
+    return tuple(sorted((str(k), v) for k, v in params.items()))
+
+
+def explanation_key(
+    digest: str, method: str, target: str | None, params: Mapping[str, Any], seed: int = 0
+) -> tuple:
+    """Everything that decides an explanation's result for one image and model."""
+    return (digest, method, target or "", params_key(params), int(seed))
+
+
+__all__ = [
+    "CURRENT_IMAGE",
+    "CurrentImage",
+    "ExplainSettings",
+    "ImageError",
+    "clean_display_name",
+    "confidence_wording",
+    "current_image_from_sample",
+    "current_image_from_upload",
+    "draw_cell_box",
+    "explanation_key",
+    "format_percent",
+    "format_seconds",
+    "image_digest",
+]

@@ -1,0 +1,33 @@
+"""HematoVision: `streamlit run streamlit_app.py`.
+
+The entry point only sets up the page, the shared state and the navigation; each page
+lives in app_pages/ and calls the core package through app_support.py.
+
+The folder is deliberately not called ``pages/``: Streamlit treats a ``pages/`` folder
+next to the entry point as a legacy (v1) multipage app, and then a deep link such as
+/model, opened as the first request after the server starts (or by a browser tab that
+reconnects after a restart), runs that page script alone, without this file: no wide
+layout, no shared sidebar, and an auto-generated page list.
+"""
+
+import streamlit as st
+
+import app_support as support
+
+st.set_page_config(
+    page_title="HematoVision",
+    page_icon=":material/biotech:",
+    layout="wide",
+    initial_sidebar_state="expanded",
+)
+support.init_state()
+
+pages = [
+    st.Page(support.HOME_PAGE, title="Home", icon=":material/home:", default=True),
+    st.Page(support.CLASSIFY_PAGE, title="Classify", icon=":material/labs:"),
+    st.Page(support.EXPLAIN_PAGE, title="Explain", icon=":material/visibility:"),
+    st.Page(support.MODEL_PAGE, title="Model", icon=":material/fact_check:"),
+]
+navigation = st.navigation(pages)
+support.sidebar_current_image()
+navigation.run()

@@ -1,0 +1,447 @@
+"""The Streamlit app, driven headless through streamlit.testing.v1.AppTest.
+
+Every test starts from ``streamlit_app.py`` (the real entry point with st.navigation) and
+moves with ``AppTest.switch_page``, so the pages run exactly as they do under
+``streamlit run``.
+
+Uploads: AppTest in Streamlit 1.67 drives ``st.file_uploader`` itself
+(``at.file_uploader[0].set_value((name, bytes, mime))``, then ``run()``); the bytes go
+through Streamlit's in-memory upload manager and the page's on_change callback, as in a
+browser. What it does not exercise is the browser side: the ``type=`` extension filter
+and ``server.maxUploadSize`` are enforced by the front end and upload endpoint, so a
+wrong-extension or oversized file is not tested here (AppTest delivers whatever it is given).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from hematovision import ImageError, load_image
+from hematovision.app_state import (
+    CURRENT_IMAGE,
+    EXPLAIN_SETTINGS,
+    OPACITY,
+    SIGN_VIEW,
+    ExplainSettings,
+    clean_display_name,
+    current_image_from_sample,
+    current_image_from_upload,
+    draw_cell_box,
+    explanation_key,
+)
+from hematovision.cells import CellBox
+from hematovision.classifier import CLASS_NAMES, MODEL_CARD_PATH, display_name
+from hematovision.metrics import accuracy_summary
+from hematovision.model_card import CARD_PATH_ENV, load_model_card, validate_model_card
+from hematovision.samples import find_sample, list_samples
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:  # app_support.py lives at the repository root
+    sys.path.insert(0, str(REPO_ROOT))
+APP = REPO_ROOT / "streamlit_app.py"
+PAGES = ["app_pages/home.py", "app_pages/classify.py", "app_pages/explain.py", "app_pages/model.py"]
+# Generous: the first run in a process loads TensorFlow and the model (a few seconds on
+# 2 cores); explanation runs below use small LIME/SHAP settings but still take seconds.
+TIMEOUT = 180
+FAST_EXPLAIN = ExplainSettings(lime_samples=50, shap_evals=60)
+
+
+def start(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    assert not at.exception, at.exception
+    if page:
+        at.switch_page(page).run()
+    return at
+
+
+def errors(at: AppTest) -> list[str]:
+    return [e.value for e in at.error]
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def evaluation_count(caption: str) -> int:
+    """'1.2 s · 51 model evaluations' -> 51."""
+    return int(caption.split("·")[1].split("model evaluation")[0].strip().replace(",", ""))
+
+
+def expected_message(data: bytes) -> str:
+    with pytest.raises(ImageError) as info:
+        load_image(data)
+    return str(info.value)
+
+
+@pytest.fixture(autouse=True)
+def no_real_card_override(monkeypatch):
+    # The Model page reads $HEMATOVISION_MODEL_CARD when set; tests choose explicitly.
+    monkeypatch.delenv(CARD_PATH_ENV, raising=False)
+
+
+# ---------------------------------------------------------------------------
+# Every page runs
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_runs_without_an_image(page):
+    at = start(page)
+    assert not at.exception, at.exception
+    assert at.title, f"{page} shows no title"
+
+
+def test_home_describes_the_four_cells_and_the_disclaimer():
+    at = start()
+    text = " ".join(m.value for m in at.markdown) + " ".join(i.value for i in at.info)
+    for name in CLASS_NAMES:
+        assert display_name(name) in text
+    assert "not a diagnosis" in text.lower()
+
+
+def test_explain_without_an_image_offers_a_sample():
+    at = start("app_pages/explain.py")
+    at.session_state[EXPLAIN_SETTINGS] = FAST_EXPLAIN
+    assert any("No image has been chosen yet" in i.value for i in at.info)
+    at.button(key="explain_use_sample").click().run()
+    assert not at.exception, at.exception
+    assert at.session_state[CURRENT_IMAGE] is not None
+
+
+# ---------------------------------------------------------------------------
+# Classify
+# ---------------------------------------------------------------------------
+def predicted_label(at: AppTest) -> str | None:
+    metrics = [m for m in at.metric if m.label == "Predicted type"]
+    return metrics[0].value if metrics else None
+
+
+def test_sample_shows_prediction_crop_and_chart(classifier):
+    sample = find_sample("neutrophil-1")
+    at = start("app_pages/classify.py")
+    at.button(key=f"sample_{sample.key}").click().run()
+    assert not at.exception, at.exception
+    assert not errors(at)
+    expected = classifier.predict(sample.read_bytes())
+    assert predicted_label(at) == display_name(expected.label)
+    assert len(at.get("plotly_chart")) == 1
+    captions = " ".join(c.value for c in at.caption)
+    assert "Data-set label for this sample" in captions
+    image = at.session_state[CURRENT_IMAGE]
+    assert image.source == "sample" and image.sample_key == sample.key
+
+
+def test_good_upload_gives_a_prediction(classifier):
+    rgb = load_image(find_sample("lymphocyte-1").path)
+    data = png_bytes(rgb)
+    at = start("app_pages/classify.py")
+    at.file_uploader[0].set_value(("../../etc/cell.png", data, "image/png")).run()
+    assert not at.exception, at.exception
+    assert not errors(at)
+    assert predicted_label(at) == display_name(classifier.predict(data).label)
+    image = at.session_state[CURRENT_IMAGE]
+    assert image.source == "upload"
+    assert image.data == data  # held in memory as bytes
+    assert image.name == "cell.png"  # display name only, folders stripped
+
+
+def _truncated_jpeg() -> bytes:
+    data = find_sample("monocyte-1").read_bytes()
+    return data[: len(data) // 2]
+
+
+BAD_UPLOADS = {
+    "random-bytes": np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8).tobytes(),
+    "truncated-jpeg": _truncated_jpeg(),
+    "empty": b"",
+    "too-small": png_bytes(np.zeros((8, 8, 3), np.uint8)),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_UPLOADS))
+def test_bad_upload_shows_the_specific_error_and_the_app_keeps_working(kind):
+    data = BAD_UPLOADS[kind]
+    message = expected_message(data)
+    at = start("app_pages/classify.py")
+    at.file_uploader[0].set_value((f"{kind}.jpg", data, "image/jpeg")).run()
+    assert not at.exception, at.exception
+    assert any(message in e for e in errors(at)), errors(at)
+    assert predicted_label(at) is None
+    assert at.session_state[CURRENT_IMAGE] is None
+    # ...and the app still works: a sample classifies normally afterwards.
+    at.button(key="sample_eosinophil-1").click().run()
+    assert not at.exception, at.exception
+    assert not errors(at)
+    assert predicted_label(at) is not None
+
+
+def test_image_without_a_white_cell_is_flagged():
+    blank = png_bytes(np.full((120, 160, 3), 230, np.uint8))  # decodes fine, no nucleus anywhere
+    at = start("app_pages/classify.py")
+    at.file_uploader[0].set_value(("blank.png", blank, "image/png")).run()
+    assert not at.exception, at.exception
+    assert predicted_label(at) is not None  # the model still answers...
+    assert any("No white-cell nucleus was found" in w.value for w in at.warning)  # ...with a warning
+
+
+def test_classify_another_clears_the_image_and_the_uploader():
+    at = start("app_pages/classify.py")
+    at.file_uploader[0].set_value(("a.jpeg", find_sample("monocyte-2").read_bytes(), "image/jpeg")).run()
+    assert predicted_label(at) is not None
+    at.button(key="classify_another").click().run()
+    assert not at.exception, at.exception
+    assert predicted_label(at) is None
+    assert at.session_state[CURRENT_IMAGE] is None
+    assert at.file_uploader[0].value is None
+
+
+def test_removing_the_uploaded_file_clears_the_result():
+    at = start("app_pages/classify.py")
+    at.file_uploader[0].set_value(("b.jpeg", find_sample("neutrophil-3").read_bytes(), "image/jpeg")).run()
+    assert predicted_label(at) is not None
+    at.file_uploader[0].clear().run()
+    assert not at.exception, at.exception
+    assert predicted_label(at) is None
+    assert at.session_state[CURRENT_IMAGE] is None
+
+
+def test_current_image_survives_a_trip_to_another_page():
+    at = start("app_pages/classify.py")
+    at.file_uploader[0].set_value(("c.jpeg", find_sample("lymphocyte-3").read_bytes(), "image/jpeg")).run()
+    label = predicted_label(at)
+    at.switch_page("app_pages/model.py").run()
+    at.switch_page("app_pages/classify.py").run()
+    assert not at.exception, at.exception
+    assert predicted_label(at) == label  # the uploader is empty again, the image is kept
+
+
+def test_explain_button_opens_the_explain_page():
+    at = start("app_pages/classify.py")
+    at.session_state[EXPLAIN_SETTINGS] = FAST_EXPLAIN
+    at.button(key="sample_lymphocyte-2").click().run()
+    at.button(key="go_explain").click().run(timeout=TIMEOUT * 2)
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Explain the decision"
+
+
+# ---------------------------------------------------------------------------
+# Explain
+# ---------------------------------------------------------------------------
+def test_explain_renders_all_four_methods_and_caches_them(monkeypatch):
+    import hematovision.explainers as explainers
+
+    calls = []
+    real_explain = explainers.explain
+
+    def counting_explain(*args, **kwargs):
+        calls.append(kwargs.get("method"))
+        return real_explain(*args, **kwargs)
+
+    monkeypatch.setattr(explainers, "explain", counting_explain)
+    import app_support
+
+    app_support.explain_crop.clear()
+
+    sample = find_sample("eosinophil-2")
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    at.session_state[CURRENT_IMAGE] = current_image_from_sample(sample.read_bytes(), sample.key, sample.title)
+    at.session_state[EXPLAIN_SETTINGS] = FAST_EXPLAIN
+    at.switch_page("app_pages/explain.py").run(timeout=TIMEOUT * 2)
+    assert not at.exception, at.exception
+    assert not errors(at), errors(at)
+
+    headings = " ".join(m.value for m in at.markdown)
+    for title in ("Grad-CAM", "Grad-CAM++", "LIME", "SHAP"):
+        assert f"#### {title}" in headings
+    runtime_captions = [c.value for c in at.caption if "model evaluation" in c.value]
+    assert len(runtime_captions) == 4, runtime_captions  # Grad-CAM, Grad-CAM++, LIME, SHAP
+    evaluations = [evaluation_count(c) for c in runtime_captions]
+    assert evaluations[2] == 50 + 1  # LIME: its samples plus the target's forward pass
+    assert 1 < evaluations[3] <= 60 + 1  # SHAP: at most its budget plus that pass
+    assert len(at.get("download_button")) == 4
+    assert sorted(calls) == sorted(["gradcam", "gradcam++", "lime", "shap"])
+
+    # Display-only controls reuse the cached maps.
+    at.slider(key=OPACITY).set_value(0.8).run()
+    at.radio(key=SIGN_VIEW).set_value("positive").run()
+    assert not at.exception, at.exception
+    assert len(calls) == 4, calls
+
+
+def test_explain_settings_form_changes_target_and_samples():
+    sample = find_sample("monocyte-1")
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    at.session_state[CURRENT_IMAGE] = current_image_from_sample(sample.read_bytes(), sample.key, sample.title)
+    at.session_state[EXPLAIN_SETTINGS] = FAST_EXPLAIN
+    at.switch_page("app_pages/explain.py").run(timeout=TIMEOUT * 2)
+    assert not at.exception, at.exception
+    at.selectbox[0].set_value("LYMPHOCYTE")
+    at.select_slider[0].set_value(100)
+    at.select_slider[1].set_value(100)
+    submit = [b for b in at.button if b.label == "Apply settings"]
+    assert submit, [b.label for b in at.button]
+    submit[0].click().run(timeout=TIMEOUT * 2)
+    assert not at.exception, at.exception
+    assert not errors(at), errors(at)
+    assert at.session_state[EXPLAIN_SETTINGS] == ExplainSettings(100, 100, "LYMPHOCYTE")
+    assert any("**Explaining:** Lymphocyte" in m.value for m in at.markdown)
+    captions = [c.value for c in at.caption if "model evaluation" in c.value]
+    assert evaluation_count(captions[2]) == 100 + 1, captions
+
+
+def test_explain_target_class_can_be_changed():
+    sample = find_sample("neutrophil-2")
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    at.session_state[CURRENT_IMAGE] = current_image_from_sample(sample.read_bytes(), sample.key, sample.title)
+    at.session_state[EXPLAIN_SETTINGS] = ExplainSettings(lime_samples=50, shap_evals=60, target="MONOCYTE")
+    at.switch_page("app_pages/explain.py").run(timeout=TIMEOUT * 2)
+    assert not at.exception, at.exception
+    assert not errors(at), errors(at)
+    assert any("**Explaining:** Monocyte" in m.value for m in at.markdown)
+
+
+# ---------------------------------------------------------------------------
+# Model
+# ---------------------------------------------------------------------------
+def synthetic_card() -> dict:
+    rng = np.random.default_rng(1)
+    splits = {}
+    for name, n in (("test_image", 400), ("test_cell", 71), ("test_simple", 71)):
+        truth = rng.integers(0, 4, n)
+        guess = np.where(rng.random(n) < 0.85, truth, rng.integers(0, 4, n))
+        splits[name] = accuracy_summary(truth, guess, CLASS_NAMES, description=f"synthetic {name}")
+    return {
+        "model_file": "hematovision-mobilenetv2.keras",
+        "model_sha256": "0" * 64,
+        "class_names": list(CLASS_NAMES),
+        "input_size": [224, 224],
+        "framing": "crop around the white cell",
+        "training": {
+            "command": "python -m training.train",
+            "seconds": 600.0,
+            "imagenet_weights": "keras",
+            "settings": {"epochs": 3, "learning_rate": 0.001},
+            "validation": {"cells": 40, "images": 1400, "accuracy": 0.9, "cell_accuracy": 0.92},
+        },
+        "data": {
+            "name": "Blood Cell Images (Kaggle)",
+            "license": "MIT",
+            "manifest_sha256": "1" * 64,
+            "train_images": 9957,
+            "train_cells": 277,
+            "url_note": "dhruvp/wbc-classification",
+        },
+        "evaluation": {"command": "python -m hematovision evaluate", "date": "2026-11-25", "splits": splits},
+        "limits": ["Never saw basophils.", "Trained on one lab's stain."],
+    }
+
+
+def test_model_page_renders_a_card(tmp_path, monkeypatch):
+    card = synthetic_card()
+    path = tmp_path / "model-card.json"
+    path.write_text(json.dumps(card))
+    assert validate_model_card(card) == []
+    monkeypatch.setenv(CARD_PATH_ENV, str(path))
+    at = start("app_pages/model.py")
+    assert not at.exception, at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["TEST, image level"] == f"{100 * card['evaluation']['splits']['test_image']['accuracy']:.1f}%"
+    assert set(metrics) == {"TEST, image level", "TEST, cell level", "TEST_SIMPLE"}
+    captions = " ".join(c.value for c in at.caption)
+    assert "95% CI" in captions
+    assert len(at.get("plotly_chart")) == 3  # one confusion matrix per split
+    assert len(at.dataframe) >= 3
+    # The fake sha256 does not match the committed model: the page must say so.
+    assert any("does not match" in e for e in errors(at))
+    text = " ".join(m.value for m in at.markdown)
+    assert "Never saw basophils." in text
+
+
+def test_model_page_without_a_card_says_so(tmp_path, monkeypatch):
+    monkeypatch.setenv(CARD_PATH_ENV, str(tmp_path / "missing.json"))
+    at = start("app_pages/model.py")
+    assert not at.exception, at.exception
+    assert any("No model card was found" in w.value for w in at.warning)
+
+
+def test_model_page_with_a_broken_card(tmp_path, monkeypatch):
+    path = tmp_path / "model-card.json"
+    path.write_text("{not json")
+    monkeypatch.setenv(CARD_PATH_ENV, str(path))
+    at = start("app_pages/model.py")
+    assert not at.exception, at.exception
+    assert any("could not be read" in e for e in errors(at))
+
+
+@pytest.mark.skipif(not MODEL_CARD_PATH.is_file(), reason="models/model-card.json not written yet")
+def test_model_page_renders_the_real_card():
+    card = load_model_card(MODEL_CARD_PATH)
+    at = start("app_pages/model.py")
+    assert not at.exception, at.exception
+    assert any("matches the SHA-256" in s.value for s in at.success)
+    if not card.available_splits():  # trained, not evaluated yet: the page must say so
+        assert any("no evaluation results yet" in w.value for w in at.warning)
+        return
+    assert card.problems == [], card.problems
+    assert len(at.metric) == 3
+    assert len(at.get("plotly_chart")) == 3
+
+
+# ---------------------------------------------------------------------------
+# Pure helpers behind the pages
+# ---------------------------------------------------------------------------
+def test_samples_three_per_class_and_readable():
+    samples = list_samples()
+    assert [s.class_name for s in samples] == [c for c in CLASS_NAMES for _ in range(3)]
+    for sample in samples:
+        assert load_image(sample.path).shape[2] == 3
+    assert (REPO_ROOT / "samples" / "README.md").is_file()
+
+
+def test_clean_display_name_never_keeps_a_path():
+    assert clean_display_name("../../etc/passwd") == "passwd"
+    assert clean_display_name("C:\\Users\\me\\cell.png") == "cell.png"
+    assert clean_display_name("a\x00b\nc.jpg") == "abc.jpg"
+    assert clean_display_name("") == "uploaded image"
+    assert len(clean_display_name("x" * 500 + ".png")) <= 60
+
+
+def test_upload_helper_refuses_bad_bytes_with_the_loader_message():
+    data = BAD_UPLOADS["random-bytes"]
+    with pytest.raises(ImageError) as info:
+        current_image_from_upload(data, "x.jpg")
+    assert str(info.value) == expected_message(data)
+
+
+def test_draw_cell_box_marks_the_box_only():
+    rgb = np.full((100, 120, 3), 255, np.uint8)
+    boxed = draw_cell_box(rgb, CellBox(10, 20, 50, True))
+    assert boxed.shape == rgb.shape
+    assert (boxed[20, 30] != 255).any()  # top edge
+    assert (boxed[45, 35] == 255).all()  # inside untouched
+    assert (rgb == 255).all()  # input not modified
+
+
+def test_explanation_key_depends_on_everything_that_changes_the_result():
+    base = explanation_key("abc", "lime", None, {"num_samples": 50})
+    assert base == explanation_key("abc", "lime", None, {"num_samples": 50})
+    assert base != explanation_key("abc", "lime", None, {"num_samples": 100})
+    assert base != explanation_key("abc", "lime", "MONOCYTE", {"num_samples": 50})
+    assert base != explanation_key("abd", "lime", None, {"num_samples": 50})
+
+
+def test_model_card_validation_reports_problems():
+    card = synthetic_card()
+    del card["limits"]
+    card["evaluation"]["splits"]["test_cell"]["confusion_matrix"] = [[1, 2]]
+    problems = validate_model_card(card)
+    assert any("limits" in p for p in problems)
+    assert any("test_cell" in p and "confusion_matrix" in p for p in problems)
