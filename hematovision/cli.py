@@ -73,7 +73,11 @@ def _build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--out", required=True, metavar="FILE.png")
     explain.add_argument("--target", help="class to explain (default: the predicted class)")
     explain.add_argument("--seed", type=int, default=0)
-    explain.add_argument("--opacity", type=float, default=0.5)
+    explain.add_argument("--opacity", type=float, default=0.6, help="heatmap opacity, 0-1")
+    explain.add_argument(
+        "--view", choices=["both", "positive", "negative"], default="both",
+        help="for LIME and SHAP: evidence for, against, or both",
+    )
     explain.add_argument("--json", action="store_true", help="print the explanation's metadata as JSON")
     explain.set_defaults(handler=_explain)
 
@@ -128,7 +132,7 @@ def _predict(args) -> int:
 
 def _explain(args) -> int:
     from hematovision.explainers import explain
-    from hematovision.overlay import overlay_png_with_colorbar
+    from hematovision.overlay import explanation_png
 
     out = Path(args.out)
     if out.suffix.lower() != ".png":
@@ -141,7 +145,7 @@ def _explain(args) -> int:
         classifier, prediction.model_input, method=args.method, target=args.target, seed=args.seed
     )
     out.write_bytes(
-        overlay_png_with_colorbar(prediction.model_input, explanation, opacity=args.opacity)
+        explanation_png(prediction.model_input, explanation, opacity=args.opacity, view=args.view)
     )
     summary = {
         "file": args.image,

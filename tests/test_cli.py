@@ -79,3 +79,67 @@ def test_module_entry_point_runs_without_traceback(not_an_image):
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "not an image" in result.stderr
+
+
+def test_evaluate_folder_json_reports_accuracy_and_skips_bad_files(capsys, classifier, tmp_path):
+    for folder in ("Neutrophils", "eosinophil"):
+        (tmp_path / folder).mkdir()
+        Image.fromarray(SMEAR).save(tmp_path / folder / "cell.png")
+    (tmp_path / "Neutrophils" / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    code, out, _ = run_cli(capsys, "evaluate", str(tmp_path), "--json")
+    assert code == 0
+    report = json.loads(out)
+    assert report["n"] == 2
+    assert report["unreadable_count"] == 1
+    assert 0.0 <= report["accuracy"] <= 1.0
+    assert np.array(report["confusion_matrix"]).sum() == 2
+    assert set(report["folders"]) == {"NEUTROPHIL", "EOSINOPHIL"}
+
+
+def test_evaluate_plain_text_prints_confusion_matrix(capsys, classifier, tmp_path):
+    (tmp_path / "LYMPHOCYTE").mkdir()
+    Image.fromarray(SMEAR).save(tmp_path / "LYMPHOCYTE" / "cell.jpg")
+    code, out, _ = run_cli(capsys, "evaluate", str(tmp_path))
+    assert code == 0
+    assert "accuracy" in out and "confusion matrix" in out
+
+
+def test_evaluate_folder_without_class_folders_is_a_clear_error(capsys, classifier, tmp_path):
+    code, _, err = run_cli(capsys, "evaluate", str(tmp_path))
+    assert code == 1
+    assert "No class folders" in err
+
+
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++"])
+def test_explain_writes_a_png_overlay(capsys, classifier, smear_png, tmp_path, method):
+    out = tmp_path / "map.png"
+    code, stdout, _ = run_cli(capsys, "explain", str(smear_png), "--method", method,
+                              "--out", str(out), "--json")
+    assert code == 0
+    summary = json.loads(stdout)
+    assert summary["explanation"]["method"] == method
+    assert summary["explanation"]["evaluations"] >= 1
+    with Image.open(out) as written:
+        assert written.format == "PNG" and written.width > 224
+
+
+def test_explain_for_another_class_says_which(capsys, classifier, smear_png, tmp_path):
+    out = tmp_path / "map.png"
+    code, stdout, _ = run_cli(capsys, "explain", str(smear_png), "--target", "monocytes",
+                              "--out", str(out), "--json")
+    assert code == 0
+    assert json.loads(stdout)["explanation"]["target"] == "MONOCYTE"
+
+
+def test_explain_unknown_method_is_a_clear_error(capsys, classifier, smear_png, tmp_path):
+    code, _, err = run_cli(capsys, "explain", str(smear_png), "--method", "magic",
+                           "--out", str(tmp_path / "x.png"))
+    assert code == 1
+    assert "available: gradcam" in err
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_explain_refuses_a_non_png_output(capsys, classifier, smear_png, tmp_path):
+    code, _, err = run_cli(capsys, "explain", str(smear_png), "--out", str(tmp_path / "x.jpg"))
+    assert code == 1
+    assert ".png" in err

@@ -1,0 +1,257 @@
+"""Speed and stability measurements for the committed model and the explainers.
+
+``run_bench()`` times model loading, prediction and each explainer at its defaults and
+says whether each speed target is met; ``run_stability()`` compares the fast LIME/SHAP
+defaults with high-budget reference runs and across seeds. Both return plain dicts
+(JSON-ready) so a CLI can print them. Images come from samples/, else the test split
+of the data set, else synthetic cells, so the numbers can be produced anywhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from scipy import stats
+
+from hematovision.classifier import (CLASS_NAMES, DEFAULT_MODEL_PATH, PROJECT_ROOT, Classifier,
+                                     load_classifier)
+from hematovision.cells import frame_cell
+from hematovision.imaging import load_image
+
+# Seconds per explanation on the 2-core CPU, warm (first call builds the explainer).
+TARGET_SECONDS = {"gradcam": 0.1, "gradcam++": 0.1, "lime": 3.0, "shap": 3.0}
+# High-budget settings that stand in for "the true" LIME / SHAP map.
+REFERENCE_PARAMS = {"lime": {"num_samples": 2000}, "shap": {"max_evals": 2000}}
+SAMPLES_DIR = PROJECT_ROOT / "samples"
+TEST_DIR = PROJECT_ROOT.parent / "shared" / "data" / "blood-cells" / "TEST_SIMPLE"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+# -- images ----------------------------------------------------------------------------
+def synthetic_cell(variant: int = 0, size: int = 224) -> np.ndarray:
+    """A stained-smear look-alike: purple nucleus (variant picks round or lobed) on pink/pale."""
+    rng = np.random.default_rng(variant)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    image = np.empty((size, size, 3), np.float32)
+    image[:] = (232, 214, 222)  # pale background
+    for _ in range(6):  # red cells: pink discs
+        cy, cx = rng.uniform(0.1, 0.9, 2)
+        disc = (yy - cy) ** 2 + (xx - cx) ** 2 < 0.012
+        image[disc] = (214, 150, 165)
+    cytoplasm = (yy - 0.5) ** 2 + (xx - 0.5) ** 2 < 0.09
+    image[cytoplasm] = (205, 180, 215)
+    lobes = [(0.5, 0.5, 0.03)] if variant % 2 == 0 else [(0.42, 0.4, 0.008), (0.58, 0.45, 0.008),
+                                                          (0.5, 0.62, 0.008)]
+    for cy, cx, r2 in lobes:
+        image[(yy - cy) ** 2 + (xx - cx) ** 2 < r2] = (95, 60, 165)
+    image += rng.normal(0, 4, image.shape)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def sample_images(count: int = 5, size: int = 224) -> list[np.ndarray]:
+    """Model-input crops: samples/ first, then TEST_SIMPLE (classes in turn), then synthetic."""
+    paths = sorted(p for p in SAMPLES_DIR.glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if len(paths) < count and TEST_DIR.is_dir():
+        per_class = [sorted(p for p in (TEST_DIR / name).glob("*")
+                            if p.suffix.lower() in IMAGE_SUFFIXES)
+                     for name in CLASS_NAMES if (TEST_DIR / name).is_dir()]
+        for row in range(max((len(files) for files in per_class), default=0)):
+            paths += [files[row] for files in per_class if row < len(files)]
+    crops = [frame_cell(load_image(path), size)[0] for path in paths[:count]]
+    crops += [synthetic_cell(variant, size) for variant in range(count - len(crops))]
+    return crops
+
+
+# -- comparing maps --------------------------------------------------------------------
+def top_fraction_iou(a: np.ndarray, b: np.ndarray, fraction: float = 0.2) -> float:
+    """IoU of the pixels in each map's top ``fraction`` (highest values, i.e. most 'for')."""
+    top_a = a >= np.quantile(a, 1 - fraction)
+    top_b = b >= np.quantile(b, 1 - fraction)
+    union = np.logical_or(top_a, top_b).sum()
+    return float(np.logical_and(top_a, top_b).sum() / union) if union else 1.0
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Rank correlation of two maps (on a 4x-subsampled grid: same answer, 16x cheaper)."""
+    rho = stats.spearmanr(a[::4, ::4].ravel(), b[::4, ::4].ravel()).statistic
+    return float(rho) if np.isfinite(rho) else 1.0  # constant maps: identical ranks
+
+
+def _median(values: Sequence[float]) -> float:
+    return float(statistics.median(values))
+
+
+def _timed(function: Callable[[], Any]) -> tuple[float, Any]:
+    started = time.perf_counter()
+    result = function()
+    return time.perf_counter() - started, result
+
+
+# -- benchmark -------------------------------------------------------------------------
+def run_bench(classifier: Classifier | None = None, repeats: int = 5,
+              images: Sequence[np.ndarray] | None = None,
+              compare_tutorial: bool = False) -> dict[str, Any]:
+    """Time the model and every explainer at its defaults; see TARGET_SECONDS.
+
+    ``repeats`` is the number of images each explainer is timed on (after one warm-up
+    call); ``compare_tutorial`` adds one run of LIME and SHAP as their tutorials call
+    them (slow: ~1500 evaluations through model.predict) for the speed-up ratio.
+    """
+    import keras
+
+    from hematovision.explainers import available_methods, explain, get_explainer
+
+    # Other processes on a 2-core machine change every number below: record the load.
+    load_average = [round(value, 2) for value in os.getloadavg()]
+    # Approximates a cold start's model load (TensorFlow itself is already imported).
+    load_seconds, _ = _timed(lambda: keras.saving.load_model(DEFAULT_MODEL_PATH, compile=False))
+    classifier = classifier or load_classifier()
+    crops = list(images) if images is not None else sample_images(max(repeats, 1))
+
+    classifier.predict(crops[0])  # warm the traced graph
+    predict_ms = [1000 * _timed(lambda: classifier.predict(crop))[0]
+                  for crop in (crops * (1 + 10 // len(crops)))[:10]]
+    batch = np.stack([crops[i % len(crops)] for i in range(64)]).astype(np.float32)
+    classifier.predict_proba(batch[:32])
+    batch_seconds = _median([_timed(lambda: classifier.predict_proba(batch))[0] for _ in range(3)])
+
+    images_per_second = 64 / batch_seconds
+    explainers: dict[str, Any] = {}
+    for method in available_methods():
+        build_seconds, explainer = _timed(lambda: get_explainer(classifier, method))
+        explainer(crops[0])  # first call traces graphs / JIT-compiles; not what users wait for
+        runs = [explain(classifier, crop, method) for crop in crops[:repeats]]
+        seconds = _median([run.seconds for run in runs])
+        target = TARGET_SECONDS.get(method)
+        explainers[method] = {
+            "median_seconds": round(seconds, 4),
+            "max_seconds": round(max(run.seconds for run in runs), 4),
+            "evaluations": runs[0].evaluations,
+            # What the evaluations alone cost at the batch rate: the rest is overhead.
+            "model_bound_seconds": round(runs[0].evaluations / images_per_second, 4),
+            "params": runs[0].params,
+            "build_seconds": round(build_seconds, 3),
+            "target_seconds": target,
+            "target_met": bool(target is None or seconds <= target),
+        }
+
+    report: dict[str, Any] = {
+        "model": str(Path(classifier.model_path or DEFAULT_MODEL_PATH).name),
+        "images": len(crops[:repeats]),
+        "cpu_count": os.cpu_count(),
+        "load_average_1_5_15min": load_average,
+        "model_load_seconds": round(load_seconds, 3),
+        "predict_ms_median": round(_median(predict_ms), 2),
+        "batch64_images_per_second": round(images_per_second, 1),
+        "explainers": explainers,
+        "all_targets_met": all(entry["target_met"] for entry in explainers.values()),
+    }
+    if compare_tutorial:
+        report["tutorial_style"] = _tutorial_timings(classifier, crops[0], explainers)
+    return report
+
+
+def _tutorial_timings(classifier: Classifier, image: np.ndarray,
+                      ours: dict[str, Any]) -> dict[str, Any]:
+    """LIME and SHAP as the libraries' tutorials call them, once, for the speed-up ratio."""
+    import shap
+    from lime.lime_image import LimeImageExplainer
+
+    from hematovision.explainers.base import baseline_image
+    from hematovision.explainers.shap_explainer import background_masker
+
+    calls = {"count": 0}
+
+    def model_predict(batch: np.ndarray) -> np.ndarray:
+        calls["count"] += len(batch)
+        return classifier.model.predict(np.asarray(batch, np.float32), verbose=0)
+
+    with contextlib.redirect_stderr(io.StringIO()):  # lime draws a tqdm bar on stderr
+        lime_seconds, _ = _timed(lambda: LimeImageExplainer(random_state=0).explain_instance(
+            image.astype(np.float64), model_predict, top_labels=5, hide_color=0,
+            num_samples=1000, batch_size=10))
+    lime_evals = calls["count"]
+    # The tutorial's masker is "blur(128,128)" (needs OpenCV); ours is the same box blur.
+    masker = background_masker(image.shape)
+    masker.use_background(baseline_image(image, "blur(128)"))
+    explainer = shap.Explainer(model_predict, masker, output_names=list(CLASS_NAMES))
+    calls["count"] = 0
+    shap_seconds, _ = _timed(lambda: explainer(
+        image[None].astype(np.float32), max_evals=500, batch_size=50,
+        outputs=shap.Explanation.argsort.flip[:1], silent=True))
+    return {
+        "lime": {"seconds": round(lime_seconds, 3), "evaluations": lime_evals,
+                 "settings": "1000 samples, batch_size 10, quickshift, model.predict",
+                 "speedup_of_defaults": round(lime_seconds / ours["lime"]["median_seconds"], 1)},
+        "shap": {"seconds": round(shap_seconds, 3), "evaluations": calls["count"],
+                 "settings": "Partition, 500 evals, batch_size 50, blur(128), model.predict",
+                 "speedup_of_defaults": round(shap_seconds / ours["shap"]["median_seconds"], 1)},
+    }
+
+
+# -- stability -------------------------------------------------------------------------
+def run_stability(classifier: Classifier | None = None, images: Sequence[np.ndarray] | None = None,
+                  candidates: dict[str, list[dict[str, Any]]] | None = None,
+                  seeds: Sequence[int] = (0, 1, 2),
+                  fraction: float = 0.2) -> dict[str, list[dict[str, Any]]]:
+    """How far fast settings are from a high-budget reference, and from themselves.
+
+    For each method in ``candidates`` (default: LIME and SHAP at their defaults) and each
+    parameter set, average over images: top-``fraction`` IoU and Spearman rho against
+    the same parameters at the REFERENCE_PARAMS budget (seed 0), and between every pair
+    of ``seeds``. Slow: a reference costs ~2000 evaluations per image (shared between
+    candidates that differ only in budget).
+    """
+    from hematovision.explainers import explain
+
+    classifier = classifier or load_classifier()
+    crops = list(images) if images is not None else sample_images(5)
+    candidates = candidates or {"lime": [{}], "shap": [{}]}
+    report: dict[str, list[dict[str, Any]]] = {}
+    for method, settings_list in candidates.items():
+        cache: dict[str, list[Any]] = {}  # reference runs, by their parameters
+        report[method] = []
+        for settings in settings_list:
+            # Same parameters (e.g. segmentation) as the candidate, only a larger budget.
+            reference_params = {**settings, **REFERENCE_PARAMS.get(method, {})}
+            key = repr(sorted(reference_params.items()))
+            if key not in cache:
+                cache[key] = [explain(classifier, crop, method, seed=0, **reference_params)
+                              for crop in crops]
+            references = cache[key]
+            vs_reference, across_seeds, seconds = [], [], []
+            for crop, reference in zip(crops, references):
+                runs = [explain(classifier, crop, method, target=reference.target_index, seed=seed,
+                                **settings) for seed in seeds]
+                seconds += [run.seconds for run in runs]
+                vs_reference += [_agreement(run.attribution, reference.attribution, fraction)
+                                 for run in runs]
+                across_seeds += [_agreement(a.attribution, b.attribution, fraction)
+                                 for i, a in enumerate(runs) for b in runs[i + 1:]]
+            report[method].append({
+                "params": runs[0].params,
+                "evaluations": runs[0].evaluations,
+                "median_seconds": round(_median(seconds), 3),
+                "iou_vs_reference": _mean_of(vs_reference, 0),
+                "spearman_vs_reference": _mean_of(vs_reference, 1),
+                "iou_across_seeds": _mean_of(across_seeds, 0),
+                "spearman_across_seeds": _mean_of(across_seeds, 1),
+                "reference_params": reference_params,
+                "images": len(crops),
+            })
+    return report
+
+
+def _agreement(a: np.ndarray, b: np.ndarray, fraction: float) -> tuple[float, float]:
+    return top_fraction_iou(a, b, fraction), spearman(a, b)
+
+
+def _mean_of(pairs: list[tuple[float, float]], index: int) -> float | None:
+    return round(float(np.mean([pair[index] for pair in pairs])), 3) if pairs else None

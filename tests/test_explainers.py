@@ -1,0 +1,167 @@
+"""Explainers: one interface, valid and reproducible maps that depend on image and class,
+and no side effects on the classifier. Small LIME/SHAP budgets keep this file fast."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hematovision.bench import sample_images
+from hematovision.classifier import CLASS_NAMES
+from hematovision.explainers import Explanation, available_methods, explain, get_explainer
+
+METHODS = ["gradcam", "gradcam++", "lime", "shap"]
+# Budgets far below the defaults: these tests check behaviour, not map quality.
+FAST = {"gradcam": {}, "gradcam++": {}, "lime": {"num_samples": 48}, "shap": {"max_evals": 64}}
+
+
+@pytest.fixture(scope="module")
+def images() -> list[np.ndarray]:
+    """Two different model-input crops (samples/, else the test split, else synthetic)."""
+    crops = sample_images(2)
+    assert not np.array_equal(crops[0], crops[1])
+    return crops
+
+
+def test_registry_lists_the_four_methods():
+    assert available_methods() == METHODS
+
+
+def test_unknown_method_is_a_clear_value_error(classifier, images):
+    with pytest.raises(ValueError, match="Unknown explanation method 'occlusion'.*gradcam"):
+        explain(classifier, images[0], method="occlusion")
+
+
+def test_unknown_parameter_and_bad_image_are_refused(classifier, images):
+    with pytest.raises(ValueError, match="num_samples"):
+        explain(classifier, images[0], "gradcam", num_samples=10)
+    with pytest.raises(ValueError, match="num_samples must be an integer"):
+        explain(classifier, images[0], "lime", num_samples=0)
+    with pytest.raises(ValueError, match="baseline"):
+        explain(classifier, images[0], "shap", baseline="zeros", max_evals=16)
+    with pytest.raises(ValueError, match="224x224x3"):
+        explain(classifier, images[0][:100], "gradcam")
+    with pytest.raises(ValueError, match="Unknown class"):
+        explain(classifier, images[0], "gradcam", target="platelet")
+
+
+def test_explainers_are_built_once_and_names_are_forgiving(classifier):
+    assert get_explainer(classifier, "gradcam++") is get_explainer(classifier, "Grad-CAM++")
+    assert get_explainer(classifier, "LIME") is get_explainer(classifier, "lime")
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_map_is_finite_at_input_resolution_with_metadata(classifier, images, method):
+    result = explain(classifier, images[0], method, seed=3, **FAST[method])
+    assert isinstance(result, Explanation)
+    assert result.attribution.shape == (224, 224)
+    assert result.attribution.dtype == np.float32
+    assert np.all(np.isfinite(result.attribution))
+    assert np.any(result.attribution != 0)
+    assert result.method == method and result.label
+    assert result.signed == (method in ("lime", "shap"))
+    assert result.target in CLASS_NAMES and CLASS_NAMES[result.target_index] == result.target
+    assert result.params["seed"] == 3
+    assert all(result.params[key] == value for key, value in FAST[method].items())
+    assert result.seconds > 0 and result.evaluations >= 1
+    assert 0.0 <= result.target_probability <= 1.0
+    if method == "lime":
+        assert result.evaluations == 48 + 1
+    if method == "shap":
+        assert 2 <= result.evaluations <= 64 + 1
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_same_seed_gives_the_same_map(classifier, images, method):
+    first = explain(classifier, images[0], method, seed=7, **FAST[method]).attribution
+    second = explain(classifier, images[0], method, seed=7, **FAST[method]).attribution
+    np.testing.assert_allclose(first, second, rtol=1e-5, atol=1e-6 * float(np.abs(first).max()))
+
+
+def test_lime_seed_changes_the_sampling(classifier, images):
+    first = explain(classifier, images[0], "lime", seed=0, **FAST["lime"]).attribution
+    second = explain(classifier, images[0], "lime", seed=1, **FAST["lime"]).attribution
+    assert not np.array_equal(first, second)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_map_depends_on_the_image(classifier, images, method):
+    target = "NEUTROPHIL"  # same class for both images: only the image differs
+    first = explain(classifier, images[0], method, target=target, **FAST[method]).attribution
+    second = explain(classifier, images[1], method, target=target, **FAST[method]).attribution
+    assert not np.allclose(first, second)
+
+
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++", "lime", "shap"])
+def test_map_depends_on_the_target_class(classifier, images, method):
+    maps = [explain(classifier, images[0], method, target=index, **FAST[method]).attribution
+            for index in range(len(CLASS_NAMES))]
+    different_pairs = sum(not np.allclose(a, b) for i, a in enumerate(maps) for b in maps[i + 1:])
+    assert different_pairs >= 1
+    if method in ("lime", "shap"):  # signed methods: every class gets its own map
+        assert different_pairs == 6
+
+
+def test_target_by_name_or_index(classifier, images):
+    by_name = explain(classifier, images[0], "gradcam", target="neutrophil")
+    by_index = explain(classifier, images[0], "gradcam", target=CLASS_NAMES.index("NEUTROPHIL"))
+    assert by_name.target == by_index.target == "NEUTROPHIL"
+    np.testing.assert_allclose(by_name.attribution, by_index.attribution, rtol=1e-5, atol=1e-7)
+    probabilities = classifier.predict_proba(images[0][None])[0]
+    for method in ("gradcam", "gradcam++"):  # these take the probabilities from their own pass
+        result = explain(classifier, images[0], method)
+        assert result.target_index == int(np.argmax(probabilities))
+        assert result.target_probability == pytest.approx(float(probabilities.max()), abs=1e-5)
+        assert result.evaluations == 1
+
+
+def test_explaining_leaves_predictions_unchanged(classifier, images):
+    batch = np.stack(images)
+    before = classifier.predict_proba(batch)
+    for method in METHODS:
+        explain(classifier, images[0], method, **FAST[method])
+    after = classifier.predict_proba(batch)
+    np.testing.assert_allclose(after, before, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(after.sum(axis=1), 1.0, atol=1e-5)  # still a softmax
+    assert classifier.model.get_layer("predictions").activation.__name__ == "softmax"
+
+
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++"])
+def test_split_network_matches_tf_keras_vis_on_the_full_model(classifier, images, method):
+    from tf_keras_vis.gradcam import Gradcam
+    from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
+    from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
+    from tf_keras_vis.utils.scores import CategoricalScore
+
+    from hematovision.classifier import LAST_CONV_LAYER
+    from hematovision.explainers.gradcam import upsample
+
+    visualizer = (Gradcam if method == "gradcam" else GradcamPlusPlus)(
+        classifier.model, model_modifier=ReplaceToLinear(), clone=True)
+    result = explain(classifier, images[0], method)
+    reference = visualizer(CategoricalScore(result.target_index), images[0].astype(np.float32),
+                           penultimate_layer=LAST_CONV_LAYER, seek_penultimate_conv_layer=False,
+                           expand_cam=False, normalize_cam=False)
+    expected = upsample(np.asarray(reference)[0], 224)
+    np.testing.assert_allclose(result.attribution, expected, rtol=1e-3,
+                               atol=1e-4 * float(np.abs(expected).max()))
+
+
+def test_fast_lime_sampling_equals_lime_itself(images):
+    from lime.lime_image import LimeImageExplainer
+
+    from hematovision.explainers.base import baseline_image
+    from hematovision.explainers.lime_explainer import _FastLimeImage, cell_superpixels
+
+    image = images[0].astype(np.float32)
+    segments = cell_superpixels(image, 40, 20.0)
+    hidden = baseline_image(image)
+
+    def mean_colour(batch: np.ndarray) -> np.ndarray:  # a cheap stand-in model
+        return np.asarray(batch, np.float64).mean(axis=(1, 2)) / 255.0
+
+    ours = _FastLimeImage(random_state=5).data_labels(image, hidden, segments, mean_colour, 20, 8)
+    theirs = LimeImageExplainer(random_state=5).data_labels(image, hidden, segments, mean_colour,
+                                                            20, 8)
+    np.testing.assert_array_equal(ours[0], theirs[0])
+    np.testing.assert_allclose(ours[1], theirs[1], rtol=1e-6)
