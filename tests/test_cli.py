@@ -143,3 +143,15 @@ def test_explain_refuses_a_non_png_output(capsys, classifier, smear_png, tmp_pat
     code, _, err = run_cli(capsys, "explain", str(smear_png), "--out", str(tmp_path / "x.jpg"))
     assert code == 1
     assert ".png" in err
+
+
+def test_bench_json_reports_speed_against_targets(capsys, classifier):
+    code, out, _ = run_cli(capsys, "bench", "--json", "--repeats", "1")
+    assert code == 0
+    report = json.loads(out)
+    assert report["predict_ms_median"] > 0 and report["batch64_images_per_second"] > 0
+    assert report["predict_target_ms"] == 30.0
+    for method in ("gradcam", "gradcam++", "lime", "shap"):
+        entry = report["explainers"][method]
+        assert entry["median_seconds"] > 0 and entry["evaluations"] >= 1
+        assert isinstance(entry["target_met"], bool)
