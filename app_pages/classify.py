@@ -86,7 +86,7 @@ if error:
 
 image = support.current_image()
 samples = list_samples()
-with st.expander("Built-in samples (three per type, from the held-out test set)", expanded=image is None):
+with st.expander("Built-in samples (from the held-out test set)", expanded=image is None):
     if not samples:
         st.caption("No sample images are installed.")
     columns = st.columns(4)

@@ -1,0 +1,34 @@
+"""Promises about what the committed model says on the built-in samples."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hematovision.samples import list_samples
+
+SAMPLES = list_samples()
+
+
+@pytest.mark.parametrize("sample", SAMPLES, ids=[s.path.name for s in SAMPLES])
+def test_each_sample_gets_its_true_class(classifier, sample):
+    prediction = classifier.predict(sample.path)
+    assert prediction.label == sample.class_name
+    assert prediction.box.found  # the white cell was located, not a centre fallback
+
+
+def test_batch_prediction_matches_one_by_one(classifier):
+    paths = [s.path for s in SAMPLES[:4]]
+    batch = classifier.predict_batch(paths)
+    for path, batched in zip(paths, batch):
+        single = classifier.predict(path)
+        assert batched.label == single.label
+        assert np.allclose(list(batched.probabilities.values()),
+                           list(single.probabilities.values()), atol=1e-5)
+
+
+def test_probabilities_are_a_distribution(classifier):
+    prediction = classifier.predict(SAMPLES[0].path)
+    values = np.array(list(prediction.probabilities.values()))
+    assert np.all(values >= 0) and values.sum() == pytest.approx(1.0, abs=1e-5)
+    assert prediction.confidence == values.max()

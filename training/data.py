@@ -1,0 +1,117 @@
+"""Training data: which image shows which cell, a validation split by cell, and cached crops.
+
+TRAIN holds ~35 augmented copies of each of only 277 cells, so any split that picks
+images at random leaks cells into validation. Everything here works on the
+``original`` column of ``TRAIN_SOURCES.csv``: a cell's copies always stay together.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hematovision import cells
+from hematovision.cells import frame_cell
+from hematovision.classifier import CLASS_NAMES
+from hematovision.imaging import load_image
+
+CACHE_DIR = Path(__file__).resolve().parent / "cache"
+
+
+@dataclass(frozen=True)
+class Record:
+    """One image file: its path, class index and the original cell it was made from."""
+
+    path: Path
+    label: int
+    cell: str
+
+
+def read_sources(data_dir: Path, split: str) -> list[Record]:
+    """Rows of TRAIN_SOURCES.csv / TEST_SOURCES.csv for ``split``, sorted by path."""
+    data_dir = Path(data_dir)
+    csv_name = "TRAIN_SOURCES.csv" if split == "TRAIN" else "TEST_SOURCES.csv"
+    records = []
+    with open(data_dir / csv_name, newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row["split"] != split:
+                continue
+            path = data_dir / split / row["class"] / row["file"]
+            records.append(Record(path, CLASS_NAMES.index(row["class"]), row["original"]))
+    return sorted(records, key=lambda r: str(r.path))
+
+
+def cell_labels(records: list[Record]) -> dict[str, int]:
+    """Class of each distinct cell; a cell with two labels would be a data error."""
+    labels: dict[str, int] = {}
+    for record in records:
+        if labels.setdefault(record.cell, record.label) != record.label:
+            raise ValueError(f"Cell {record.cell} appears under two classes.")
+    return labels
+
+
+def split_cells(
+    records: list[Record], val_fraction: float = 0.2, seed: int = 0
+) -> tuple[set[str], set[str]]:
+    """(train cells, validation cells): per class, a seeded ~val_fraction of its cells.
+
+    Rounding is per class with at least one validation cell, so the 16 monocyte cells
+    still give ~3 to validate on.
+    """
+    labels = cell_labels(records)
+    rng = np.random.default_rng(seed)
+    val: set[str] = set()
+    for label in range(len(CLASS_NAMES)):
+        members = sorted(cell for cell, lab in labels.items() if lab == label)
+        if not members:
+            continue
+        count = max(1, int(round(val_fraction * len(members))))
+        if len(members) > 1:
+            count = min(count, len(members) - 1)
+        val.update(rng.choice(members, size=count, replace=False).tolist())
+    return set(labels) - val, val
+
+
+def framing_key() -> str:
+    """Short hash of cells.py's source: crops cached under another framing are not reused."""
+    source = Path(cells.__file__).read_bytes()
+    return hashlib.sha256(source).hexdigest()[:12]
+
+
+def crop_one(path: Path) -> np.ndarray:
+    crop, _ = frame_cell(load_image(path))
+    return crop
+
+
+def cached_crops(records: list[Record], name: str, workers: int = 2) -> np.ndarray:
+    """frame_cell crops (N, 224, 224, 3) uint8 for ``records``, computed once and cached."""
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    listing = json.dumps([str(r.path) for r in records]).encode()
+    key = f"{name}-{framing_key()}-{hashlib.sha256(listing).hexdigest()[:12]}"
+    path = CACHE_DIR / f"crops-{key}.npy"
+    if path.is_file():
+        return np.load(path)
+    paths = [r.path for r in records]
+    if workers > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(workers) as pool:
+            crops = list(pool.map(crop_one, paths, chunksize=64))
+    else:
+        crops = [crop_one(p) for p in paths]
+    array = np.stack(crops)
+    np.save(path, array)
+    return array
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,373 @@
+"""Fine-tune MobileNetV2 on the TRAIN split and write the model and its model card.
+
+    python -m training.train --data-dir ../shared/data/blood-cells
+
+Why it is shaped like this (2 CPU cores, about an hour):
+* Every image is framed with ``frame_cell`` once and cached, exactly as the app frames it.
+* Blocks 0-12 of MobileNetV2 stay frozen in both stages, so their output (14x14x96 at
+  ``block_12_add``) is computed once per augmented copy and cached. Both stages then
+  train only the part above it (blocks 13-16, Conv_1 and the head), which is roughly
+  five times cheaper per image than the whole network. Because that part is the same
+  layer objects as the flat model, the trained weights land in the flat model directly.
+* Augmentation is applied before caching: each copy is one of the 8 flips/90-degree
+  rotations plus a small stain/brightness change; each epoch draws one copy per image.
+* Validation comes only from TRAIN, split by original cell (``training.data.split_cells``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+
+from hematovision.classifier import CLASS_NAMES, DEFAULT_MODEL_PATH, MODEL_CARD_PATH
+from hematovision.metrics import majority_vote
+from training import data
+
+CUT_LAYER = "block_12_add"
+# Blocks trained in stage 2 (their batch-norm layers stay frozen: small batches of
+# one cell's copies would give poor statistics).
+STAGE2_PREFIXES = ("block_13_", "block_14_", "block_15_", "block_16_", "Conv_1")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--output", type=Path, default=DEFAULT_MODEL_PATH)
+    parser.add_argument("--card", type=Path, default=MODEL_CARD_PATH)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--val-fraction", type=float, default=0.2)
+    parser.add_argument("--copies", type=int, default=6, help="augmented copies cached per image (first is unaugmented)")
+    parser.add_argument("--colour-jitter", type=float, default=0.08)
+    parser.add_argument("--dropout", type=float, default=0.4)
+    parser.add_argument("--l2", type=float, default=1e-4)
+    parser.add_argument("--label-smoothing", type=float, default=0.1)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--stage1-lr", type=float, default=1e-3)
+    parser.add_argument("--stage1-epochs", type=int, default=8)
+    parser.add_argument("--stage2-lr", type=float, default=1e-4)
+    parser.add_argument("--stage2-epochs", type=int, default=20)
+    parser.add_argument("--patience", type=int, default=3)
+    parser.add_argument("--class-weight", choices=["none", "cells"], default="none",
+                        help="'cells': weight classes by inverse number of training cells")
+    parser.add_argument("--all-cells", action=argparse.BooleanOptionalAction, default=True,
+                        help="after validating, retrain on all cells for the validated epoch counts "
+                             "(default; --no-all-cells keeps the model trained without the validation cells)")
+    parser.add_argument("--no-save", action="store_true", help="experiment only: do not write model or card")
+    parser.add_argument("--weights", default="auto")
+    return parser.parse_args(argv)
+
+
+# -- augmentation -------------------------------------------------------------------
+
+def dihedral(image: np.ndarray, code: int) -> np.ndarray:
+    """One of the 8 flips/rotations of a square image (code 0 = unchanged)."""
+    out = np.rot90(image, code % 4)
+    return np.ascontiguousarray(out[:, ::-1] if code >= 4 else out)
+
+
+def colour_jitter(image: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
+    """Small brightness, contrast and per-channel (stain) changes, as between smears."""
+    pixels = image.astype(np.float32)
+    gain = 1 + rng.uniform(-strength, strength, size=3) * 0.5
+    brightness = rng.uniform(-strength, strength) * 255
+    contrast = 1 + rng.uniform(-strength, strength)
+    mean = pixels.mean()
+    pixels = (pixels - mean) * contrast + mean + brightness
+    return np.clip(pixels * gain, 0, 255).astype(np.uint8)
+
+
+def augmented_copy(crops: np.ndarray, copy: int, seed: int, strength: float) -> np.ndarray:
+    """Copy 0 is the crops as they are; copy k>0 is a seeded random flip/rotation + colour change."""
+    if copy == 0:
+        return crops
+    rng = np.random.default_rng([seed, copy])
+    codes = rng.integers(1, 8, size=len(crops))  # never the identity: copy 0 has it
+    return np.stack([colour_jitter(dihedral(c, k), rng, strength) for c, k in zip(crops, codes)])
+
+
+# -- model pieces --------------------------------------------------------------------
+
+def split_model(model):
+    """(bottom: input -> block_12_add, top: block_12_add -> probabilities), sharing layers."""
+    import keras
+
+    cut = model.get_layer(CUT_LAYER).output
+    return keras.Model(model.input, cut), keras.Model(cut, model.output)
+
+
+def cached_activations(bottom, crops, args, name: str) -> tuple[np.ndarray, dict]:
+    """float16 (copies, N, 14, 14, 96) activations at the cut layer, cached on disk.
+
+    Also returns how long building the cache took (recorded beside it), so a run that
+    reuses the cache can still report the full training cost.
+    """
+    key = f"acts-{name}-{data.framing_key()}-c{args.copies}-j{args.colour_jitter}-s{args.seed}-{len(crops)}"
+    path = data.CACHE_DIR / f"{key}.npy"
+    meta_path = data.CACHE_DIR / f"{key}.json"
+    if path.is_file():
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {"seconds": None}
+        return np.load(path, mmap_mode="r"), {**meta, "built_this_run": False}
+    shape = (args.copies, len(crops)) + tuple(bottom.output.shape[1:])
+    out = np.lib.format.open_memmap(str(path) + ".tmp.npy", mode="w+", dtype=np.float16, shape=shape)
+    started = time.time()
+    for copy in range(args.copies):
+        copy_started = time.time()
+        for start in range(0, len(crops), 512):
+            chunk = augmented_copy(crops[start : start + 512], copy, args.seed * 1000 + start, args.colour_jitter)
+            out[copy, start : start + len(chunk)] = bottom.predict(
+                chunk.astype(np.float32), batch_size=64, verbose=0
+            ).astype(np.float16)
+        print(f"  cached copy {copy + 1}/{args.copies} in {time.time() - copy_started:.0f}s", flush=True)
+    out.flush()
+    del out
+    os.replace(str(path) + ".tmp.npy", path)
+    meta = {"seconds": round(time.time() - started, 1)}
+    meta_path.write_text(json.dumps(meta))
+    return np.load(path, mmap_mode="r"), {**meta, "built_this_run": True}
+
+
+def set_stage(model, stage: int) -> None:
+    """Stage 1: only the Dense head trains. Stage 2: also blocks 13-16 and Conv_1 (not BN)."""
+    for layer in model.layers:
+        if layer.name == "predictions":
+            layer.trainable = True
+        elif stage == 2 and layer.name.startswith(STAGE2_PREFIXES) and "BN" not in layer.name and not layer.name.endswith("_bn"):
+            layer.trainable = True
+        else:
+            layer.trainable = False
+
+
+def compile_top(top, lr: float, smoothing: float) -> None:
+    import keras
+
+    top.compile(
+        optimizer=keras.optimizers.Adam(lr),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=smoothing),
+        metrics=["accuracy"],
+    )
+
+
+def evaluate_top(top, acts, labels, cells) -> dict:
+    """Image and cell accuracy and plain cross-entropy of ``top`` on unaugmented activations."""
+    probs = top.predict(np.asarray(acts, dtype=np.float32), batch_size=128, verbose=0)
+    hits = probs.argmax(axis=1) == labels
+    loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-7, 1))))
+    votes = majority_vote(cells, probs)
+    truth = {cell: int(label) for cell, label in zip(cells, labels)}
+    cell_hits = [votes[c] == truth[c] for c in votes]
+    return {"accuracy": float(hits.mean()), "cell_accuracy": float(np.mean(cell_hits)),
+            "loss": loss, "cells": len(votes), "images": int(len(labels))}
+
+
+def run_stage(top, acts, labels, train_idx, val, epochs, args, rng, class_weight, fixed_epochs=None):
+    """Train one stage, one random augmented copy per image per epoch.
+
+    With validation data it keeps the weights of the epoch with the lowest validation
+    loss and stops after ``patience`` epochs without improvement; with ``fixed_epochs``
+    it simply runs that many.
+    """
+    onehot = np.eye(len(CLASS_NAMES), dtype=np.float32)
+    best = {"loss": np.inf}
+    best_weights, best_epoch, history = None, 0, []
+    total = fixed_epochs or epochs
+    for epoch in range(1, total + 1):
+        started = time.time()
+        order = rng.permutation(train_idx)
+        copies = rng.integers(0, acts.shape[0], size=len(order))
+        # Gather in sorted order per copy: reading a memmap sequentially is much faster.
+        x = np.empty((len(order),) + acts.shape[2:], np.float32)
+        for copy in range(acts.shape[0]):
+            where = np.flatnonzero(copies == copy)
+            rows = order[where]
+            sort = np.argsort(rows)
+            x[where[sort]] = acts[copy, rows[sort]]
+        fit = top.fit(x, onehot[labels[order]], batch_size=args.batch_size, epochs=1,
+                      verbose=0, shuffle=False, class_weight=class_weight)
+        record = {"epoch": epoch, "train_loss": round(float(fit.history["loss"][0]), 4),
+                  "train_accuracy": round(float(fit.history["accuracy"][0]), 4),
+                  "seconds": round(time.time() - started, 1)}
+        if val is not None:
+            scores = evaluate_top(top, *val)
+            record.update({f"val_{k}": round(v, 4) for k, v in scores.items() if k in ("loss", "accuracy", "cell_accuracy")})
+            if scores["loss"] < best["loss"]:
+                best, best_epoch, best_weights = scores, epoch, top.get_weights()
+        history.append(record)
+        print("   ", json.dumps(record), flush=True)
+        if val is not None and epoch - best_epoch >= args.patience:
+            break
+    if best_weights is not None:
+        top.set_weights(best_weights)
+    return best_epoch or total, best if val is not None else None, history
+
+
+def class_weights(labels_by_cell: dict[str, int], train_cells, mode: str):
+    if mode == "none":
+        return None
+    counts = np.bincount([labels_by_cell[c] for c in train_cells], minlength=len(CLASS_NAMES))
+    weights = counts.sum() / (len(CLASS_NAMES) * np.maximum(counts, 1))
+    return {i: float(w) for i, w in enumerate(weights)}
+
+
+# -- main ----------------------------------------------------------------------------
+
+def train(args) -> dict:
+    import keras
+    import tensorflow as tf
+
+    from training.model import build_classifier, mobilenet_base
+
+    keras.utils.set_random_seed(args.seed)
+    tf.config.experimental.enable_op_determinism()
+    started = time.time()
+
+    records = data.read_sources(args.data_dir, "TRAIN")
+    labels = np.array([r.label for r in records])
+    cells = np.array([r.cell for r in records])
+    train_cells, val_cells = data.split_cells(records, args.val_fraction, args.seed)
+    train_idx = np.flatnonzero(np.isin(cells, sorted(train_cells)))
+    val_idx = np.flatnonzero(np.isin(cells, sorted(val_cells)))
+    print(f"{len(records)} images, {len(train_cells)} training cells ({len(train_idx)} images), "
+          f"{len(val_cells)} validation cells ({len(val_idx)} images)", flush=True)
+
+    print("Framing every image with frame_cell (cached) ...", flush=True)
+    crops = data.cached_crops(records, "TRAIN")
+    base, weight_source = mobilenet_base(args.weights)
+    model = build_classifier(base, dropout=args.dropout, l2=args.l2)
+    initial_weights = model.get_weights()
+    bottom, top = split_model(model)
+    print(f"Caching {CUT_LAYER} activations for {args.copies} copies ...", flush=True)
+    acts, cache_info = cached_activations(bottom, crops, args, "TRAIN")
+    val = (acts[0, val_idx], labels[val_idx], cells[val_idx])
+    labels_by_cell = data.cell_labels(records)
+    weights = class_weights(labels_by_cell, train_cells, args.class_weight)
+    rng = np.random.default_rng(args.seed)
+
+    print("Stage 1: head only", flush=True)
+    set_stage(model, 1)
+    compile_top(top, args.stage1_lr, args.label_smoothing)
+    epochs1, val1, hist1 = run_stage(top, acts, labels, train_idx, val, args.stage1_epochs, args, rng, weights)
+    print("Stage 2: blocks 13-16 and Conv_1 at a low learning rate", flush=True)
+    set_stage(model, 2)
+    compile_top(top, args.stage2_lr, args.label_smoothing)
+    epochs2, val2, hist2 = run_stage(top, acts, labels, train_idx, val, args.stage2_epochs, args, rng, weights)
+    validation = {"cells": len(val_cells), "images": int(len(val_idx)),
+                  "accuracy": round(val2["accuracy"], 6), "cell_accuracy": round(val2["cell_accuracy"], 6),
+                  "loss": round(val2["loss"], 6), "stage1_best_epoch": epochs1, "stage2_best_epoch": epochs2,
+                  "stage1_accuracy": round(val1["accuracy"], 6)}
+    print("Validation:", json.dumps(validation), flush=True)
+
+    final_cells = "training cells only (validation cells held out)"
+    if args.all_cells:
+        # Same recipe and epoch counts, now on all 277 cells: more cells matter more
+        # than anything else here, and the epoch counts were chosen on validation.
+        print("Retraining on all cells for the validated epoch counts", flush=True)
+        keras.utils.set_random_seed(args.seed)
+        model.set_weights(initial_weights)
+        all_idx = np.arange(len(records))
+        weights = class_weights(labels_by_cell, set(cells), args.class_weight)
+        set_stage(model, 1)
+        compile_top(top, args.stage1_lr, args.label_smoothing)
+        run_stage(top, acts, labels, all_idx, None, 0, args, rng, weights, fixed_epochs=epochs1)
+        set_stage(model, 2)
+        compile_top(top, args.stage2_lr, args.label_smoothing)
+        run_stage(top, acts, labels, all_idx, None, 0, args, rng, weights, fixed_epochs=epochs2)
+        final_cells = "all 277 training cells, epoch counts from the validation run"
+
+    seconds = round(time.time() - started, 1)
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+                if k not in ("output", "card", "no_save", "data_dir")}
+    settings.update({
+        "architecture": "MobileNetV2 alpha 1.0, 224x224, GlobalAveragePooling, dropout, Dense softmax",
+        "frozen": f"all layers up to {CUT_LAYER}; all batch-norm layers",
+        "stage1": "Dense head only", "stage2": "blocks 13-16 + Conv_1 (not batch-norm) + head",
+        "stage1_epochs_run": len(hist1), "stage2_epochs_run": len(hist2),
+        "optimizer": "Adam", "loss": "categorical cross-entropy with label smoothing",
+        "augmentation": (f"{args.copies - 1} cached copies per image of a random flip/90-degree rotation "
+                         f"and colour change (brightness, contrast, per-channel gain, strength "
+                         f"{args.colour_jitter}); plus the unaugmented image; one copy drawn per image per epoch"),
+        "early_stopping": f"lowest validation loss, patience {args.patience}",
+        "final_model_trained_on": final_cells,
+        "framing": "hematovision.cells.frame_cell, cached once",
+    })
+    summary = {
+        "command": "python -m training.train " + " ".join(sys.argv[1:]) if sys.argv[1:] else "python -m training.train",
+        "seconds": seconds,
+        "seconds_note": ("wall-clock of this run; the activation cache was built in this run"
+                         if cache_info["built_this_run"] else
+                         "wall-clock of this run, which reused the activation cache; building it took "
+                         f"{cache_info['seconds']} s more"),
+        "activation_cache_seconds": cache_info["seconds"],
+        "imagenet_weights": weight_source,
+        "settings": settings,
+        "validation": validation,
+        "history": {"stage1": hist1, "stage2": hist2},
+    }
+    if not args.no_save:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        for layer in model.layers:
+            layer.trainable = True  # saved model: nothing frozen for whoever loads it
+        model.save(args.output)
+        write_card(args, summary)
+        print(f"Saved {args.output} and {args.card}", flush=True)
+    print(f"Training took {seconds:.0f}s", flush=True)
+    return summary
+
+
+LIMITS = [
+    "It learned from only 277 white cells (16 monocytes, 27 lymphocytes), each photographed once "
+    "and augmented about 35 times, so it has seen very little of the natural variety of each cell type.",
+    "All training images come from one source (BCCD: one lab, one stain, one camera at 640x480); "
+    "other stains, microscopes, magnifications or scanners were not tested and may lower accuracy.",
+    "It knows only four classes: basophils, blasts, immature granulocytes, nucleated red cells or "
+    "anything else is still called one of the four.",
+    "It expects one white cell per image; the crop is centred on the largest purple nucleus, so "
+    "with several white cells it looks at the biggest one, and with none it looks at the centre.",
+    "Its weakest distinctions are monocyte versus neutrophil and eosinophil versus neutrophil.",
+    "The test set holds only 71 distinct cells (4 monocytes), so its accuracy is uncertain by "
+    "several points; see the confidence intervals.",
+    "It is a teaching and research demo, not a medical device, and must not be used for diagnosis.",
+]
+
+
+def write_card(args, training_summary: dict) -> None:
+    """Write the training and data sections; keep no stale evaluation of an older model."""
+    card = {}
+    if args.card.is_file():
+        card = json.loads(args.card.read_text())
+    card.update({
+        "model_file": args.output.name,
+        "model_sha256": data.sha256_file(args.output),
+        "class_names": list(CLASS_NAMES),
+        "input_size": 224,
+        "framing": "cropped around the white cell (hematovision.cells.frame_cell): a square "
+                   "centred on the largest purple nucleus, resized to 224x224",
+        "training": training_summary,
+        "data": {
+            "name": "Kaggle Blood Cell Images (BCCD-derived)",
+            "license": "MIT",
+            "manifest_sha256": data.sha256_file(Path(args.data_dir) / "MANIFEST"),
+            "train_images": 9957,
+            "train_cells": 277,
+            "url_note": "https://www.kaggle.com/datasets/paultimothymooney/blood-cells (dataset2-master), "
+                        "made in github.com/dhruvp/wbc-classification from BCCD (github.com/Shenggan/BCCD_Dataset)",
+        },
+    })
+    card["evaluation"] = {"note": "not evaluated yet: run python -m training.evaluate --data-dir ../shared/data/blood-cells"}
+    card["limits"] = LIMITS
+    args.card.write_text(json.dumps(card, indent=2) + "\n")
+
+
+def main(argv=None) -> None:
+    train(parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()
