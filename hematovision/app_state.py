@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from hematovision.cells import CellBox
+from hematovision.explainers import default_params
 from hematovision.imaging import ImageError, load_image
 
 # ---------------------------------------------------------------------------
@@ -181,10 +182,11 @@ METHOD_BLURBS = {
 }
 SIGNED_METHODS = ("lime", "shap")
 
-LIME_SAMPLES_CHOICES = (100, 256, 500, 1000, 2000)
-SHAP_EVALS_CHOICES = (100, 256, 500, 1000, 2000)
-DEFAULT_LIME_SAMPLES = 256  # the LIME explainer's own default; ~5 s on 2 CPU cores
-DEFAULT_SHAP_EVALS = 256  # the SHAP explainer's own default; ~8 s on 2 CPU cores
+# The explainers' own defaults (chosen for speed and stability; see docs/explanations.md).
+DEFAULT_LIME_SAMPLES = int(default_params("lime")["num_samples"])
+DEFAULT_SHAP_EVALS = int(default_params("shap")["max_evals"])
+LIME_SAMPLES_CHOICES = tuple(sorted({DEFAULT_LIME_SAMPLES, 100, 300, 600, 1000, 2000}))
+SHAP_EVALS_CHOICES = tuple(sorted({DEFAULT_SHAP_EVALS, 100, 300, 600, 1000, 2000}))
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from hematovision.explainers.base import (
     Explainer,
     Explanation,
     available_methods,
+    default_params,
     explain,
     get_explainer,
     method_label,
@@ -28,6 +29,7 @@ for _module in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = [
+    "default_params",
     "Explainer",
     "Explanation",
     "available_methods",

@@ -208,6 +208,11 @@ def method_label(method: str) -> str:
     return _METHODS[_canonical(method)].label
 
 
+def default_params(method: str) -> dict[str, Any]:
+    """The parameters a method uses when the caller sets none."""
+    return dict(_METHODS[_canonical(method)].defaults)
+
+
 def _canonical(method: str) -> str:
     key = str(method).strip().lower().replace("-", "").replace("_", "").replace(" ", "")
     key = key.replace("plusplus", "++")
