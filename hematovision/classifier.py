@@ -12,11 +12,11 @@ import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import numpy as np
 
-from hematovision.cells import MODEL_INPUT_SIZE, CellBox, frame_cell
+from hematovision.cells import CellBox, frame_cell
 from hematovision.imaging import ImageSource, load_image
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of the CLI

@@ -15,7 +15,6 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 
 from hematovision.classifier import CLASS_NAMES, DEFAULT_MODEL_PATH, MODEL_CARD_PATH, load_classifier
 from hematovision.evaluation import predict_folder
