@@ -89,9 +89,10 @@ samples = list_samples()
 with st.expander("Built-in samples (from the held-out test set)", expanded=image is None):
     if not samples:
         st.caption("No sample images are installed.")
-    columns = st.columns(4)
-    for index, sample in enumerate(samples):
-        with columns[index // 3 % 4]:
+    class_names = sorted({sample.class_name for sample in samples})
+    columns = dict(zip(class_names, st.columns(max(len(class_names), 1))))
+    for sample in samples:  # one column per cell type
+        with columns[sample.class_name]:
             st.image(str(sample.path), width="stretch")
             st.button(
                 f"Use {sample.title}",
