@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
+from PIL import Image
 
-from hematovision import CLASS_NAMES, load_classifier, load_image
+from hematovision import CLASS_NAMES, load_classifier, load_image, overlay
 from hematovision.app_state import (
     CURRENT_IMAGE,
     EXPLAIN_SETTINGS,
@@ -26,6 +27,7 @@ from hematovision.app_state import (
 )
 from hematovision.cells import CellBox
 from hematovision.classifier import Classifier, Prediction, display_name
+from hematovision.explainers import explain
 
 # Page scripts, relative to streamlit_app.py. Pages link to each other through these.
 HOME_PAGE = "app_pages/home.py"
@@ -104,23 +106,9 @@ def original_preview(digest: str, _data: bytes, box: tuple[int, int, int, bool])
 @st.cache_data(max_entries=32, show_spinner=False)
 def thumbnail(digest: str, _data: bytes, side: int = 360) -> np.ndarray:
     """Small RGB copy for the sidebar (any supported format, any size)."""
-    from PIL import Image
-
     image = Image.fromarray(load_image(_data))
     image.thumbnail((side, side), Image.Resampling.LANCZOS)
     return np.asarray(image)
-
-
-def explainers_status() -> tuple[bool, str]:
-    """(ready, message): whether the explanation package can be imported."""
-    try:
-        from hematovision import explainers  # noqa: F401
-        from hematovision import overlay  # noqa: F401
-    except Exception as exc:  # the package may be missing in a partial install
-        return False, f"Explanations are not available in this installation ({exc})."
-    if not hasattr(explainers, "explain"):
-        return False, "Explanations are not available in this installation."
-    return True, ""
 
 
 @st.cache_data(max_entries=128, show_spinner=False)
@@ -130,8 +118,6 @@ def explain_crop(key: tuple, _crop: np.ndarray):
     ``key`` is (image digest, method, target or "", params as a sorted tuple, seed);
     ``_crop`` is not hashed, since the digest and the loaded model determine it.
     """
-    from hematovision.explainers import explain
-
     _digest, method, target, params, seed = key
     return explain(get_classifier(), _crop, method=method, target=target or None, seed=seed, **dict(params))
 
@@ -239,8 +225,6 @@ OVERLAY_LEGEND = (
 
 
 def overlay_image(crop: np.ndarray, explanation, opacity: float, view: str) -> np.ndarray:
-    from hematovision import overlay
-
     return overlay.overlay(crop, explanation.attribution, signed=explanation.signed,
                            opacity=opacity, view=view)
 
@@ -251,6 +235,4 @@ def overlay_download(key: tuple, opacity: float, view: str, _crop: np.ndarray, _
 
     ``key`` is the explanation's cache key; it determines ``_crop`` and ``_explanation``.
     """
-    from hematovision import overlay
-
     return overlay.explanation_png(_crop, _explanation, opacity=opacity, view=view)

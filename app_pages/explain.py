@@ -57,11 +57,6 @@ if image is None:
     right.page_link(support.CLASSIFY_PAGE, label="Go to Classify", icon=":material/labs:")
     st.stop()
 
-ready, reason = support.explainers_status()
-if not ready:
-    st.error(reason, icon=":material/error:")
-    st.stop()
-
 support.get_classifier()  # shows its own spinner the first time
 try:
     with st.spinner("Classifying…"):

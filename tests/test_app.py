@@ -236,18 +236,16 @@ def test_explain_button_opens_the_explain_page():
 # Explain
 # ---------------------------------------------------------------------------
 def test_explain_renders_all_four_methods_and_caches_them(monkeypatch):
-    import hematovision.explainers as explainers
+    import app_support
 
     calls = []
-    real_explain = explainers.explain
+    real_explain = app_support.explain
 
     def counting_explain(*args, **kwargs):
         calls.append(kwargs.get("method"))
         return real_explain(*args, **kwargs)
 
-    monkeypatch.setattr(explainers, "explain", counting_explain)
-    import app_support
-
+    monkeypatch.setattr(app_support, "explain", counting_explain)
     app_support.explain_crop.clear()
 
     sample = find_sample("eosinophil-2")
