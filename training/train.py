@@ -4,10 +4,10 @@
 
 Why it is shaped like this (2 CPU cores, about an hour):
 * Every image is framed with ``frame_cell`` once and cached, exactly as the app frames it.
-* Blocks 0-12 of MobileNetV2 stay frozen in both stages, so their output (14x14x96 at
-  ``block_12_add``) is computed once per augmented copy and cached. Both stages then
-  train only the part above it (blocks 13-16, Conv_1 and the head), which is roughly
-  five times cheaper per image than the whole network. Because that part is the same
+* Blocks 0-9 of MobileNetV2 stay frozen in both stages, so their output (14x14x64 at
+  ``block_9_add``, see ``--cut-layer``) is computed once per augmented copy and cached.
+  Both stages then train only the part above it (blocks 10-16, Conv_1 and the head),
+  several times cheaper per image than the whole network. Because that part is the same
   layer objects as the flat model, the trained weights land in the flat model directly.
 * Augmentation is applied before caching: each copy is one of the 8 flips/90-degree
   rotations plus a small stain/brightness change; each epoch draws one copy per image.
@@ -31,10 +31,24 @@ from hematovision.classifier import CLASS_NAMES, DEFAULT_MODEL_PATH, MODEL_CARD_
 from hematovision.metrics import majority_vote
 from training import data
 
-CUT_LAYER = "block_12_add"
-# Blocks trained in stage 2 (their batch-norm layers stay frozen: small batches of
-# one cell's copies would give poor statistics).
-STAGE2_PREFIXES = ("block_13_", "block_14_", "block_15_", "block_16_", "Conv_1")
+# The frozen part ends at this layer's output (cached); stage 2 trains blocks N+1 to 16
+# and Conv_1, with their batch-norm layers frozen (small batches of one cell's copies
+# would give poor statistics). Cutting at block 9 rather than 12 raised validation
+# accuracy from 0.80 to 0.92 (training/EXPERIMENTS.md, runs 2 and 7).
+CUT_LAYER = "block_9_add"
+CUT_CHOICES = ("block_12_add", "block_11_add", "block_10_project_BN", "block_9_add")
+
+
+def cut_block(cut_layer: str) -> int:
+    return int(cut_layer.split("_")[1])
+
+
+def stage2_prefixes(cut_layer: str) -> tuple[str, ...]:
+    return tuple(f"block_{i}_" for i in range(cut_block(cut_layer) + 1, 17)) + ("Conv_1",)
+
+
+def stage2_blocks(cut_layer: str) -> str:
+    return f"blocks {cut_block(cut_layer) + 1}-16"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -62,6 +76,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "(default; --no-all-cells keeps the model trained without the validation cells)")
     parser.add_argument("--no-save", action="store_true", help="experiment only: do not write model or card")
     parser.add_argument("--weights", default="auto")
+    parser.add_argument("--cut-layer", choices=CUT_CHOICES, default=CUT_LAYER,
+                        help="last frozen layer, whose output is cached (an earlier cut trains "
+                             "more blocks in stage 2 and needs its own cache)")
     return parser.parse_args(argv)
 
 
@@ -95,11 +112,11 @@ def augmented_copy(crops: np.ndarray, copy: int, seed: int, strength: float) -> 
 
 # -- model pieces --------------------------------------------------------------------
 
-def split_model(model):
-    """(bottom: input -> block_12_add, top: block_12_add -> probabilities), sharing layers."""
+def split_model(model, cut_layer: str = CUT_LAYER):
+    """(bottom: input -> cut layer, top: cut layer -> probabilities), sharing layers."""
     import keras
 
-    cut = model.get_layer(CUT_LAYER).output
+    cut = model.get_layer(cut_layer).output
     return keras.Model(model.input, cut), keras.Model(cut, model.output)
 
 
@@ -110,6 +127,8 @@ def cached_activations(bottom, crops, args, name: str) -> tuple[np.ndarray, dict
     reuses the cache can still report the full training cost.
     """
     key = f"acts-{name}-{data.framing_key()}-c{args.copies}-j{args.colour_jitter}-s{args.seed}-{len(crops)}"
+    if args.cut_layer != "block_12_add":  # caches made before the cut was an option have no suffix
+        key += f"-{args.cut_layer}"
     path = data.CACHE_DIR / f"{key}.npy"
     meta_path = data.CACHE_DIR / f"{key}.json"
     if path.is_file():
@@ -134,12 +153,13 @@ def cached_activations(bottom, crops, args, name: str) -> tuple[np.ndarray, dict
     return np.load(path, mmap_mode="r"), {**meta, "built_this_run": True}
 
 
-def set_stage(model, stage: int) -> None:
+def set_stage(model, stage: int, cut_layer: str = CUT_LAYER) -> None:
     """Stage 1: only the Dense head trains. Stage 2: also blocks 13-16 and Conv_1 (not BN)."""
+    prefixes = stage2_prefixes(cut_layer)
     for layer in model.layers:
         if layer.name == "predictions":
             layer.trainable = True
-        elif stage == 2 and layer.name.startswith(STAGE2_PREFIXES) and "BN" not in layer.name and not layer.name.endswith("_bn"):
+        elif stage == 2 and layer.name.startswith(prefixes) and "BN" not in layer.name and not layer.name.endswith("_bn"):
             layer.trainable = True
         else:
             layer.trainable = False
@@ -242,8 +262,8 @@ def train(args) -> dict:
     base, weight_source = mobilenet_base(args.weights)
     model = build_classifier(base, dropout=args.dropout, l2=args.l2)
     initial_weights = model.get_weights()
-    bottom, top = split_model(model)
-    print(f"Caching {CUT_LAYER} activations for {args.copies} copies ...", flush=True)
+    bottom, top = split_model(model, args.cut_layer)
+    print(f"Caching {args.cut_layer} activations for {args.copies} copies ...", flush=True)
     acts, cache_info = cached_activations(bottom, crops, args, "TRAIN")
     val = (acts[0, val_idx], labels[val_idx], cells[val_idx])
     labels_by_cell = data.cell_labels(records)
@@ -251,11 +271,11 @@ def train(args) -> dict:
     rng = np.random.default_rng(args.seed)
 
     print("Stage 1: head only", flush=True)
-    set_stage(model, 1)
+    set_stage(model, 1, args.cut_layer)
     compile_top(top, args.stage1_lr, args.label_smoothing)
     epochs1, val1, hist1 = run_stage(top, acts, labels, train_idx, val, args.stage1_epochs, args, rng, weights)
-    print("Stage 2: blocks 13-16 and Conv_1 at a low learning rate", flush=True)
-    set_stage(model, 2)
+    print(f"Stage 2: {stage2_blocks(args.cut_layer)} and Conv_1 at a low learning rate", flush=True)
+    set_stage(model, 2, args.cut_layer)
     compile_top(top, args.stage2_lr, args.label_smoothing)
     epochs2, val2, hist2 = run_stage(top, acts, labels, train_idx, val, args.stage2_epochs, args, rng, weights)
     validation = {"cells": len(val_cells), "images": int(len(val_idx)),
@@ -273,10 +293,10 @@ def train(args) -> dict:
         model.set_weights(initial_weights)
         all_idx = np.arange(len(records))
         weights = class_weights(labels_by_cell, set(cells), args.class_weight)
-        set_stage(model, 1)
+        set_stage(model, 1, args.cut_layer)
         compile_top(top, args.stage1_lr, args.label_smoothing)
         run_stage(top, acts, labels, all_idx, None, 0, args, rng, weights, fixed_epochs=epochs1)
-        set_stage(model, 2)
+        set_stage(model, 2, args.cut_layer)
         compile_top(top, args.stage2_lr, args.label_smoothing)
         run_stage(top, acts, labels, all_idx, None, 0, args, rng, weights, fixed_epochs=epochs2)
         final_cells = "all 277 training cells, epoch counts from the validation run"
@@ -286,8 +306,8 @@ def train(args) -> dict:
                 if k not in ("output", "card", "no_save", "data_dir")}
     settings.update({
         "architecture": "MobileNetV2 alpha 1.0, 224x224, GlobalAveragePooling, dropout, Dense softmax",
-        "frozen": f"all layers up to {CUT_LAYER}; all batch-norm layers",
-        "stage1": "Dense head only", "stage2": "blocks 13-16 + Conv_1 (not batch-norm) + head",
+        "frozen": f"all layers up to {args.cut_layer}; all batch-norm layers",
+        "stage1": "Dense head only", "stage2": f"{stage2_blocks(args.cut_layer)} + Conv_1 (not batch-norm) + head",
         "stage1_epochs_run": len(hist1), "stage2_epochs_run": len(hist2),
         "optimizer": "Adam", "loss": "categorical cross-entropy with label smoothing",
         "augmentation": (f"{args.copies - 1} cached copies per image of a random flip/90-degree rotation "
