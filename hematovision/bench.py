@@ -117,9 +117,10 @@ def run_bench(classifier: Classifier | None = None, repeats: int = 5,
     classifier = classifier or load_classifier()
     crops = list(images) if images is not None else sample_images(max(repeats, 1))
 
-    classifier.predict(crops[0])  # warm the traced graph
+    for crop in crops[:3]:  # warm the traced graph and the thread pools
+        classifier.predict(crop)
     predict_ms = [1000 * _timed(lambda: classifier.predict(crop))[0]
-                  for crop in (crops * (1 + 10 // len(crops)))[:10]]
+                  for crop in (crops * (1 + 30 // len(crops)))[:30]]
     batch = np.stack([crops[i % len(crops)] for i in range(64)]).astype(np.float32)
     classifier.predict_proba(batch[:32])
     batch_seconds = _median([_timed(lambda: classifier.predict_proba(batch))[0] for _ in range(3)])
