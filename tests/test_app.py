@@ -235,6 +235,15 @@ def test_explain_button_opens_the_explain_page():
 # ---------------------------------------------------------------------------
 # Explain
 # ---------------------------------------------------------------------------
+def open_explain_page(sample_key: str) -> AppTest:
+    """The app with a sample as the current image, switched to Explain (fast LIME/SHAP)."""
+    sample = find_sample(sample_key)
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    at.session_state[CURRENT_IMAGE] = current_image_from_sample(sample.read_bytes(), sample.key, sample.title)
+    at.session_state[EXPLAIN_SETTINGS] = FAST_EXPLAIN
+    return at.switch_page("app_pages/explain.py").run(timeout=TIMEOUT * 2)
+
+
 def test_explain_renders_all_four_methods_and_caches_them(monkeypatch):
     import app_support
 
@@ -248,11 +257,7 @@ def test_explain_renders_all_four_methods_and_caches_them(monkeypatch):
     monkeypatch.setattr(app_support, "explain", counting_explain)
     app_support.explain_crop.clear()
 
-    sample = find_sample("eosinophil-2")
-    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
-    at.session_state[CURRENT_IMAGE] = current_image_from_sample(sample.read_bytes(), sample.key, sample.title)
-    at.session_state[EXPLAIN_SETTINGS] = FAST_EXPLAIN
-    at.switch_page("app_pages/explain.py").run(timeout=TIMEOUT * 2)
+    at = open_explain_page("eosinophil-2")
     assert not at.exception, at.exception
     assert not errors(at), errors(at)
 
@@ -275,11 +280,7 @@ def test_explain_renders_all_four_methods_and_caches_them(monkeypatch):
 
 
 def test_explain_settings_form_changes_target_and_samples():
-    sample = find_sample("monocyte-1")
-    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
-    at.session_state[CURRENT_IMAGE] = current_image_from_sample(sample.read_bytes(), sample.key, sample.title)
-    at.session_state[EXPLAIN_SETTINGS] = FAST_EXPLAIN
-    at.switch_page("app_pages/explain.py").run(timeout=TIMEOUT * 2)
+    at = open_explain_page("monocyte-1")
     assert not at.exception, at.exception
     at.selectbox[0].set_value("LYMPHOCYTE")
     at.select_slider[0].set_value(100)
