@@ -12,17 +12,11 @@ from typing import Callable
 
 import numpy as np
 
-from hematovision.classifier import CLASS_NAMES
+from hematovision.classifier import CLASS_NAMES, class_index
 from hematovision.imaging import SUPPORTED_SUFFIXES, ImageError, load_image
 from hematovision.metrics import accuracy_summary
 
 Progress = Callable[[int, int], None]  # (images done, images total)
-
-
-def _folder_key(name: str) -> str:
-    """'Neutrophils' / 'neutrophil' / 'NEUTROPHIL' -> 'NEUTROPHIL'."""
-    key = name.strip().upper()
-    return key[:-1] if key.endswith("S") else key
 
 
 def find_class_folders(directory: str | Path) -> dict[str, Path]:
@@ -39,11 +33,13 @@ def find_class_folders(directory: str | Path) -> dict[str, Path]:
     for child in sorted(directory.iterdir()):
         if not child.is_dir():
             continue
-        key = _folder_key(child.name)
-        if key in CLASS_NAMES:
-            if key in found:
-                raise ValueError(f"Two folders for {key}: {found[key].name} and {child.name}")
-            found[key] = child
+        try:
+            key = CLASS_NAMES[class_index(child.name)]
+        except ValueError:
+            continue  # not a class folder
+        if key in found:
+            raise ValueError(f"Two folders for {key}: {found[key].name} and {child.name}")
+        found[key] = child
     return found
 
 
