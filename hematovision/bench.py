@@ -23,7 +23,9 @@ from scipy import stats
 from hematovision.classifier import (CLASS_NAMES, DEFAULT_MODEL_PATH, PROJECT_ROOT, Classifier,
                                      load_classifier)
 from hematovision.cells import frame_cell
+from hematovision.evaluation import list_images
 from hematovision.imaging import load_image
+from hematovision.samples import list_samples
 
 # Seconds per explanation on the 2-core CPU, warm (first call builds the explainer).
 TARGET_SECONDS = {"gradcam": 0.1, "gradcam++": 0.1, "lime": 3.0, "shap": 3.0}
@@ -31,9 +33,7 @@ TARGET_SECONDS = {"gradcam": 0.1, "gradcam++": 0.1, "lime": 3.0, "shap": 3.0}
 PREDICT_TARGET_MS = 30.0
 # High-budget settings that stand in for "the true" LIME / SHAP map.
 REFERENCE_PARAMS = {"lime": {"num_samples": 2000}, "shap": {"max_evals": 2000}}
-SAMPLES_DIR = PROJECT_ROOT / "samples"
 TEST_DIR = PROJECT_ROOT.parent / "shared" / "data" / "blood-cells" / "TEST_SIMPLE"
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
 # -- images ----------------------------------------------------------------------------
@@ -59,10 +59,9 @@ def synthetic_cell(variant: int = 0, size: int = 224) -> np.ndarray:
 
 def sample_images(count: int = 5, size: int = 224) -> list[np.ndarray]:
     """Model-input crops: samples/ first, then TEST_SIMPLE (classes in turn), then synthetic."""
-    paths = sorted(p for p in SAMPLES_DIR.glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    paths = [sample.path for sample in list_samples()]
     if len(paths) < count and TEST_DIR.is_dir():
-        per_class = [sorted(p for p in (TEST_DIR / name).glob("*")
-                            if p.suffix.lower() in IMAGE_SUFFIXES)
+        per_class = [list_images(TEST_DIR / name)
                      for name in CLASS_NAMES if (TEST_DIR / name).is_dir()]
         for row in range(max((len(files) for files in per_class), default=0)):
             paths += [files[row] for files in per_class if row < len(files)]

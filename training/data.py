@@ -107,11 +107,3 @@ def cached_crops(records: list[Record], name: str, workers: int = 2) -> np.ndarr
     array = np.stack(crops)
     np.save(path, array)
     return array
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

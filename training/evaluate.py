@@ -19,6 +19,7 @@ from pathlib import Path
 from hematovision.classifier import CLASS_NAMES, DEFAULT_MODEL_PATH, MODEL_CARD_PATH, load_classifier
 from hematovision.evaluation import predict_folder
 from hematovision.metrics import accuracy_summary, majority_vote
+from hematovision.model_card import file_sha256
 from training import data
 
 COMMAND = "python -m training.evaluate --data-dir ../shared/data/blood-cells"
@@ -81,7 +82,7 @@ def write_card(args, evaluation: dict) -> None:
     """Replace the evaluation section and the model hash; keep everything else."""
     card = json.loads(args.card.read_text()) if args.card.is_file() else {}
     card["model_file"] = args.model.name
-    card["model_sha256"] = data.sha256_file(args.model)
+    card["model_sha256"] = file_sha256(args.model)
     card["evaluation"] = evaluation
     args.card.write_text(json.dumps(card, indent=2) + "\n")
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from hematovision.classifier import CLASS_NAMES, DEFAULT_MODEL_PATH, MODEL_CARD_PATH
 from hematovision.metrics import majority_vote
+from hematovision.model_card import file_sha256
 from training import data
 
 # The frozen part ends at this layer's output (cached); stage 2 trains blocks N+1 to 16
@@ -364,7 +365,7 @@ def write_card(args, training_summary: dict) -> None:
         card = json.loads(args.card.read_text())
     card.update({
         "model_file": args.output.name,
-        "model_sha256": data.sha256_file(args.output),
+        "model_sha256": file_sha256(args.output),
         "class_names": list(CLASS_NAMES),
         "input_size": 224,
         "framing": "cropped around the white cell (hematovision.cells.frame_cell): a square "
@@ -373,7 +374,7 @@ def write_card(args, training_summary: dict) -> None:
         "data": {
             "name": "Kaggle Blood Cell Images (BCCD-derived)",
             "license": "MIT",
-            "manifest_sha256": data.sha256_file(Path(args.data_dir) / "MANIFEST"),
+            "manifest_sha256": file_sha256(Path(args.data_dir) / "MANIFEST"),
             "train_images": 9957,
             "train_cells": 277,
             "url_note": "https://www.kaggle.com/datasets/paultimothymooney/blood-cells (dataset2-master), "
