@@ -58,3 +58,36 @@ def test_real_train_split_keeps_cells_apart():
     assert not train & val
     assert len(train) + len(val) == 277
     assert 0.15 < len(val) / 277 < 0.25
+
+
+PBC_DIR = DATA_DIR.parent / "pbc"
+
+
+@pytest.mark.skipif(not PBC_DIR.is_dir(), reason="PBC data not present")
+def test_pbc_test_split_is_fixed_stratified_and_apart():
+    from training.data import read_pbc, split_pbc
+
+    records = read_pbc(PBC_DIR)
+    split = split_pbc(records)
+    assert len(records) == 3633
+    assert list(split) == list(split_pbc(records))  # same every time
+    for label in range(4):
+        members = [part for r, part in zip(records, split) if r.label == label]
+        assert Counter(members)["test"] / len(members) == pytest.approx(0.2, abs=0.002)
+        assert Counter(members)["val"] / len(members) == pytest.approx(0.16, abs=0.002)
+
+
+def test_lab_augmentation_changes_colour_and_keeps_the_image_shape():
+    import numpy as np
+
+    from tests.synthetic import synthetic_smear
+    from training.train import augmented_copy, model_inputs
+
+    crops = np.stack([synthetic_smear(224, 224, nucleus_at=(112, 112))] * 3)
+    first = augmented_copy(crops, 1, seed=0, strength=0.25, kind="lab")
+    assert first.shape == crops.shape and first.dtype == np.uint8
+    assert np.abs(first.astype(int) - crops).mean() > 5
+    assert np.array_equal(first, augmented_copy(crops, 1, seed=0, strength=0.25, kind="lab"))
+    assert np.array_equal(augmented_copy(crops, 0, seed=0, strength=0.25, kind="lab"), crops)
+    fed = model_inputs(crops, 0, 0, 0.25, "lab", normalise=True)
+    assert fed.dtype == np.float32 and fed.shape == crops.shape

@@ -107,3 +107,39 @@ def cached_crops(records: list[Record], name: str, workers: int = 2) -> np.ndarr
     array = np.stack(crops)
     np.save(path, array)
     return array
+
+
+# -- PBC (Acevedo et al. 2020): one photo per cell ----------------------------------
+
+PBC_SPLIT_FRACTIONS = {"test": 0.2, "val": 0.16}
+
+
+def read_pbc(pbc_dir: Path) -> list[Record]:
+    """Every PBC image, sorted by path; each photo is its own cell."""
+    pbc_dir = Path(pbc_dir)
+    records = []
+    for label, name in enumerate(CLASS_NAMES):
+        for path in sorted((pbc_dir / name.lower()).glob("*.jpg")):
+            records.append(Record(path, label, f"pbc/{path.stem}"))
+    if not records:
+        raise FileNotFoundError(f"No PBC images under {pbc_dir}/<class>/*.jpg")
+    return records
+
+
+def split_pbc(records: list[Record], seed: int = 2026) -> np.ndarray:
+    """'train' / 'val' / 'test' for each record: seeded, stratified by class.
+
+    20% of each class is the PBC test split (only ever reported), 16% validation
+    (early stopping, calibration, abstention and OOD thresholds), the rest training.
+    The seed is fixed apart from the training seed so the test split never moves.
+    """
+    rng = np.random.default_rng(seed)
+    labels = np.array([r.label for r in records])
+    split = np.full(len(records), "train", dtype=object)
+    for label in range(len(CLASS_NAMES)):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        n_test = int(round(PBC_SPLIT_FRACTIONS["test"] * len(members)))
+        n_val = int(round(PBC_SPLIT_FRACTIONS["val"] * len(members)))
+        split[members[:n_test]] = "test"
+        split[members[n_test : n_test + n_val]] = "val"
+    return split

@@ -1,0 +1,80 @@
+"""Does this image look like the training data? A distance on the model's own features.
+
+The classifier always answers one of four classes, even for a photo of a cat. Before
+trusting it we ask how far the image's pooled MobileNetV2 features (the 1,280 numbers
+the final layer reads) lie from those of the training images, in the spirit of the
+Mahalanobis detector of Lee et al. (2018):
+
+* project the features onto their top principal components (fitted on training images),
+* score = squared Mahalanobis distance to the nearest class mean (shared covariance)
+  + the squared distance off that subspace, in units of its training spread.
+
+The threshold is set on held-out validation images so that a chosen small share of
+real blood-cell images (about 1.5%) is flagged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+N_COMPONENTS = 64
+
+
+@dataclass
+class OODDetector:
+    mean: np.ndarray  # (features,)
+    components: np.ndarray  # (k, features), orthonormal rows
+    class_means: np.ndarray  # (classes, k)
+    precision: np.ndarray  # (k, k), inverse of the shared within-class covariance
+    residual_scale: float  # mean squared distance off the subspace on training images
+    threshold: float = np.inf
+
+    @classmethod
+    def fit(cls, features: np.ndarray, labels: np.ndarray, n_components: int = N_COMPONENTS) -> "OODDetector":
+        features = np.asarray(features, np.float64)
+        labels = np.asarray(labels)
+        mean = features.mean(axis=0)
+        centred = features - mean
+        _, _, vt = np.linalg.svd(centred, full_matrices=False)
+        components = vt[:n_components]
+        projected = centred @ components.T
+        classes = np.unique(labels)
+        class_means = np.stack([projected[labels == c].mean(axis=0) for c in classes])
+        within = projected - class_means[np.searchsorted(classes, labels)]
+        covariance = within.T @ within / len(within) + 1e-6 * np.eye(len(components))
+        residual = centred - projected @ components
+        return cls(mean.astype(np.float32), components.astype(np.float32), class_means.astype(np.float32),
+                   np.linalg.inv(covariance).astype(np.float32),
+                   float(np.mean(np.sum(residual**2, axis=1)) / features.shape[1]))
+
+    def score(self, features: np.ndarray) -> np.ndarray:
+        """One distance per row of ``features``; larger means less like the training images."""
+        centred = np.atleast_2d(np.asarray(features, np.float32)) - self.mean
+        projected = centred @ self.components.T
+        residual = centred - projected @ self.components
+        offsets = projected[:, None, :] - self.class_means[None, :, :]
+        mahalanobis = np.einsum("nck,kl,ncl->nc", offsets, self.precision, offsets).min(axis=1)
+        off_subspace = np.sum(residual**2, axis=1) / (self.residual_scale * centred.shape[1])
+        return mahalanobis + off_subspace
+
+    def set_threshold(self, validation_features: np.ndarray, flag_rate: float) -> float:
+        """Flag about ``flag_rate`` of these in-distribution images, and no more."""
+        self.threshold = float(np.quantile(self.score(validation_features), 1.0 - flag_rate))
+        return self.threshold
+
+    def is_unfamiliar(self, features: np.ndarray) -> np.ndarray:
+        return self.score(features) > self.threshold
+
+    def save(self, path: Path) -> None:
+        np.savez_compressed(path, mean=self.mean, components=self.components, class_means=self.class_means,
+                            precision=self.precision, residual_scale=self.residual_scale,
+                            threshold=self.threshold)
+
+    @classmethod
+    def load(cls, path: Path) -> "OODDetector":
+        with np.load(path) as stored:
+            return cls(stored["mean"], stored["components"], stored["class_means"], stored["precision"],
+                       float(stored["residual_scale"]), float(stored["threshold"]))

@@ -1,0 +1,65 @@
+"""Stain normalisation: make every crop's colours look like one shared reference.
+
+Labs differ in stain, lamp and camera: Kaggle/BCCD crops are soft and blue-grey, PBC
+ones sharp and warm. Reinhard et al. (2001) colour transfer matches each image's
+per-channel mean and spread in L*a*b* space to fixed reference values, which removes
+most of that difference before the network sees the image. On frozen ImageNet features
+it raised cross-source accuracy from 54% to 61% (Kaggle -> PBC) and from 59% to 66%
+(PBC -> Kaggle) and did not lower either source's own accuracy (training/EXPERIMENTS.md,
+stain probe).
+
+The conversion uses Pillow's colour management (8-bit CIE L*a*b*, D50), ~5 ms for a
+224x224 crop, instead of a float conversion that costs ~40 ms.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+from PIL import Image, ImageCms
+
+# Mean and standard deviation of the 8-bit L*, a*, b* channels, averaged over 400
+# Kaggle TRAIN and 400 PBC training crops (python -m training.stain_probe prints them).
+REFERENCE_MEAN = np.array([187.3, 10.9, -3.2], np.float32)
+REFERENCE_STD = np.array([45.0, 10.9, 19.4], np.float32)
+
+
+@functools.lru_cache(maxsize=1)
+def _transforms():
+    srgb, lab = ImageCms.createProfile("sRGB"), ImageCms.createProfile("LAB")
+    return (ImageCms.buildTransformFromOpenProfiles(srgb, lab, "RGB", "LAB"),
+            ImageCms.buildTransformFromOpenProfiles(lab, srgb, "LAB", "RGB"))
+
+
+def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
+    """uint8 RGB -> float32 L*a*b*: L* scaled to 0-255, a* and b* signed (-128..127)."""
+    to_lab, _ = _transforms()
+    raw = np.asarray(ImageCms.applyTransform(Image.fromarray(np.ascontiguousarray(rgb)), to_lab))
+    lab = raw.astype(np.float32)
+    lab[..., 1:] = raw[..., 1:].view(np.int8)  # Pillow stores a* and b* as signed bytes
+    return lab
+
+
+def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
+    _, to_rgb = _transforms()
+    raw = np.empty(lab.shape, np.uint8)
+    raw[..., 0] = np.clip(np.round(lab[..., 0]), 0, 255)
+    raw[..., 1:] = np.clip(np.round(lab[..., 1:]), -128, 127).astype(np.int8).view(np.uint8)
+    return np.asarray(ImageCms.applyTransform(Image.fromarray(raw, "LAB"), to_rgb))
+
+
+def lab_statistics(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    pixels = rgb_to_lab(rgb).reshape(-1, 3)
+    return pixels.mean(axis=0), pixels.std(axis=0)
+
+
+def normalise_stain(rgb: np.ndarray) -> np.ndarray:
+    """The crop with its L*a*b* mean and spread moved to the reference (uint8 RGB)."""
+    lab = rgb_to_lab(rgb)
+    mean = lab.reshape(-1, 3).mean(axis=0)
+    std = lab.reshape(-1, 3).std(axis=0)
+    # A flat channel (a plain-colour image) keeps its spread: nothing to stretch.
+    scale = np.where(std > 1.0, REFERENCE_STD / np.maximum(std, 1.0), 1.0)
+    lab = (lab - mean) * scale + REFERENCE_MEAN
+    return lab_to_rgb(lab)
