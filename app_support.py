@@ -15,6 +15,7 @@ from PIL import Image
 
 from hematovision import CLASS_NAMES, load_classifier, load_image, overlay
 from hematovision.app_state import (
+    CELL_INDEX,
     CURRENT_IMAGE,
     EXPLAIN_SETTINGS,
     OPACITY,
@@ -23,7 +24,8 @@ from hematovision.app_state import (
     UPLOADER_NONCE,
     CurrentImage,
     ExplainSettings,
-    preview_with_box,
+    cell_choice_label,
+    preview_with_boxes,
 )
 from hematovision.cells import CellBox
 from hematovision.classifier import Classifier, Prediction, display_name
@@ -56,6 +58,7 @@ def init_state() -> None:
         UPLOADER_NONCE: 0,
         EXPLAIN_SETTINGS: ExplainSettings(),
         OPACITY: 0.5,
+        CELL_INDEX: 0,
         SIGN_VIEW: "both",
     }
     for key, value in defaults.items():
@@ -70,6 +73,7 @@ def current_image() -> CurrentImage | None:
 def set_current_image(image: CurrentImage | None) -> None:
     st.session_state[CURRENT_IMAGE] = image
     st.session_state[UPLOAD_ERROR] = None
+    st.session_state[CELL_INDEX] = 0
     # A new image starts from the predicted class again.
     settings = st.session_state.get(EXPLAIN_SETTINGS) or ExplainSettings()
     st.session_state[EXPLAIN_SETTINGS] = ExplainSettings(
@@ -91,16 +95,54 @@ def get_classifier() -> Classifier:
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def predict_image(digest: str, _data: bytes) -> Prediction:
-    """Prediction for encoded image bytes, cached by their SHA-256 (``digest``)."""
-    return get_classifier().predict(_data)
+def predict_cells(digest: str, _data: bytes) -> list[Prediction]:
+    """One prediction per white cell in the image (biggest first), cached by the bytes' SHA-256."""
+    return get_classifier().predict_cells(_data)
+
+
+def cell_picker(widget, label: str, cells: list[Prediction], index: int, widget_key: str, **kwargs) -> None:
+    """A radio or selectbox over the cells of a field, kept in CELL_INDEX across pages.
+
+    Streamlit drops a widget's own state on pages where it is not drawn, so the choice
+    lives in a plain session key and the widget only writes to it.
+    """
+    def remember() -> None:
+        st.session_state[CELL_INDEX] = st.session_state[widget_key]
+
+    widget(label, range(len(cells)), index=index, key=widget_key, on_change=remember,
+           format_func=lambda i: cell_choice_label(i + 1, cells[i]), **kwargs)
+
+
+def selected_cell(image: CurrentImage) -> tuple[list[Prediction], int]:
+    """(every cell's prediction, index of the one the user picked) for the current image."""
+    cells = predict_cells(image.digest, image.data)
+    index = st.session_state.get(CELL_INDEX, 0)
+    if not isinstance(index, int) or not 0 <= index < len(cells):
+        index = 0
+    return cells, index
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def original_preview(digest: str, _data: bytes, box: tuple[int, int, int, bool]) -> tuple[np.ndarray, tuple[int, int]]:
-    """(display-sized original with the crop box drawn, (width, height) of the full image)."""
+def original_preview(
+    digest: str, _data: bytes, boxes: tuple[tuple[int, int, int, bool], ...], selected: int
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """(display-sized original with the crop boxes drawn, (width, height) of the full image)."""
     rgb = load_image(_data)
-    return preview_with_box(rgb, CellBox(*box)), (rgb.shape[1], rgb.shape[0])
+    return preview_with_boxes(rgb, [CellBox(*box) for box in boxes], selected), (rgb.shape[1], rgb.shape[0])
+
+
+STATUS_STYLE = {  # how each trust status is shown: Streamlit message kind and icon
+    "confident": (st.success, ":material/check_circle:"),
+    "check": (st.warning, ":material/help:"),
+    "not_blood_cell": (st.error, ":material/block:"),
+}
+
+
+def status_message(prediction: Prediction) -> None:
+    """The prediction's status in plain words, coloured by how far to trust it."""
+    show, icon = STATUS_STYLE[prediction.status]
+    advice = get_classifier().trust.advice(prediction.status)
+    show(f"**{prediction.status_text}.** {advice}", icon=icon)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -184,6 +226,61 @@ def confusion_figure(matrix: list[list[float]], class_names: list[str], title: s
         yaxis=dict(title="True class", autorange="reversed"),
         height=360,
         margin=dict(l=10, r=10, t=40, b=10),
+    )
+    return figure
+
+
+def reliability_figure(before: list[dict], after: list[dict], title: str) -> go.Figure:
+    """Accuracy against confidence per bin, before and after temperature scaling.
+
+    A calibrated model sits on the diagonal; marker size shows how many predictions a bin holds.
+    """
+    figure = go.Figure()
+    figure.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="Perfect calibration",
+                                line=dict(color=MUTED, dash="dash"), hoverinfo="skip"))
+    for name, bins, colour in (("Raw softmax", before, "#c8553d"), ("Calibrated", after, PRIMARY)):
+        filled = [b for b in bins if b.get("count")]
+        total = sum(b["count"] for b in filled) or 1
+        figure.add_trace(go.Scatter(
+            x=[b["confidence"] for b in filled], y=[b["accuracy"] for b in filled], mode="lines+markers",
+            name=name, line=dict(color=colour),
+            marker=dict(size=[6 + 24 * (b["count"] / total) ** 0.5 for b in filled], color=colour),
+            customdata=[b["count"] for b in filled],
+            hovertemplate="confidence %{x:.1%}, accuracy %{y:.1%}, %{customdata} predictions<extra></extra>",
+        ))
+    figure.update_layout(
+        title=dict(text=title, x=0, font=dict(size=14)), height=340, margin=dict(l=10, r=10, t=40, b=10),
+        xaxis=dict(title="Confidence (15 bins)", range=[0.2, 1.02], tickformat=".0%"),
+        yaxis=dict(title="Accuracy in the bin", range=[0, 1.02], tickformat=".0%"),
+        legend=dict(orientation="h", y=-0.25),
+    )
+    return figure
+
+
+def coverage_figure(curves: dict[str, list[dict]], threshold_points: dict[str, tuple[float, float]]) -> go.Figure:
+    """Accuracy on the cells the model keeps, against the share it keeps, one line per data set."""
+    figure = go.Figure()
+    palette = [PRIMARY, "#c8553d", "#2a9d8f", "#6a4c93", "#e9a03b"]
+    for (name, curve), colour in zip(curves.items(), palette):
+        figure.add_trace(go.Scatter(
+            x=[row["coverage"] for row in curve], y=[row["accuracy"] for row in curve], mode="lines",
+            name=name, line=dict(color=colour),
+            customdata=[row["threshold"] for row in curve],
+            hovertemplate="keeps %{x:.1%}: accuracy %{y:.1%} (confidence ≥ %{customdata:.2f})<extra></extra>",
+        ))
+        if name in threshold_points:
+            coverage, accuracy = threshold_points[name]
+            figure.add_trace(go.Scatter(x=[coverage], y=[accuracy], mode="markers", showlegend=False,
+                                        marker=dict(color=colour, size=11, symbol="diamond"),
+                                        hovertemplate=f"{name} at the chosen threshold: keeps %{{x:.1%}}, "
+                                                      "accuracy %{y:.1%}<extra></extra>"))
+    figure.update_layout(
+        title=dict(text="Coverage and accuracy (diamonds: the chosen threshold)", x=0, font=dict(size=14)),
+        height=380, margin=dict(l=10, r=10, t=40, b=10),
+        xaxis=dict(title="Share of cells the model keeps (the rest: 'check this cell')", tickformat=".0%",
+                   autorange="reversed"),
+        yaxis=dict(title="Accuracy on the kept cells", tickformat=".0%"),
+        legend=dict(orientation="h", y=-0.25),
     )
     return figure
 

@@ -6,7 +6,6 @@ import app_support as support
 from hematovision.app_state import (
     UPLOAD_ERROR,
     UPLOADER_NONCE,
-    confidence_wording,
     current_image_from_sample,
     current_image_from_upload,
     format_percent,
@@ -68,8 +67,8 @@ def classify_another() -> None:
 # ---------------------------------------------------------------------------
 st.title("Classify a white blood cell")
 st.markdown(
-    "Upload a photo of a stained blood smear with one white cell in view, or pick a sample. "
-    "The model finds the cell, crops it and names its type."
+    "Upload a photo of a stained blood smear, or pick a sample. The model finds each white "
+    "cell by its stained nucleus, crops it, names its type and says how far to trust that answer."
 )
 
 st.file_uploader(
@@ -114,11 +113,10 @@ if image is None:
 support.get_classifier()  # shows its own spinner the first time
 try:
     with st.spinner("Classifying…"):
-        prediction = support.predict_image(image.digest, image.data)
-        box = prediction.box
-        preview, (width, height) = support.original_preview(
-            image.digest, image.data, (box.x, box.y, box.side, box.found)
-        )
+        cells, cell_index = support.selected_cell(image)
+        prediction = cells[cell_index]
+        boxes = tuple((c.box.x, c.box.y, c.box.side, c.box.found) for c in cells)
+        preview, (width, height) = support.original_preview(image.digest, image.data, boxes, cell_index)
 except ImageError as exc:  # should not happen: uploads are checked when they arrive
     st.error(f"**This image cannot be classified.** {exc}", icon=":material/error:")
     st.stop()
@@ -130,32 +128,46 @@ another.button(
     "Classify another image", on_click=classify_another, icon=":material/restart_alt:",
     width="stretch", key="classify_another",
 )
-if explain.button("Explain this image", type="primary", icon=":material/visibility:",
-                  width="stretch", key="go_explain"):
+if explain.button("Explain this cell" if len(cells) > 1 else "Explain this image", type="primary",
+                  icon=":material/visibility:", width="stretch", key="go_explain"):
     st.switch_page(support.EXPLAIN_PAGE)
+
+if len(cells) > 1:
+    st.markdown(f"**{len(cells)} white cells** found in this field. Pick one to see its crop, "
+                "probabilities and explanation; the numbers match the boxes.")
+    st.dataframe(
+        [{"Cell": number, "Type": display_name(c.label), "Confidence": format_percent(c.confidence),
+          "Status": c.status_text, "Box (x, y, side px)": f"{c.box.x}, {c.box.y}, {c.box.side}"}
+         for number, c in enumerate(cells, 1)],
+        hide_index=True, width="stretch", key="cells_table",
+    )
+    support.cell_picker(st.radio, "Cell shown", cells, cell_index, "hv_cell_radio", horizontal=True)
 
 left, middle, right = st.columns([1.25, 0.9, 1.6], gap="medium")
 with left:
     st.image(
         preview,
-        caption=f"Original ({width}×{height} px); the box marks the region the model used",
+        caption=f"Original ({width}×{height} px); "
+        + ("numbered boxes mark the white cells found" if len(cells) > 1 else
+           "the box marks the region the model used"),
         width="stretch",
     )
 with middle:
     st.image(
         prediction.model_input,
         caption=f"What the model saw: the boxed region resized to {prediction.model_input.shape[1]}×"
-        f"{prediction.model_input.shape[0]} px",
+        f"{prediction.model_input.shape[0]} px"
+        + (", colours normalised to the training stain" if support.get_classifier().stain_normalise else ""),
         width="stretch",
     )
 with right:
-    level, advice = confidence_wording(prediction.confidence)
     st.metric(
         "Predicted type",
         display_name(prediction.label),
         help="The type with the highest probability among the four the model knows.",
     )
-    st.markdown(f"Probability **{format_percent(prediction.confidence)}** — {level} confidence. {advice}")
+    st.markdown(f"Calibrated probability **{format_percent(prediction.confidence)}**")
+    support.status_message(prediction)
     if image.sample_key:
         sample = find_sample(image.sample_key)
         if sample is not None:

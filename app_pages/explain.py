@@ -60,7 +60,8 @@ if image is None:
 support.get_classifier()  # shows its own spinner the first time
 try:
     with st.spinner("Classifying…"):
-        prediction = support.predict_image(image.digest, image.data)
+        cells, cell_index = support.selected_cell(image)
+        prediction = cells[cell_index]
 except ImageError as exc:
     st.error(f"**This image cannot be explained.** {exc}", icon=":material/error:")
     st.stop()
@@ -83,6 +84,10 @@ with summary:
     thumb, text = st.columns([1, 2])
     thumb.image(prediction.model_input, caption="Model input", width="stretch")
     text.markdown(f"**Image:** {image.name}")
+    if len(cells) > 1:
+        with text:
+            support.cell_picker(st.selectbox, "White cell", cells, cell_index, "hv_cell_select",
+                                help="This field holds several white cells; the numbers match the Classify page.")
     text.markdown(
         f"**Predicted:** {display_name(prediction.label)} ({format_percent(prediction.confidence)})"
     )
@@ -92,6 +97,7 @@ with summary:
     else:
         explained += " (the predicted class)"
     text.markdown(explained)
+    support.status_message(prediction)
 with controls:
     st.slider("Overlay opacity", 0.0, 1.0, step=0.05, key=OPACITY,
               help="How strongly the heat map covers the image. Changing it does not recompute anything.")
@@ -146,7 +152,7 @@ for column, method in zip(columns, METHOD_ORDER):
         st.markdown(f"#### {title}")
         try:
             with st.spinner(f"Running {title}…" + (" (this takes a while)" if params else "")):
-                key = explanation_key(image.digest, method, settings.target, params, SEED)
+                key = explanation_key(f"{image.digest}/cell{cell_index}", method, settings.target, params, SEED)
                 explanation = support.explain_crop(key, prediction.model_input)
             shown_view = view if explanation.signed else "positive"
             st.image(
@@ -164,7 +170,7 @@ for column, method in zip(columns, METHOD_ORDER):
         st.download_button(
             "Download PNG",
             data=support.overlay_download(key, opacity, shown_view, prediction.model_input, explanation),
-            file_name=f"hematovision-{image.short_id}-{method.replace('+', 'plus')}-{explanation.target.lower()}.png",
+            file_name=f"hematovision-{image.short_id}{f'-cell{cell_index + 1}' if len(cells) > 1 else ''}-{method.replace('+', 'plus')}-{explanation.target.lower()}.png",
             mime="image/png",
             key=f"download_{method}",
             icon=":material/download:",

@@ -83,17 +83,20 @@ st.subheader("How to use it")
 st.markdown(
     """
 1. **Classify**: upload a photo of a stained smear (JPEG, PNG, BMP or TIFF, up to 20 MB) or
-   pick a built-in sample. The app finds the white cell, draws a box around it, and shows
-   the crop the model looked at, the predicted type, and the probability of every type.
+   pick a built-in sample. The app finds every white cell, draws a box around each, and shows
+   the crop the model looked at, the predicted type, the calibrated probability of every type,
+   and a status: **Confident**, **Check this cell yourself**, or **Does not look like a
+   blood-cell image**.
 2. **Explain**: see four heat maps (Grad-CAM, Grad-CAM++, LIME, SHAP) over the same crop.
    They show which parts of the picture pushed the model towards its answer. If they
    light up the background or a red cell rather than the white cell, be sceptical.
 3. **Model**: read how the model was trained and tested, how accurate it was with 95%
-   confidence intervals, where it gets confused, and what it was never shown.
+   confidence intervals (on two labs' images), how well its confidence is calibrated, when
+   it asks for a check, how it spots non-blood images, and what it was never shown.
 
-Works best with one white cell near the middle of a 100× oil-immersion field, stained
-like the training images (Wright/Giemsa). Uploads stay in memory for your session only;
-nothing is saved to disk.
+Works with a single-cell photo or a whole field (each white cell is classified on its
+own), at 100× oil immersion, stained like the training images (Wright/Giemsa or May
+Grünwald-Giemsa). Uploads stay in memory for your session only; nothing is saved to disk.
 """
 )
 

@@ -1,4 +1,5 @@
-"""Model: the model card, rendered: accuracy with 95% CIs, per-class tables, confusions, data, limits."""
+"""Model: the model card, rendered: accuracy with 95% CIs, old vs new model, calibration,
+abstention, out-of-distribution flag rates, whole fields, data, training, limits, commands."""
 
 import streamlit as st
 
@@ -6,7 +7,10 @@ import app_support as support
 from hematovision.app_state import format_percent, format_seconds
 from hematovision.classifier import CLASS_NAMES, DEFAULT_MODEL_PATH, display_name
 from hematovision.model_card import (
+    IMAGE_SPLITS,
     SPLITS,
+    comparison_rows,
+    flag_rate_rows,
     ModelCardError,
     confusion_matrix,
     default_card_path,
@@ -43,7 +47,7 @@ def _plain(value) -> str:
 
 st.title("About the model")
 st.markdown(
-    "A MobileNetV2 network (ImageNet-pretrained, fine-tuned) that sorts a cropped white cell "
+    "A MobileNetV2 network (ImageNet-pretrained, fine-tuned on two labs' images) that sorts a cropped white cell "
     "into one of four types: " + ", ".join(display_name(c) for c in CLASS_NAMES) + ". "
     "Everything below is read from the model card that the training and evaluation scripts write."
 )
@@ -174,62 +178,173 @@ else:
                     st.caption("No confusion matrix in the card.")
 
 # ---------------------------------------------------------------------------
+# Old and new model, and across labs
+# ---------------------------------------------------------------------------
+if card.comparison:
+    st.subheader("Side by side: earlier models and the cross-lab test")
+    st.markdown(
+        "Accuracy (95% CI) of each model on every held-out split. A model tested on a lab it never "
+        "saw is the honest measure of how it travels: read the Kaggle-only row's PBC column and the "
+        "PBC-only row's Kaggle columns."
+    )
+    st.dataframe(comparison_rows(card), hide_index=True, width="stretch", key="comparison_table")
+    for name, result in card.comparison.items():
+        if isinstance(result, dict) and result.get("training_command"):
+            st.caption(f"{name}: `{result['training_command']}`")
+
+# ---------------------------------------------------------------------------
+# Calibration
+# ---------------------------------------------------------------------------
+trust = card.trust
+calibrated_splits = [n for n in IMAGE_SPLITS if "reliability_after" in (card.split(n) or {})]
+st.header("Can you trust its confidence?")
+if not trust:
+    st.warning("This card has no calibration section: the confidences shown are the raw softmax, "
+               "and no prediction is marked for checking.", icon=":material/warning:")
+else:
+    st.markdown(
+        f"The network's raw probabilities are rescaled by one **temperature, T = {trust.get('temperature', 1):.2f}**, "
+        f"fitted on {trust.get('validation_images', '?')} validation images it did not train on "
+        "(it changes how sure the model sounds, never which class it picks). "
+        "Expected calibration error (ECE, 15 bins) is the average gap between confidence and accuracy."
+    )
+    rows = [{"Data": "Validation (fitting data)", "ECE raw": trust.get("validation_ece_before"),
+             "ECE calibrated": trust.get("validation_ece_after")}]
+    rows += [{"Data": SPLITS[n][0], "ECE raw": card.split(n).get("ece_before"),
+              "ECE calibrated": card.split(n).get("ece_after")} for n in calibrated_splits]
+    percent = st.column_config.NumberColumn(format="percent")
+    st.dataframe(rows, hide_index=True, width="stretch", key="ece_table",
+                 column_config={"ECE raw": percent, "ECE calibrated": percent})
+    if calibrated_splits:
+        tabs = st.tabs([SPLITS[n][0] for n in calibrated_splits])
+        for tab, name in zip(tabs, calibrated_splits):
+            split = card.split(name)
+            with tab:
+                st.plotly_chart(
+                    support.reliability_figure(split["reliability_before"], split["reliability_after"],
+                                               f"Reliability diagram, {SPLITS[name][0]}"),
+                    key=f"reliability_{name}", config={"displayModeBar": False})
+
+    # -- abstention ------------------------------------------------------------
+    abstain = trust.get("abstain", {}) if isinstance(trust.get("abstain"), dict) else {}
+    st.header("When does it say “check this cell yourself”?")
+    if abstain:
+        st.markdown(
+            f"When the calibrated confidence is below **{format_percent(abstain.get('threshold'))}**. "
+            f"That threshold is the lowest at which the validation cells it keeps were right at least "
+            f"{format_percent(abstain.get('target_accuracy'), 0)} of the time"
+            + ("" if abstain.get("reached", True) else " (the target was not reached; this is the best it did)")
+            + f"; on validation it keeps {format_percent(abstain.get('coverage'))} of the images."
+        )
+        rows = []
+        for name in calibrated_splits:
+            kept = card.split(name).get("abstain", {})
+            rows.append({"Data": SPLITS[name][0], "Kept (not flagged)": kept.get("coverage"),
+                         "Accuracy on kept": kept.get("accuracy_kept"),
+                         "Accuracy on all": card.split(name).get("accuracy")})
+        st.dataframe(rows, hide_index=True, width="stretch", key="abstain_table",
+                     column_config={k: percent for k in ("Kept (not flagged)", "Accuracy on kept", "Accuracy on all")})
+        curves = {"Validation": trust.get("validation_coverage_curve", [])}
+        points = {"Validation": (abstain.get("coverage"), abstain.get("accuracy"))}
+        for name in calibrated_splits:
+            split = card.split(name)
+            curves[SPLITS[name][0]] = split.get("coverage_curve", [])
+            kept = split.get("abstain", {})
+            points[SPLITS[name][0]] = (kept.get("coverage"), kept.get("accuracy_kept"))
+        st.plotly_chart(support.coverage_figure(curves, points), key="coverage_curve",
+                        config={"displayModeBar": False})
+
+    # -- out of distribution -----------------------------------------------------
+    ood = trust.get("ood", {}) if isinstance(trust.get("ood"), dict) else {}
+    st.header("Does it notice an image that is not a blood cell?")
+    st.markdown(
+        "Every image's pooled network features are compared with those of the training images "
+        f"({ood.get('method', 'a distance on the features')}). Images farther than the threshold get "
+        "the status **“Does not look like a blood-cell image”**. The threshold flags "
+        f"{format_percent(ood.get('target_validation_flag_rate'))} of validation blood-cell images by design."
+    )
+    flag_rows = flag_rate_rows(card)
+    if flag_rows:
+        st.dataframe(flag_rows, hide_index=True, width="stretch", key="ood_table",
+                     column_config={"Flagged": percent})
+    non_blood = evaluation.get("non_blood") if isinstance(evaluation.get("non_blood"), dict) else {}
+    if non_blood.get("by_kind"):
+        st.caption("Not-blood images by kind (shipped model): " + "; ".join(
+            f"{kind} {v['flagged']}/{v['n']}" for kind, v in non_blood["by_kind"].items())
+            + (f". Not flagged: {', '.join(non_blood['not_flagged'])}." if non_blood.get("not_flagged") else "."))
+
+# ---------------------------------------------------------------------------
+# Whole fields
+# ---------------------------------------------------------------------------
+fields = evaluation.get("fields") if isinstance(evaluation.get("fields"), dict) else {}
+if fields:
+    st.header("Whole smear fields")
+    st.markdown(fields.get("how", ""))
+    rows = []
+    for group, title in (("held_out", "Held-out fields (Kaggle TEST originals)"),
+                         ("training_fields", "Fields TRAIN images came from (optimistic)")):
+        result = fields.get(group)
+        if isinstance(result, dict) and result.get("fields"):
+            rows.append({
+                "Fields": title, "Count": result["fields"],
+                "White cells named": result["cells_expected"], "White cells found": result["cells_found"],
+                "Fields with the right count": f"{result['fields_with_right_count']}/{result['fields']}",
+                "Classified right": f"{result['cells_classified_right']}/{result['cells_expected']} "
+                                    f"({interval_text(result.get('classified_right_ci95'))})",
+                "Two-cell fields: both found": f"{result['two_cell_fields_both_found']}/{result['fields_with_two_cells']}",
+            })
+    st.dataframe(rows, hide_index=True, width="stretch", key="fields_table")
+
+# ---------------------------------------------------------------------------
 # Training and data
 # ---------------------------------------------------------------------------
 st.header("How it was made")
 training = card.training
-data = card.data_info
-left, right = st.columns(2, gap="large")
-with left:
-    st.subheader("Training")
-    facts = []
-    size = card.data.get("input_size")
-    if isinstance(size, int):
-        facts.append(f"Input: {size}×{size} pixels, RGB")
-    elif size:
-        facts.append(f"Input: {_plain(size)} pixels, RGB")
-    if card.data.get("framing"):
-        facts.append(f"Framing: {card.data['framing']}")
-    if training.get("imagenet_weights"):
-        facts.append(f"Starting weights: {training['imagenet_weights']}")
-    if isinstance(training.get("seconds"), (int, float)):
-        facts.append(f"Training time: {format_seconds(float(training['seconds']))} on CPU")
-    validation = training.get("validation") if isinstance(training.get("validation"), dict) else {}
-    if validation:
-        parts = []
-        if "accuracy" in validation:
-            parts.append(f"image accuracy {format_percent(validation['accuracy'])}")
-        if "cell_accuracy" in validation:
-            parts.append(f"cell accuracy {format_percent(validation['cell_accuracy'])}")
-        if "cells" in validation or "images" in validation:
-            parts.append(f"{validation.get('cells', '?')} cells / {validation.get('images', '?')} images")
-        facts.append("Validation (cells held out of TRAIN): " + ", ".join(parts))
-    for fact in facts:
-        st.markdown(f"- {fact}")
-    settings = training.get("settings")
-    if isinstance(settings, dict) and settings:
-        with st.expander("All training settings"):
-            show_setting_table(settings)
-with right:
-    st.subheader("Data")
-    st.markdown(f"**{data.get('name', 'Blood Cell Images (Kaggle)')}**, license: {data.get('license', 'MIT')}.")
-    st.caption(
-        "Kaggle \"Blood Cell Images\" by Paul Mooney, made from the BCCD dataset "
-        "(MIT License, Copyright (c) 2017 shenggan); augmented copies of each cell as prepared "
-        "in the GitHub repository dhruvp/wbc-classification."
-    )
-    counts = []
-    if "train_images" in data:
-        counts.append(f"{data['train_images']:,} training images" if isinstance(data["train_images"], int)
-                      else f"{data['train_images']} training images")
-    if "train_cells" in data:
-        counts.append(f"made from {data['train_cells']} distinct cells (augmented copies)")
-    if counts:
-        st.markdown("- " + " ".join(counts))
-    if data.get("url_note"):
-        st.markdown(f"- Source: {data['url_note']}")
-    if data.get("manifest_sha256"):
-        st.markdown(f"- Data manifest sha256: `{data['manifest_sha256']}`")
+sources = card.data_info
+st.subheader("Training")
+facts = []
+size = card.data.get("input_size")
+if isinstance(size, int):
+    facts.append(f"Input: {size}×{size} pixels, RGB")
+if card.data.get("framing"):
+    facts.append(f"Framing: {card.data['framing']}")
+if isinstance(training.get("settings"), dict) and training["settings"].get("stain_normalise"):
+    facts.append("Stain normalisation: every crop's L\*a\*b\* colour mean and spread are moved to a shared "
+                 "reference (Reinhard colour transfer), in training and in the app alike")
+if training.get("imagenet_weights"):
+    facts.append(f"Starting weights: {training['imagenet_weights']}")
+if isinstance(training.get("seconds"), (int, float)):
+    cache = training.get("activation_cache_seconds")
+    facts.append(f"Training time: {format_seconds(float(training['seconds']))} on a 2-core CPU"
+                 + (f" (activation caches: {format_seconds(float(cache))})" if isinstance(cache, (int, float)) and cache else ""))
+validation = training.get("validation") if isinstance(training.get("validation"), dict) else {}
+if validation:
+    facts.append(f"Validation (held-out images of the training sources, {validation.get('images', '?')} images): "
+                 f"accuracy {format_percent(validation.get('accuracy'))}")
+for fact in facts:
+    st.markdown(f"- {fact}")
+settings = training.get("settings")
+if isinstance(settings, dict) and settings:
+    with st.expander("All training settings"):
+        show_setting_table(settings)
+
+st.subheader("Data")
+source_rows = []
+for key, info in sources.items():
+    if not isinstance(info, dict):
+        continue
+    counts = [f"{info[k]:,} {k.replace('_', ' ')}" for k in
+              ("images", "cells", "training_cells", "validation_cells", "training_images", "validation_images", "test_images")
+              if isinstance(info.get(k), int)]
+    source_rows.append({"Source": info.get("name", key), "Licence": info.get("license", "?"),
+                        "Counts": ", ".join(counts), "Split": info.get("split", "by cell, TRAIN_SOURCES.csv")})
+if source_rows:
+    st.dataframe(source_rows, hide_index=True, width="stretch", key="data_table")
+st.caption(
+    "Kaggle \"Blood Cell Images\" by Paul Mooney, made from the BCCD dataset (MIT License, Copyright (c) 2017 "
+    "shenggan). PBC: Acevedo et al., \"A dataset of microscopic peripheral blood cell images for development of "
+    "automatic recognition systems\", Data in Brief 30 (2020) 105474, CC BY 4.0."
+)
 
 st.header("What it was not trained on")
 if card.limits:
@@ -242,6 +357,8 @@ st.header("Reproduce the numbers")
 commands = []
 if training.get("command"):
     commands.append(("Train", str(training["command"])))
+if trust.get("command"):
+    commands.append(("Calibrate, choose the abstain threshold, fit the OOD check", str(trust["command"])))
 if evaluation.get("command"):
     commands.append(("Evaluate", str(evaluation["command"])))
 for title, command in commands:

@@ -30,6 +30,7 @@ CURRENT_IMAGE = "hv_current_image"  # CurrentImage | None
 UPLOAD_ERROR = "hv_upload_error"  # str | None: the message for the last bad upload
 UPLOADER_NONCE = "hv_uploader_nonce"  # int: bump it to give the uploader a new key (clears it)
 EXPLAIN_SETTINGS = "hv_explain_settings"  # ExplainSettings applied on the Explain page
+CELL_INDEX = "hv_cell_index"  # int: which white cell of the current image is shown and explained
 OPACITY = "hv_opacity"  # float 0..1, the overlay slider
 SIGN_VIEW = "hv_sign_view"  # "positive" | "negative" | "both"
 
@@ -97,51 +98,52 @@ def current_image_from_sample(data: bytes, key: str, title: str) -> CurrentImage
 # ---------------------------------------------------------------------------
 # Showing a prediction
 # ---------------------------------------------------------------------------
-def draw_cell_box(
-    rgb: np.ndarray, box: CellBox, colour: tuple[int, int, int] = BOX_COLOUR
+def draw_cell_boxes(
+    rgb: np.ndarray, boxes: list[CellBox], selected: int = 0, colour: tuple[int, int, int] = BOX_COLOUR
 ) -> np.ndarray:
-    """A copy of the image with the classifier's crop drawn as a square outline."""
+    """A copy of the image with each cell's crop drawn as a square outline.
+
+    With several cells each box is numbered (1, 2, ...) and the selected one is drawn
+    thicker, so the numbers match the table beside the image.
+    """
     image = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8))
     width = max(2, round(min(image.size) / 120))
     draw = ImageDraw.Draw(image)
-    right = box.x + box.side - 1
-    bottom = box.y + box.side - 1
-    draw.rectangle([box.x, box.y, right, bottom], outline=colour, width=width)
+    for number, box in enumerate(boxes, 1):
+        thick = width * 2 if len(boxes) > 1 and number - 1 == selected else width
+        draw.rectangle([box.x, box.y, box.x + box.side - 1, box.y + box.side - 1], outline=colour, width=thick)
+        if len(boxes) > 1:
+            size = max(12, round(min(image.size) / 18))
+            label_box = [box.x + thick, box.y + thick, box.x + thick + size, box.y + thick + size]
+            draw.rectangle(label_box, fill=colour)
+            draw.text((label_box[0] + size // 4, label_box[1]), str(number), fill=(255, 255, 255),
+                      font_size=size - 2)
     return np.asarray(image)
 
 
-def preview_with_box(
-    rgb: np.ndarray, box: CellBox, max_side: int = PREVIEW_SIDE
+def preview_with_boxes(
+    rgb: np.ndarray, boxes: list[CellBox], selected: int = 0, max_side: int = PREVIEW_SIDE
 ) -> np.ndarray:
-    """A display-sized copy of the image (longest side at most ``max_side``) with the box drawn.
+    """A display-sized copy of the image (longest side at most ``max_side``) with the boxes drawn.
 
     Phone photos can be tens of megapixels; the browser never needs more than this.
     """
     height, width = rgb.shape[:2]
     scale = min(1.0, max_side / max(height, width))
     if scale >= 1.0:
-        return draw_cell_box(rgb, box)
+        return draw_cell_boxes(rgb, boxes, selected)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     small = np.asarray(Image.fromarray(np.ascontiguousarray(rgb)).resize(size, Image.Resampling.LANCZOS))
-    scaled = CellBox(
-        x=int(round(box.x * scale)),
-        y=int(round(box.y * scale)),
-        side=max(1, int(round(box.side * scale))),
-        found=box.found,
-    )
-    return draw_cell_box(small, scaled)
+    scaled = [CellBox(x=int(round(b.x * scale)), y=int(round(b.y * scale)),
+                      side=max(1, int(round(b.side * scale))), found=b.found) for b in boxes]
+    return draw_cell_boxes(small, scaled, selected)
 
 
-def confidence_wording(confidence: float) -> tuple[str, str]:
-    """(level, advice) for a top-class probability, in plain words.
-
-    The levels are a reading aid, not a calibrated guarantee.
-    """
-    if confidence >= 0.90:
-        return "high", "The model strongly prefers this class."
-    if confidence >= 0.60:
-        return "moderate", "Another class is also plausible; look at the chart and the cell."
-    return "low", "The model is unsure. Treat this result with caution and review the cell."
+def cell_choice_label(number: int, prediction) -> str:
+    """'Cell 2: Neutrophil, 93% (check this cell yourself)' for the cell picker."""
+    status = "" if prediction.status == "confident" else f" ({prediction.status_text.lower()})"
+    return (f"Cell {number}: {prediction.label.capitalize()}, "
+            f"{format_percent(prediction.confidence, 0)}{status}")
 
 
 def format_seconds(seconds: float | None) -> str:
@@ -223,10 +225,9 @@ __all__ = [
     "ExplainSettings",
     "ImageError",
     "clean_display_name",
-    "confidence_wording",
     "current_image_from_sample",
     "current_image_from_upload",
-    "draw_cell_box",
+    "draw_cell_boxes",
     "explanation_key",
     "format_percent",
     "format_seconds",

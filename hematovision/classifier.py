@@ -16,8 +16,10 @@ from typing import Iterable
 
 import numpy as np
 
-from hematovision.cells import CellBox, frame_cell
+from hematovision.cells import CellBox, crop_to_box, frame_cell, locate_white_cells
 from hematovision.imaging import ImageSource, load_image
+from hematovision.stain import normalise_stain
+from hematovision.trust import TrustModel
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of the CLI
 
@@ -28,6 +30,11 @@ DEFAULT_MODEL_PATH = MODELS_DIR / "hematovision-mobilenetv2.keras"
 MODEL_CARD_PATH = MODELS_DIR / "model-card.json"
 # Name of the last convolutional layer, the one Grad-CAM looks at.
 LAST_CONV_LAYER = "Conv_1"
+# The out-of-distribution check reads this block's output, averaged over the image.
+# The final pooled features are shaped to separate the four classes and place a cat photo
+# among the cells; block 12's still describe what the image looks like (on validation and
+# non-blood images they flagged 100% of non-blood images vs 44% for the final features).
+FEATURE_LAYER = "block_12_add"
 # Batch size for forward passes: big enough to keep both cores busy, small enough
 # that a LIME or SHAP batch never needs much memory.
 FORWARD_BATCH = 32
@@ -40,13 +47,21 @@ def display_name(class_name: str) -> str:
 
 @dataclass
 class Prediction:
-    """What the classifier says about one image."""
+    """What the classifier says about one white cell.
+
+    ``probabilities`` and ``confidence`` are calibrated (temperature-scaled); the raw
+    softmax is kept beside them. ``status`` says whether to trust the call (see trust.py).
+    """
 
     label: str
     confidence: float
     probabilities: dict[str, float]
     box: CellBox
     model_input: np.ndarray = field(repr=False)  # the 224x224 crop the model saw
+    status: str = "confident"
+    status_text: str = "Confident"
+    raw_confidence: float = 0.0
+    ood_score: float | None = None
 
     @property
     def class_index(self) -> int:
@@ -57,6 +72,10 @@ class Prediction:
             "label": self.label,
             "confidence": round(self.confidence, 6),
             "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()},
+            "status": self.status,
+            "status_text": self.status_text,
+            "raw_confidence": round(self.raw_confidence, 6),
+            "ood_score": None if self.ood_score is None else round(self.ood_score, 3),
             "cell_box": self.box.as_dict(),
         }
 
@@ -64,64 +83,109 @@ class Prediction:
 class Classifier:
     """Wraps a loaded Keras model; build it with ``load_classifier()``."""
 
-    def __init__(self, model, model_path: Path | None = None) -> None:
+    def __init__(self, model, model_path: Path | None = None, stain_normalise: bool = False,
+                 trust: TrustModel | None = None) -> None:
+        import keras
         import tensorflow as tf
 
         self.model = model
         self.model_path = model_path
         self.input_size = int(model.input_shape[1])
+        self.stain_normalise = stain_normalise
+        self.trust = trust or TrustModel()
         # One traced graph for every batch size: perturbation explainers call this
         # thousands of times, and model.predict() per call costs ~10x more.
-        self._forward = tf.function(
-            lambda batch: model(batch, training=False),
-            input_signature=[tf.TensorSpec([None, self.input_size, self.input_size, 3], tf.float32)],
-            reduce_retracing=True,
-        )
+        signature = [tf.TensorSpec([None, self.input_size, self.input_size, 3], tf.float32)]
+        self._forward = tf.function(lambda batch: model(batch, training=False),
+                                    input_signature=signature, reduce_retracing=True)
+        pooled = keras.layers.GlobalAveragePooling2D(name="ood_features")(model.get_layer(FEATURE_LAYER).output)
+        with_features = keras.Model(model.input, [pooled, model.output])
+        self._forward_with_features = tf.function(lambda batch: with_features(batch, training=False),
+                                                  input_signature=signature, reduce_retracing=True)
 
     # -- framing -------------------------------------------------------------
+    def _model_view(self, rgb: np.ndarray, box: CellBox) -> np.ndarray:
+        crop = crop_to_box(rgb, box, self.input_size)
+        return normalise_stain(crop) if self.stain_normalise else crop
+
     def prepare(self, image: ImageSource) -> tuple[np.ndarray, CellBox]:
-        """Load any supported input and return (model-size crop of the cell, its box)."""
-        return frame_cell(load_image(image), self.input_size)
+        """Load any supported input and return (what the model sees of its main cell, the box)."""
+        rgb = load_image(image)
+        _, box = frame_cell(rgb, self.input_size)
+        return self._model_view(rgb, box), box
+
+    def prepare_cells(self, image: ImageSource) -> list[tuple[np.ndarray, CellBox]]:
+        """Every white cell found in the image (a whole smear field may hold several)."""
+        rgb = load_image(image)
+        return [(self._model_view(rgb, box), box) for box in locate_white_cells(rgb)]
 
     # -- raw forward passes ---------------------------------------------------
-    def predict_proba(self, batch: np.ndarray) -> np.ndarray:
-        """Class probabilities for model-size RGB images, shape (N, 224, 224, 3), 0-255."""
+    def _batched(self, forward, batch: np.ndarray):
         batch = np.asarray(batch, dtype=np.float32)
         if batch.ndim == 3:
             batch = batch[None]
-        outputs = [
-            self._forward(batch[start : start + FORWARD_BATCH]).numpy()
-            for start in range(0, len(batch), FORWARD_BATCH)
-        ]
+        return [forward(batch[start : start + FORWARD_BATCH]) for start in range(0, len(batch), FORWARD_BATCH)]
+
+    def predict_proba(self, batch: np.ndarray) -> np.ndarray:
+        """Raw softmax for model-size RGB images, shape (N, 224, 224, 3), 0-255."""
+        outputs = [out.numpy() for out in self._batched(self._forward, batch)]
         if not outputs:
             return np.zeros((0, len(CLASS_NAMES)), np.float32)
         return np.concatenate(outputs, axis=0)
+
+    def features_and_proba(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(pooled FEATURE_LAYER features (N, channels), raw softmax (N, 4)) in one forward pass."""
+        outputs = self._batched(self._forward_with_features, batch)
+        if not outputs:
+            channels = int(self.model.get_layer(FEATURE_LAYER).output.shape[-1])
+            return np.zeros((0, channels), np.float32), np.zeros((0, len(CLASS_NAMES)), np.float32)
+        return (np.concatenate([f.numpy() for f, _ in outputs]), np.concatenate([p.numpy() for _, p in outputs]))
 
     # -- user-facing predictions ----------------------------------------------
     def predict(self, image: ImageSource) -> Prediction:
         return self.predict_batch([image])[0]
 
     def predict_batch(self, images: Iterable[ImageSource]) -> list[Prediction]:
-        prepared = [self.prepare(image) for image in images]
+        return self.predict_crops([self.prepare(image) for image in images])
+
+    def predict_cells(self, image: ImageSource) -> list[Prediction]:
+        """One prediction per white cell in the image, biggest nucleus first."""
+        return self.predict_crops(self.prepare_cells(image))
+
+    def predict_crops(self, prepared: list[tuple[np.ndarray, CellBox]]) -> list[Prediction]:
         if not prepared:
             return []
         crops = np.stack([crop for crop, _ in prepared])
-        probabilities = self.predict_proba(crops)
-        return [
-            _to_prediction(probs, box, crop)
-            for probs, (crop, box) in zip(probabilities, prepared)
-        ]
+        features, raw = self.features_and_proba(crops)
+        assessments = self.trust.assess(raw, features)
+        return [_to_prediction(probs, assessment, box, crop)
+                for probs, assessment, (crop, box) in zip(raw, assessments, prepared)]
 
 
-def _to_prediction(probs: np.ndarray, box: CellBox, crop: np.ndarray) -> Prediction:
-    best = int(np.argmax(probs))
+def _to_prediction(raw: np.ndarray, assessment, box: CellBox, crop: np.ndarray) -> Prediction:
+    best = int(np.argmax(raw))
+    calibrated = assessment.calibrated_probabilities
     return Prediction(
         label=CLASS_NAMES[best],
-        confidence=float(probs[best]),
-        probabilities={name: float(p) for name, p in zip(CLASS_NAMES, probs)},
+        confidence=float(calibrated[best]),
+        probabilities={name: float(p) for name, p in zip(CLASS_NAMES, calibrated)},
         box=box,
         model_input=crop,
+        status=assessment.status,
+        status_text=assessment.status_text,
+        raw_confidence=float(raw[best]),
+        ood_score=assessment.ood_score,
     )
+
+
+def card_beside(model_path: Path) -> Path | None:
+    """The model card that belongs to a model file: the shipped card, or one next to it."""
+    if model_path.resolve() == DEFAULT_MODEL_PATH.resolve():
+        return MODEL_CARD_PATH
+    for name in ("model-card.json", "card.json"):
+        if (model_path.parent / name).is_file():
+            return model_path.parent / name
+    return None
 
 
 @functools.lru_cache(maxsize=4)
@@ -135,7 +199,15 @@ def load_classifier(model_path: str | Path | None = None) -> Classifier:
             f"Model file not found: {path}. Train one with `python -m training.train`."
         )
     model = keras.saving.load_model(path, compile=False)
-    return Classifier(model, path)
+    card_path = card_beside(path)
+    card = {}
+    if card_path is not None and card_path.is_file():
+        import json
+
+        card = json.loads(card_path.read_text())
+    settings = card.get("training", {}).get("settings", {})
+    return Classifier(model, path, stain_normalise=bool(settings.get("stain_normalise", False)),
+                      trust=TrustModel.from_card(card, card_path.parent if card_path else path.parent))
 
 
 def class_index(name: str) -> int:

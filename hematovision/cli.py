@@ -114,7 +114,12 @@ def _predict(args) -> int:
     for name in args.images:
         entry = {"file": name}
         try:
-            entry.update(classifier.predict(load_image(Path(name))).as_dict())
+            cells = classifier.predict_cells(load_image(Path(name)))
+            # The biggest cell first: its prediction is also the image's top-level answer,
+            # and a whole smear field lists every white cell found.
+            entry.update(cells[0].as_dict())
+            entry["cell_count"] = sum(cell.box.found for cell in cells)
+            entry["cells"] = [cell.as_dict() for cell in cells]
         except ImageError as exc:
             entry["error"] = str(exc)
             failures += 1
@@ -125,9 +130,18 @@ def _predict(args) -> int:
         for entry in results:
             if "error" in entry:
                 print(f"{entry['file']}: error: {entry['error']}", file=sys.stderr)
+            elif len(entry["cells"]) == 1:
+                print(f"{entry['file']}: {_cell_line(entry)}")
             else:
-                print(f"{entry['file']}: {entry['label'].lower()} ({entry['confidence']:.1%})")
+                print(f"{entry['file']}: {len(entry['cells'])} white cells")
+                for number, cell in enumerate(entry["cells"], 1):
+                    box = cell["cell_box"]
+                    print(f"  cell {number} at x={box['x']} y={box['y']} ({box['width']} px): {_cell_line(cell)}")
     return EXIT_INPUT_ERROR if failures else EXIT_OK
+
+
+def _cell_line(cell: dict) -> str:
+    return f"{cell['label'].lower()} ({cell['confidence']:.1%}) - {cell['status_text']}"
 
 
 def _explain(args) -> int:

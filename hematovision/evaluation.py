@@ -50,11 +50,16 @@ def list_images(folder: Path) -> list[Path]:
 
 @dataclass
 class FolderPredictions:
-    """Per-image results for a labelled folder."""
+    """Per-image results for a labelled set of images.
+
+    ``probabilities`` is the raw softmax (the predicted class is the same after
+    calibration); ``features`` are the pooled features the OOD check reads.
+    """
 
     paths: list[Path] = field(default_factory=list)
     labels: list[int] = field(default_factory=list)
     probabilities: np.ndarray = field(default_factory=lambda: np.zeros((0, len(CLASS_NAMES))))
+    features: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     unreadable: list[dict] = field(default_factory=list)
 
     @property
@@ -73,6 +78,13 @@ def predict_folder(
             + ", ".join(CLASS_NAMES)
         )
     jobs = [(path, CLASS_NAMES.index(name)) for name, folder in folders.items() for path in list_images(folder)]
+    return predict_files(classifier, jobs, batch_size, progress)
+
+
+def predict_files(
+    classifier, jobs: list[tuple[Path, int]], batch_size: int = 64, progress: Progress | None = None
+) -> FolderPredictions:
+    """Run the classifier over (path, true class index) pairs; unreadable files are listed, not fatal."""
     result = FolderPredictions()
     chunks = []
     for start in range(0, len(jobs), batch_size):
@@ -87,11 +99,12 @@ def predict_folder(
             result.paths.append(path)
             result.labels.append(label)
         if crops:
-            chunks.append(classifier.predict_proba(np.stack(crops)))
+            chunks.append(classifier.features_and_proba(np.stack(crops)))
         if progress:
             progress(min(start + batch_size, len(jobs)), len(jobs))
     if chunks:
-        result.probabilities = np.concatenate(chunks, axis=0)
+        result.features = np.concatenate([f for f, _ in chunks], axis=0)
+        result.probabilities = np.concatenate([p for _, p in chunks], axis=0)
     return result
 
 

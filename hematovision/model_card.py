@@ -35,12 +35,19 @@ SPLITS: dict[str, tuple[str, str]] = {
         "The held-out cells once each, without augmentation (the closest thing here to "
         "new, ordinary photographs).",
     ),
+    "pbc_test": (
+        "PBC test split",
+        "A seeded 20% of each class of the PBC images (another lab, Barcelona), never used "
+        "for training or for any choice. New cells, but the same lab as the PBC training images.",
+    ),
 }
+# The splits calibration and abstention are reported on (cell-level votes have no probabilities).
+IMAGE_SPLITS = ("test_image", "test_simple", "pbc_test")
 
 # Tests (or a deployment) can point the app at another card file.
 CARD_PATH_ENV = "HEMATOVISION_MODEL_CARD"
 
-REQUIRED_TOP = ("model_file", "model_sha256", "class_names", "training", "data", "evaluation", "limits")
+REQUIRED_TOP = ("model_file", "model_sha256", "class_names", "training", "data", "evaluation", "limits", "trust")
 REQUIRED_SPLIT = ("n", "correct", "accuracy", "accuracy_ci95", "per_class", "confusion_matrix")
 PER_CLASS_FIELDS = ("precision", "recall", "f1", "support")
 
@@ -74,6 +81,14 @@ class ModelCard:
     @property
     def evaluation(self) -> dict[str, Any]:
         return _as_dict(self.data.get("evaluation"))
+
+    @property
+    def trust(self) -> dict[str, Any]:
+        return _as_dict(self.data.get("trust"))
+
+    @property
+    def comparison(self) -> dict[str, Any]:
+        return _as_dict(self.data.get("comparison"))
 
     @property
     def limits(self) -> list[str]:
@@ -209,6 +224,60 @@ def _number_or_none(value: Any) -> float | None:
 def confusion_matrix(split: dict[str, Any], class_names: list[str]) -> list[list[float]] | None:
     matrix = split.get("confusion_matrix")
     return matrix if _is_square(matrix, len(class_names)) else None
+
+
+def accuracy_cell(split: Any) -> str:
+    """'86.0% (84.6–87.3)' for a comparison table, or '–'."""
+    split = _as_dict(split)
+    accuracy, ci = split.get("accuracy"), split.get("accuracy_ci95")
+    if not _is_number(accuracy):
+        return "–"
+    text = f"{100 * accuracy:.1f}%"
+    return text + (f" ({100 * ci[0]:.1f}–{100 * ci[1]:.1f})" if _is_interval(ci) else "")
+
+
+def comparison_rows(card: "ModelCard") -> list[dict[str, str]]:
+    """One row per model (the shipped one first): accuracy with 95% CI on every split."""
+    models = {"Shipped model": {"splits": card.evaluation.get("splits"),
+                                "trained_on": card.training.get("sources", ["kaggle"])}}
+    models.update(card.comparison)
+    rows = []
+    for name, result in models.items():
+        result = _as_dict(result)
+        splits = _as_dict(result.get("splits"))
+        trained = result.get("trained_on") or []
+        row = {"Model": name, "Trained on": " + ".join(SOURCE_NAMES.get(t, str(t)) for t in trained) or "?"}
+        for split in SPLITS:
+            row[SPLITS[split][0]] = accuracy_cell(splits.get(split))
+        rows.append(row)
+    return rows
+
+
+SOURCE_NAMES = {"kaggle": "Kaggle/BCCD", "pbc": "PBC"}
+
+
+def flag_rate_rows(card: "ModelCard") -> list[dict[str, Any]]:
+    """How often each model's OOD check flags each image set, marking sources it never saw."""
+    rows = []
+    models = {"Shipped model": {"splits": card.evaluation.get("splits"), "non_blood": card.evaluation.get("non_blood"),
+                                "trained_on": card.training.get("sources", ["kaggle"])}}
+    models.update(card.comparison)
+    split_source = {"test_image": "kaggle", "test_simple": "kaggle", "pbc_test": "pbc"}
+    for name, result in models.items():
+        result = _as_dict(result)
+        trained = set(result.get("trained_on") or [])
+        for split, source in split_source.items():
+            rate = _as_dict(_as_dict(result.get("splits")).get(split)).get("ood_flag_rate")
+            if _is_number(rate):
+                rows.append({"Model": name, "Images": SPLITS[split][0],
+                             "Kind": "blood cells, source seen in training" if source in trained
+                             else "blood cells, source NOT seen in training",
+                             "Flagged": float(rate)})
+        non_blood = _as_dict(result.get("non_blood"))
+        if _is_number(non_blood.get("flag_rate")):
+            rows.append({"Model": name, "Images": f"Not blood cells ({non_blood.get('n')} images)",
+                         "Kind": "photos, other microscopy, colours, noise", "Flagged": float(non_blood["flag_rate"])})
+    return rows
 
 
 def interval_text(ci: Any, digits: int = 1) -> str:

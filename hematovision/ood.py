@@ -1,9 +1,10 @@
 """Does this image look like the training data? A distance on the model's own features.
 
 The classifier always answers one of four classes, even for a photo of a cat. Before
-trusting it we ask how far the image's pooled MobileNetV2 features (the 1,280 numbers
-the final layer reads) lie from those of the training images, in the spirit of the
-Mahalanobis detector of Lee et al. (2018):
+trusting it we ask how far the image's features lie from those of the training images,
+in the spirit of the Mahalanobis detector of Lee et al. (2018), who also found
+intermediate layers better at this than the last one. The features are MobileNetV2's
+block-12 output averaged over the image (``classifier.FEATURE_LAYER``):
 
 * project the features onto their top principal components (fitted on training images),
 * score = squared Mahalanobis distance to the nearest class mean (shared covariance)
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-N_COMPONENTS = 64
+N_COMPONENTS = 32
 
 
 @dataclass

@@ -34,11 +34,14 @@ from hematovision.app_state import (
     clean_display_name,
     current_image_from_sample,
     current_image_from_upload,
-    draw_cell_box,
+    CELL_INDEX,
+    draw_cell_boxes,
     explanation_key,
 )
 from hematovision.cells import CellBox
 from hematovision.classifier import CLASS_NAMES, MODEL_CARD_PATH, display_name
+from hematovision.calibration import (apply_temperature, coverage_accuracy_curve, expected_calibration_error,
+                                      reliability_bins)
 from hematovision.metrics import accuracy_summary
 from hematovision.model_card import CARD_PATH_ENV, load_model_card, validate_model_card
 from hematovision.samples import find_sample, list_samples
@@ -137,6 +140,38 @@ def test_sample_shows_prediction_crop_and_chart(classifier):
     assert "Data-set label for this sample" in captions
     image = at.session_state[CURRENT_IMAGE]
     assert image.source == "sample" and image.sample_key == sample.key
+    # The calibrated confidence and the status are shown plainly beside the result.
+    assert any(f"Calibrated probability **{100 * expected.confidence:.1f}%**" in m.value for m in at.markdown)
+    statuses = [m.value for m in at.success] + [m.value for m in at.warning]
+    assert any(expected.status_text in value for value in statuses), statuses
+
+
+def test_non_blood_image_is_called_out(classifier):
+    noise = np.random.default_rng(3).integers(0, 256, (300, 300, 3), dtype=np.uint8)
+    at = start("app_pages/classify.py")
+    at.file_uploader[0].set_value(("noise.png", png_bytes(noise), "image/png")).run()
+    assert not at.exception, at.exception
+    assert any("Does not look like a blood-cell image" in e for e in errors(at)), errors(at)
+
+
+def test_field_with_two_cells_lists_both_and_switches_between_them(classifier):
+    from tests.test_fields import two_cell_field
+
+    at = start("app_pages/classify.py")
+    at.file_uploader[0].set_value(("field.png", png_bytes(two_cell_field()), "image/png")).run()
+    assert not at.exception, at.exception
+    assert any("2 white cells" in m.value for m in at.markdown)
+    [table] = [t for t in at.dataframe if "Status" in t.value.columns]
+    assert len(table.value) == 2
+    first_crop = at.session_state[CURRENT_IMAGE]
+    at.radio(key="hv_cell_radio").set_value(1).run()
+    assert not at.exception, at.exception
+    assert at.session_state[CELL_INDEX] == 1
+    at.session_state[EXPLAIN_SETTINGS] = FAST_EXPLAIN
+    at.switch_page("app_pages/explain.py").run(timeout=TIMEOUT * 2)
+    assert not at.exception, at.exception
+    assert at.selectbox(key="hv_cell_select").value == 1
+    assert first_crop is at.session_state[CURRENT_IMAGE]
 
 
 def test_good_upload_gives_a_prediction(classifier):
@@ -310,35 +345,72 @@ def test_explain_target_class_can_be_changed():
 # ---------------------------------------------------------------------------
 # Model
 # ---------------------------------------------------------------------------
+def synthetic_split(rng, name: str, n: int, with_trust: bool) -> dict:
+    truth = rng.integers(0, 4, n)
+    guess = np.where(rng.random(n) < 0.85, truth, rng.integers(0, 4, n))
+    split = accuracy_summary(truth, guess, CLASS_NAMES, description=f"synthetic {name}")
+    if with_trust:
+        probs = np.full((n, 4), 0.02)
+        probs[np.arange(n), guess] = 0.94
+        calibrated = apply_temperature(probs, 1.8)
+        correct = guess == truth
+        split.update({
+            "ece_before": expected_calibration_error(probs, truth),
+            "ece_after": expected_calibration_error(calibrated, truth),
+            "reliability_before": reliability_bins(probs, truth),
+            "reliability_after": reliability_bins(calibrated, truth),
+            "abstain": {"threshold": 0.6, "coverage": 0.9, "accuracy_kept": 0.9},
+            "coverage_curve": coverage_accuracy_curve(calibrated.max(axis=1), correct),
+            "ood_flag_rate": 0.02,
+        })
+    return split
+
+
 def synthetic_card() -> dict:
     rng = np.random.default_rng(1)
-    splits = {}
-    for name, n in (("test_image", 400), ("test_cell", 71), ("test_simple", 71)):
-        truth = rng.integers(0, 4, n)
-        guess = np.where(rng.random(n) < 0.85, truth, rng.integers(0, 4, n))
-        splits[name] = accuracy_summary(truth, guess, CLASS_NAMES, description=f"synthetic {name}")
+    sizes = {"test_image": 400, "test_cell": 71, "test_simple": 71, "pbc_test": 300}
+    splits = {name: synthetic_split(rng, name, n, name != "test_cell") for name, n in sizes.items()}
+    old = {name: synthetic_split(rng, name, n, False) for name, n in sizes.items()}
+    curve = splits["test_image"]["coverage_curve"]
+    field = {"fields": 70, "cells_expected": 72, "cells_found": 71, "fields_with_right_count": 69,
+             "cells_classified_right": 63, "classified_right_ci95": [0.78, 0.93], "fields_with_two_cells": 2,
+             "two_cell_fields_both_found": 1}
     return {
         "model_file": "hematovision-mobilenetv2.keras",
         "model_sha256": "0" * 64,
         "class_names": list(CLASS_NAMES),
-        "input_size": [224, 224],
+        "input_size": 224,
         "framing": "crop around the white cell",
         "training": {
             "command": "python -m training.train",
             "seconds": 600.0,
             "imagenet_weights": "keras",
-            "settings": {"epochs": 3, "learning_rate": 0.001},
-            "validation": {"cells": 40, "images": 1400, "accuracy": 0.9, "cell_accuracy": 0.92},
+            "sources": ["kaggle", "pbc"],
+            "settings": {"epochs": 3, "learning_rate": 0.001, "stain_normalise": True},
+            "validation": {"images": 1400, "accuracy": 0.9},
         },
         "data": {
-            "name": "Blood Cell Images (Kaggle)",
-            "license": "MIT",
-            "manifest_sha256": "1" * 64,
-            "train_images": 9957,
-            "train_cells": 277,
-            "url_note": "dhruvp/wbc-classification",
+            "kaggle": {"name": "Blood Cell Images (Kaggle)", "license": "MIT", "images": 9957, "cells": 277},
+            "pbc": {"name": "PBC (Acevedo et al. 2020)", "license": "CC BY 4.0", "images": 3633,
+                    "test_images": 727, "split": "seeded, stratified"},
         },
-        "evaluation": {"command": "python -m hematovision evaluate", "date": "2026-11-25", "splits": splits},
+        "trust": {
+            "command": "python -m training.calibrate --data-dir DATA",
+            "temperature": 1.8, "validation_images": 2500, "validation_ece_before": 0.06,
+            "validation_ece_after": 0.01,
+            "abstain": {"threshold": 0.6, "target_accuracy": 0.98, "coverage": 0.85, "accuracy": 0.98,
+                        "reached": True},
+            "validation_coverage_curve": curve,
+            "ood": {"method": "Mahalanobis", "threshold": 100.0, "target_validation_flag_rate": 0.015},
+        },
+        "evaluation": {
+            "command": "python -m training.evaluate", "date": "2026-11-25", "splits": splits,
+            "non_blood": {"n": 100, "flagged": 97, "flag_rate": 0.97,
+                          "by_kind": {"natural photo": {"n": 68, "flagged": 67}}, "not_flagged": ["moon"]},
+            "fields": {"held_out": field, "how": "Fields of the BCCD originals."},
+        },
+        "comparison": {"Previous (Kaggle only)": {"splits": old, "trained_on": ["kaggle"],
+                                                  "training_command": "python -m training.train --sources kaggle"}},
         "limits": ["Never saw basophils.", "Trained on one lab's stain."],
     }
 
@@ -353,15 +425,19 @@ def test_model_page_renders_a_card(tmp_path, monkeypatch):
     assert not at.exception, at.exception
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["TEST, image level"] == f"{100 * card['evaluation']['splits']['test_image']['accuracy']:.1f}%"
-    assert set(metrics) == {"TEST, image level", "TEST, cell level", "TEST_SIMPLE"}
+    assert set(metrics) == {"TEST, image level", "TEST, cell level", "TEST_SIMPLE", "PBC test split"}
     captions = " ".join(c.value for c in at.caption)
     assert "95% CI" in captions
-    assert len(at.get("plotly_chart")) == 3  # one confusion matrix per split
-    assert len(at.dataframe) >= 3
+    # 4 confusion matrices, 3 reliability diagrams, 1 coverage-accuracy curve
+    assert len(at.get("plotly_chart")) == 8
+    columns = {column for table in at.dataframe for column in table.value.columns}
+    # comparison, calibration, abstention, OOD, fields and data tables
+    assert {"Trained on", "ECE calibrated", "Accuracy on kept", "Flagged", "White cells found", "Licence"} <= columns
     # The fake sha256 does not match the committed model: the page must say so.
     assert any("does not match" in e for e in errors(at))
     text = " ".join(m.value for m in at.markdown)
     assert "Never saw basophils." in text
+    assert "T = 1.80" in text
 
 
 def test_model_page_without_a_card_says_so(tmp_path, monkeypatch):
@@ -390,8 +466,8 @@ def test_model_page_renders_the_real_card():
         assert any("no evaluation results yet" in w.value for w in at.warning)
         return
     assert card.problems == [], card.problems
-    assert len(at.metric) == 3
-    assert len(at.get("plotly_chart")) == 3
+    assert len(at.metric) == 4
+    assert len(at.get("plotly_chart")) == 8
 
 
 # ---------------------------------------------------------------------------
@@ -421,9 +497,9 @@ def test_upload_helper_refuses_bad_bytes_with_the_loader_message():
     assert str(info.value) == expected_message(data)
 
 
-def test_draw_cell_box_marks_the_box_only():
+def test_draw_cell_boxes_marks_the_box_only():
     rgb = np.full((100, 120, 3), 255, np.uint8)
-    boxed = draw_cell_box(rgb, CellBox(10, 20, 50, True))
+    boxed = draw_cell_boxes(rgb, [CellBox(10, 20, 50, True)])
     assert boxed.shape == rgb.shape
     assert (boxed[20, 30] != 255).any()  # top edge
     assert (boxed[45, 35] == 255).all()  # inside untouched

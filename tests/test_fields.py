@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from hematovision.cli import main
-from hematovision.fields import locate_white_cells
+from hematovision.cells import locate_white_cells
 from tests.conftest import DATA_DIR
 from tests.synthetic import synthetic_smear
 

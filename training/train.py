@@ -21,6 +21,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -30,6 +31,7 @@ import numpy as np
 from hematovision.classifier import CLASS_NAMES, DEFAULT_MODEL_PATH, MODEL_CARD_PATH
 from hematovision.metrics import majority_vote
 from hematovision.model_card import file_sha256
+from hematovision.stain import normalise_stain
 from training import data
 
 # The frozen part ends at this layer's output (cached); stage 2 trains blocks N+1 to 16
@@ -54,13 +56,19 @@ def stage2_blocks(cut_layer: str) -> str:
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--data-dir", type=Path, required=True, help="the Kaggle blood-cells folder")
+    parser.add_argument("--pbc-dir", type=Path, default=None, help="PBC folder (default: pbc beside --data-dir)")
+    parser.add_argument("--sources", type=lambda text: tuple(text.split(",")), default=("kaggle", "pbc"),
+                        help="comma-separated: kaggle, pbc (default both)")
+    parser.add_argument("--kaggle-augment", choices=sorted(AUGMENTATIONS), default="lab")
+    parser.add_argument("--pbc-augment", choices=sorted(AUGMENTATIONS), default="lab")
     parser.add_argument("--output", type=Path, default=DEFAULT_MODEL_PATH)
     parser.add_argument("--card", type=Path, default=MODEL_CARD_PATH)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--val-fraction", type=float, default=0.2)
-    parser.add_argument("--copies", type=int, default=6, help="augmented copies cached per image (first is unaugmented)")
-    parser.add_argument("--colour-jitter", type=float, default=0.08)
+    parser.add_argument("--stain-normalise", action=argparse.BooleanOptionalAction, default=True,
+                        help="Reinhard colour transfer of every crop (hematovision.stain), as the app does")
+    parser.add_argument("--copies", type=int, default=4, help="augmented copies cached per image (first is unaugmented)")
     parser.add_argument("--dropout", type=float, default=0.4)
     parser.add_argument("--l2", type=float, default=1e-4)
     parser.add_argument("--label-smoothing", type=float, default=0.1)
@@ -70,17 +78,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--stage2-lr", type=float, default=1e-4)
     parser.add_argument("--stage2-epochs", type=int, default=20)
     parser.add_argument("--patience", type=int, default=3)
-    parser.add_argument("--class-weight", choices=["none", "cells"], default="none",
-                        help="'cells': weight classes by inverse number of training cells")
-    parser.add_argument("--all-cells", action=argparse.BooleanOptionalAction, default=True,
-                        help="after validating, retrain on all cells for the validated epoch counts "
-                             "(default; --no-all-cells keeps the model trained without the validation cells)")
     parser.add_argument("--no-save", action="store_true", help="experiment only: do not write model or card")
     parser.add_argument("--weights", default="auto")
     parser.add_argument("--cut-layer", choices=CUT_CHOICES, default=CUT_LAYER,
                         help="last frozen layer, whose output is cached (an earlier cut trains "
                              "more blocks in stage 2 and needs its own cache)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.pbc_dir is None:
+        args.pbc_dir = args.data_dir.parent / "pbc"
+    unknown = set(args.sources) - {"kaggle", "pbc"}
+    if unknown or not args.sources:
+        parser.error(f"--sources takes kaggle and/or pbc, not {','.join(sorted(unknown)) or 'nothing'}")
+    return args
 
 
 # -- augmentation -------------------------------------------------------------------
@@ -102,13 +111,65 @@ def colour_jitter(image: np.ndarray, rng: np.random.Generator, strength: float) 
     return np.clip(pixels * gain, 0, 255).astype(np.uint8)
 
 
-def augmented_copy(crops: np.ndarray, copy: int, seed: int, strength: float) -> np.ndarray:
-    """Copy 0 is the crops as they are; copy k>0 is a seeded random flip/rotation + colour change."""
+# Haematoxylin / eosin / DAB optical-density basis (Ruifrok & Johnston 2001, as in
+# skimage.color.rgb2hed); Giemsa-type stains separate along the same two axes well
+# enough to vary "more blue" and "more pink" independently.
+HED_FROM_RGB = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]], np.float32)
+HED_FROM_RGB[2] = np.cross(HED_FROM_RGB[0], HED_FROM_RGB[1])
+HED_FROM_RGB /= np.linalg.norm(HED_FROM_RGB, axis=1, keepdims=True)
+RGB_FROM_HED = np.linalg.inv(HED_FROM_RGB)
+
+
+def stain_jitter(image: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
+    """Scale and shift each stain's optical density, as between labs' staining protocols."""
+    optical_density = -np.log((image.astype(np.float32) + 1.0) / 256.0)
+    stains = optical_density.reshape(-1, 3) @ RGB_FROM_HED
+    stains = stains * (1 + rng.uniform(-strength, strength, 3)) + rng.uniform(-strength, strength, 3) * 0.05
+    rgb = 256.0 * np.exp(-np.maximum(stains @ HED_FROM_RGB, 0)) - 1.0
+    return np.clip(rgb, 0, 255).reshape(image.shape).astype(np.uint8)
+
+
+def lab_augment(image: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
+    """Differences between labs: stain, white balance, focus/resolution and framing.
+
+    PBC photos are sharp and warm, Kaggle/BCCD ones soft and cool, so each copy gets a
+    stain change, a per-channel gain, blur half of the time, and a zoom of up to 25%
+    with a random shift (the crop's scale depends on the nucleus found).
+    """
+    from PIL import Image, ImageFilter
+
+    size = image.shape[0]
+    side = int(round(size / rng.uniform(1.0, 1.25)))
+    x, y = rng.integers(0, size - side + 1, size=2)
+    picture = Image.fromarray(image[y : y + side, x : x + side]).resize((size, size), Image.Resampling.BILINEAR)
+    if rng.random() < 0.5:
+        picture = picture.filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 2.0)))
+    pixels = stain_jitter(np.asarray(picture), rng, strength)
+    return colour_jitter(pixels, rng, strength / 2)
+
+
+AUGMENTATIONS = {"basic": colour_jitter, "lab": lab_augment}
+# "basic" at 0.08 is the recipe the Kaggle activation cache was built with.
+AUGMENT_STRENGTH = {"basic": 0.08, "lab": 0.25}
+
+
+def augmented_copy(crops: np.ndarray, copy: int, seed: int, strength: float, kind: str = "basic") -> np.ndarray:
+    """Copy 0 is the crops as they are; copy k>0 is a seeded random flip/rotation + ``kind`` change."""
     if copy == 0:
         return crops
     rng = np.random.default_rng([seed, copy])
     codes = rng.integers(1, 8, size=len(crops))  # never the identity: copy 0 has it
-    return np.stack([colour_jitter(dihedral(c, k), rng, strength) for c, k in zip(crops, codes)])
+    change = AUGMENTATIONS[kind]
+    return np.stack([change(dihedral(c, k), rng, strength) for c, k in zip(crops, codes)])
+
+
+def model_inputs(crops: np.ndarray, copy: int, seed: int, strength: float, kind: str, normalise: bool) -> np.ndarray:
+    """What the network is fed for one augmented copy: augmentation first, then the same
+    stain normalisation the app applies to every crop."""
+    images = augmented_copy(crops, copy, seed, strength, kind)
+    if normalise:
+        images = np.stack([normalise_stain(image) for image in images])
+    return images.astype(np.float32)
 
 
 # -- model pieces --------------------------------------------------------------------
@@ -121,15 +182,19 @@ def split_model(model, cut_layer: str = CUT_LAYER):
     return keras.Model(model.input, cut), keras.Model(cut, model.output)
 
 
-def cached_activations(bottom, crops, args, name: str) -> tuple[np.ndarray, dict]:
-    """float16 (copies, N, 14, 14, 96) activations at the cut layer, cached on disk.
+def cached_activations(bottom, crops, args, name: str, kind: str, strength: float) -> tuple[np.ndarray, dict]:
+    """float16 (copies, N, 14, 14, 64) activations at the cut layer, cached on disk.
 
     Also returns how long building the cache took (recorded beside it), so a run that
     reuses the cache can still report the full training cost.
     """
-    key = f"acts-{name}-{data.framing_key()}-c{args.copies}-j{args.colour_jitter}-s{args.seed}-{len(crops)}"
+    key = f"acts-{name}-{data.framing_key()}-c{args.copies}-j{strength}-s{args.seed}-{len(crops)}"
     if args.cut_layer != "block_12_add":  # caches made before the cut was an option have no suffix
         key += f"-{args.cut_layer}"
+    if kind != "basic":
+        key += f"-{kind}"
+    if args.stain_normalise:
+        key += "-stain"
     path = data.CACHE_DIR / f"{key}.npy"
     meta_path = data.CACHE_DIR / f"{key}.json"
     if path.is_file():
@@ -138,14 +203,26 @@ def cached_activations(bottom, crops, args, name: str) -> tuple[np.ndarray, dict
     shape = (args.copies, len(crops)) + tuple(bottom.output.shape[1:])
     out = np.lib.format.open_memmap(str(path) + ".tmp.npy", mode="w+", dtype=np.float16, shape=shape)
     started = time.time()
-    for copy in range(args.copies):
-        copy_started = time.time()
-        for start in range(0, len(crops), 512):
-            chunk = augmented_copy(crops[start : start + 512], copy, args.seed * 1000 + start, args.colour_jitter)
-            out[copy, start : start + len(chunk)] = bottom.predict(
-                chunk.astype(np.float32), batch_size=64, verbose=0
-            ).astype(np.float16)
-        print(f"  cached copy {copy + 1}/{args.copies} in {time.time() - copy_started:.0f}s", flush=True)
+    jobs = [(copy, start) for copy in range(args.copies) for start in range(0, len(crops), 512)]
+
+    def submit(pool, job):
+        copy, start = job
+        return pool.submit(model_inputs, crops[start : start + 512], copy, args.seed * 1000 + start,
+                           strength, kind, args.stain_normalise)
+
+    # One worker process augments and normalises the next chunk while TensorFlow runs
+    # this one: the numpy work is about as long as the forward pass.
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1) as pool:
+        pending = submit(pool, jobs[0])
+        for number, (copy, start) in enumerate(jobs):
+            images = pending.result()
+            if number + 1 < len(jobs):
+                pending = submit(pool, jobs[number + 1])
+            out[copy, start : start + len(images)] = bottom.predict(images, batch_size=64, verbose=0).astype(np.float16)
+            if start + 512 >= len(crops):
+                print(f"  cached {name} copy {copy + 1}/{args.copies} after {time.time() - started:.0f}s", flush=True)
     out.flush()
     del out
     os.replace(str(path) + ".tmp.npy", path)
@@ -229,12 +306,65 @@ def run_stage(top, acts, labels, train_idx, val, epochs, args, rng, class_weight
     return best_epoch or total, best if val is not None else None, history
 
 
-def class_weights(labels_by_cell: dict[str, int], train_cells, mode: str):
-    if mode == "none":
-        return None
-    counts = np.bincount([labels_by_cell[c] for c in train_cells], minlength=len(CLASS_NAMES))
-    weights = counts.sum() / (len(CLASS_NAMES) * np.maximum(counts, 1))
-    return {i: float(w) for i, w in enumerate(weights)}
+# -- data from each source ----------------------------------------------------------
+
+@dataclass
+class SourceData:
+    """One source's cached activations and where each image belongs."""
+
+    name: str
+    acts: np.ndarray  # (copies, N, 14, 14, 64) float16
+    labels: np.ndarray
+    cells: np.ndarray
+    is_val: np.ndarray  # bool; the rest trains
+    cache: dict
+    description: dict
+
+
+def kaggle_source(args, bottom) -> SourceData:
+    records = data.read_sources(args.data_dir, "TRAIN")
+    train_cells, val_cells = data.split_cells(records, args.val_fraction, args.seed)
+    cells = np.array([r.cell for r in records])
+    crops = data.cached_crops(records, "TRAIN")
+    acts, cache = cached_activations(bottom, crops, args, "TRAIN", args.kaggle_augment,
+                                     AUGMENT_STRENGTH[args.kaggle_augment])
+    return SourceData(
+        "kaggle", acts, np.array([r.label for r in records]), cells,
+        np.isin(cells, sorted(val_cells)), cache,
+        {"name": "Kaggle Blood Cell Images (BCCD-derived), TRAIN folder", "license": "MIT",
+         "manifest_sha256": file_sha256(Path(args.data_dir) / "MANIFEST"),
+         "images": len(records), "cells": len(train_cells) + len(val_cells),
+         "training_cells": len(train_cells), "validation_cells": len(val_cells),
+         "augmentation": args.kaggle_augment,
+         "url_note": "https://www.kaggle.com/datasets/paultimothymooney/blood-cells (dataset2-master), "
+                     "made in github.com/dhruvp/wbc-classification from BCCD (github.com/Shenggan/BCCD_Dataset)"},
+    )
+
+
+def pbc_source(args, bottom) -> SourceData:
+    records = data.read_pbc(args.pbc_dir)
+    split = data.split_pbc(records)
+    # The PBC test split is never loaded here: not cached, not trained on, not validated on.
+    kept = [r for r, part in zip(records, split) if part != "test"]
+    kept_split = split[split != "test"]
+    crops = data.cached_crops(kept, "PBC-trainval")
+    acts, cache = cached_activations(bottom, crops, args, "PBC", args.pbc_augment,
+                                     AUGMENT_STRENGTH[args.pbc_augment])
+    counts = {name: int(np.sum([r.label == i for r in records])) for i, name in enumerate(CLASS_NAMES)}
+    return SourceData(
+        "pbc", acts, np.array([r.label for r in kept]), np.array([r.cell for r in kept]),
+        kept_split == "val", cache,
+        {"name": "PBC dataset normal DIB (Acevedo et al. 2020, Data in Brief 30:105474), 4-class subset",
+         "license": "CC BY 4.0", "manifest_sha256": file_sha256(Path(args.pbc_dir) / "MANIFEST"),
+         "images": len(records), "images_per_class": counts,
+         "training_images": int(np.sum(kept_split == "train")), "validation_images": int(np.sum(kept_split == "val")),
+         "test_images": int(np.sum(split == "test")), "augmentation": args.pbc_augment,
+         "split": "seeded (2026), stratified by class: 20% test, 16% validation, 64% training "
+                  "(training.data.split_pbc); one photo per cell"},
+    )
+
+
+SOURCE_LOADERS = {"kaggle": kaggle_source, "pbc": pbc_source}
 
 
 # -- main ----------------------------------------------------------------------------
@@ -249,84 +379,79 @@ def train(args) -> dict:
     tf.config.experimental.enable_op_determinism()
     started = time.time()
 
-    records = data.read_sources(args.data_dir, "TRAIN")
-    labels = np.array([r.label for r in records])
-    cells = np.array([r.cell for r in records])
-    train_cells, val_cells = data.split_cells(records, args.val_fraction, args.seed)
-    train_idx = np.flatnonzero(np.isin(cells, sorted(train_cells)))
-    val_idx = np.flatnonzero(np.isin(cells, sorted(val_cells)))
-    print(f"{len(records)} images, {len(train_cells)} training cells ({len(train_idx)} images), "
-          f"{len(val_cells)} validation cells ({len(val_idx)} images)", flush=True)
-
-    print("Framing every image with frame_cell (cached) ...", flush=True)
-    crops = data.cached_crops(records, "TRAIN")
     base, weight_source = mobilenet_base(args.weights)
     model = build_classifier(base, dropout=args.dropout, l2=args.l2)
-    initial_weights = model.get_weights()
     bottom, top = split_model(model, args.cut_layer)
-    print(f"Caching {args.cut_layer} activations for {args.copies} copies ...", flush=True)
-    acts, cache_info = cached_activations(bottom, crops, args, "TRAIN")
+    sources = []
+    for name in args.sources:
+        print(f"Source {name}: framing (cached) and {args.cut_layer} activations for {args.copies} copies ...", flush=True)
+        source = SOURCE_LOADERS[name](args, bottom)
+        print(f"  {len(source.labels)} images, {int((~source.is_val).sum())} training, "
+              f"{int(source.is_val.sum())} validation", flush=True)
+        sources.append(source)
+    acts = sources[0].acts if len(sources) == 1 else np.concatenate([s.acts for s in sources], axis=1)
+    labels = np.concatenate([s.labels for s in sources])
+    cells = np.concatenate([s.cells for s in sources])
+    is_val = np.concatenate([s.is_val for s in sources])
+    train_idx, val_idx = np.flatnonzero(~is_val), np.flatnonzero(is_val)
     val = (acts[0, val_idx], labels[val_idx], cells[val_idx])
-    labels_by_cell = data.cell_labels(records)
-    weights = class_weights(labels_by_cell, train_cells, args.class_weight)
     rng = np.random.default_rng(args.seed)
 
     print("Stage 1: head only", flush=True)
     set_stage(model, 1, args.cut_layer)
     compile_top(top, args.stage1_lr, args.label_smoothing)
-    epochs1, val1, hist1 = run_stage(top, acts, labels, train_idx, val, args.stage1_epochs, args, rng, weights)
+    epochs1, val1, hist1 = run_stage(top, acts, labels, train_idx, val, args.stage1_epochs, args, rng, None)
     print(f"Stage 2: {stage2_blocks(args.cut_layer)} and Conv_1 at a low learning rate", flush=True)
     set_stage(model, 2, args.cut_layer)
     compile_top(top, args.stage2_lr, args.label_smoothing)
-    epochs2, val2, hist2 = run_stage(top, acts, labels, train_idx, val, args.stage2_epochs, args, rng, weights)
-    validation = {"cells": len(val_cells), "images": int(len(val_idx)),
-                  "accuracy": round(val2["accuracy"], 6), "cell_accuracy": round(val2["cell_accuracy"], 6),
-                  "loss": round(val2["loss"], 6), "stage1_best_epoch": epochs1, "stage2_best_epoch": epochs2,
+    epochs2, val2, hist2 = run_stage(top, acts, labels, train_idx, val, args.stage2_epochs, args, rng, None)
+    validation = {"images": int(len(val_idx)), "accuracy": round(val2["accuracy"], 6),
+                  "cell_accuracy": round(val2["cell_accuracy"], 6), "loss": round(val2["loss"], 6),
+                  "stage1_best_epoch": epochs1, "stage2_best_epoch": epochs2,
                   "stage1_accuracy": round(val1["accuracy"], 6)}
+    offset = 0
+    for source in sources:
+        rows = np.flatnonzero(source.is_val) + offset
+        scores = evaluate_top(top, acts[0, rows], labels[rows], cells[rows])
+        validation[source.name] = {k: round(v, 6) if isinstance(v, float) else v for k, v in scores.items()}
+        offset += len(source.labels)
     print("Validation:", json.dumps(validation), flush=True)
 
-    final_cells = "training cells only (validation cells held out)"
-    if args.all_cells:
-        # Same recipe and epoch counts, now on all 277 cells: more cells matter more
-        # than anything else here, and the epoch counts were chosen on validation.
-        print("Retraining on all cells for the validated epoch counts", flush=True)
-        keras.utils.set_random_seed(args.seed)
-        model.set_weights(initial_weights)
-        all_idx = np.arange(len(records))
-        weights = class_weights(labels_by_cell, set(cells), args.class_weight)
-        set_stage(model, 1, args.cut_layer)
-        compile_top(top, args.stage1_lr, args.label_smoothing)
-        run_stage(top, acts, labels, all_idx, None, 0, args, rng, weights, fixed_epochs=epochs1)
-        set_stage(model, 2, args.cut_layer)
-        compile_top(top, args.stage2_lr, args.label_smoothing)
-        run_stage(top, acts, labels, all_idx, None, 0, args, rng, weights, fixed_epochs=epochs2)
-        final_cells = "all 277 training cells, epoch counts from the validation run"
-
     seconds = round(time.time() - started, 1)
+    cache_seconds = sum(s.cache["seconds"] or 0 for s in sources)
+    reused = [s.name for s in sources if not s.cache["built_this_run"]]
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-                if k not in ("output", "card", "no_save", "data_dir")}
+                if k not in ("output", "card", "no_save", "data_dir", "pbc_dir")}
     settings.update({
         "architecture": "MobileNetV2 alpha 1.0, 224x224, GlobalAveragePooling, dropout, Dense softmax",
         "frozen": f"all layers up to {args.cut_layer}; all batch-norm layers",
         "stage1": "Dense head only", "stage2": f"{stage2_blocks(args.cut_layer)} + Conv_1 (not batch-norm) + head",
         "stage1_epochs_run": len(hist1), "stage2_epochs_run": len(hist2),
         "optimizer": "Adam", "loss": "categorical cross-entropy with label smoothing",
-        "augmentation": (f"{args.copies - 1} cached copies per image of a random flip/90-degree rotation "
-                         f"and colour change (brightness, contrast, per-channel gain, strength "
-                         f"{args.colour_jitter}); plus the unaugmented image; one copy drawn per image per epoch"),
-        "early_stopping": f"lowest validation loss, patience {args.patience}",
-        "final_model_trained_on": final_cells,
+        "augmentation": {
+            "basic": (f"{args.copies - 1} cached copies per image of a random flip/90-degree rotation and a "
+                      f"colour change (brightness, contrast, per-channel gain, strength {AUGMENT_STRENGTH['basic']})"),
+            "lab": (f"{args.copies - 1} cached copies per image of a random flip/90-degree rotation, a zoom of "
+                    f"up to 25% with a random shift, Gaussian blur (sigma 0.5-2) half of the time, a stain change "
+                    f"in haematoxylin/eosin optical-density space and a colour change (strength "
+                    f"{AUGMENT_STRENGTH['lab']})"),
+            "used": {s.name: s.description["augmentation"] for s in sources},
+            "note": "plus the unaugmented image; one copy drawn per image per epoch",
+        },
+        "early_stopping": f"lowest validation loss (all sources' validation images together), patience {args.patience}",
+        "final_model_trained_on": "training parts only: the validation cells/images are held out, because "
+                                  "temperature scaling, the abstain threshold and the OOD threshold are fitted on them",
         "framing": "hematovision.cells.frame_cell, cached once",
     })
     summary = {
         "command": "python -m training.train " + " ".join(sys.argv[1:]) if sys.argv[1:] else "python -m training.train",
         "seconds": seconds,
-        "seconds_note": ("wall-clock of this run; the activation cache was built in this run"
-                         if cache_info["built_this_run"] else
-                         "wall-clock of this run, which reused the activation cache; building it took "
-                         f"{cache_info['seconds']} s more"),
-        "activation_cache_seconds": cache_info["seconds"],
+        "seconds_note": ("wall-clock of this run, activation caches included" if not reused else
+                         f"wall-clock of this run, which reused the activation cache of {', '.join(reused)}; "
+                         f"building the caches took {cache_seconds:.0f} s in all"),
+        "activation_cache_seconds": cache_seconds,
         "imagenet_weights": weight_source,
+        "sources": list(args.sources),
         "settings": settings,
         "validation": validation,
         "history": {"stage1": hist1, "stage2": hist2},
@@ -336,29 +461,30 @@ def train(args) -> dict:
         for layer in model.layers:
             layer.trainable = True  # saved model: nothing frozen for whoever loads it
         model.save(args.output)
-        write_card(args, summary)
+        write_card(args, summary, {s.name: s.description for s in sources})
         print(f"Saved {args.output} and {args.card}", flush=True)
     print(f"Training took {seconds:.0f}s", flush=True)
     return summary
 
 
 LIMITS = [
-    "It learned from only 277 white cells (16 monocytes, 27 lymphocytes), each photographed once "
-    "and augmented about 35 times, so it has seen very little of the natural variety of each cell type.",
-    "All training images come from one source (BCCD: one lab, one stain, one camera at 640x480); "
-    "other stains, microscopes, magnifications or scanners were not tested and may lower accuracy.",
+    "It learned from 277 white cells of one lab (Kaggle/BCCD, each photographed once and augmented "
+    "about 35 times) and about 2,300 cells of a second lab (PBC, Barcelona); other stains, "
+    "microscopes, magnifications or scanners were not tested and may lower accuracy.",
     "It knows only four classes: basophils, blasts, immature granulocytes, nucleated red cells or "
-    "anything else is still called one of the four.",
-    "It expects one white cell per image; the crop is centred on the largest purple nucleus, so "
-    "with several white cells it looks at the biggest one, and with none it looks at the centre.",
+    "anything else is still called one of the four; the out-of-distribution check catches images "
+    "unlike the training data, not unfamiliar cell types that look like blood cells.",
+    "Cells are found by their purple nucleus; touching or overlapping white cells may be counted as "
+    "one, and a cell cut by the image border is framed off-centre.",
     "Its weakest distinctions are monocyte versus neutrophil and eosinophil versus neutrophil.",
-    "The test set holds only 71 distinct cells (4 monocytes), so its accuracy is uncertain by "
+    "The Kaggle test set holds only 71 distinct cells (4 monocytes), so its accuracy is uncertain by "
     "several points; see the confidence intervals.",
+    "The PBC test split comes from the same lab as PBC training images: it measures new cells, not a new lab.",
     "It is a teaching and research demo, not a medical device, and must not be used for diagnosis.",
 ]
 
 
-def write_card(args, training_summary: dict) -> None:
+def write_card(args, training_summary: dict, sources: dict) -> None:
     """Write the training and data sections; keep no stale evaluation of an older model."""
     card = {}
     if args.card.is_file():
@@ -371,17 +497,11 @@ def write_card(args, training_summary: dict) -> None:
         "framing": "cropped around the white cell (hematovision.cells.frame_cell): a square "
                    "centred on the largest purple nucleus, resized to 224x224",
         "training": training_summary,
-        "data": {
-            "name": "Kaggle Blood Cell Images (BCCD-derived)",
-            "license": "MIT",
-            "manifest_sha256": file_sha256(Path(args.data_dir) / "MANIFEST"),
-            "train_images": 9957,
-            "train_cells": 277,
-            "url_note": "https://www.kaggle.com/datasets/paultimothymooney/blood-cells (dataset2-master), "
-                        "made in github.com/dhruvp/wbc-classification from BCCD (github.com/Shenggan/BCCD_Dataset)",
-        },
+        "data": sources,
     })
-    card["evaluation"] = {"note": "not evaluated yet: run python -m training.evaluate --data-dir ../shared/data/blood-cells"}
+    for stale in ("evaluation", "trust"):
+        card.pop(stale, None)
+    card["evaluation"] = {"note": "not evaluated yet: run python -m training.evaluate"}
     card["limits"] = LIMITS
     args.card.write_text(json.dumps(card, indent=2) + "\n")
 

@@ -1,0 +1,156 @@
+"""Fit what tells users when not to trust a prediction, on held-out validation images.
+
+    python -m training.calibrate --data-dir ../shared/data/blood-cells
+
+For a trained model (default: the shipped one) this fits, and stores beside the model:
+
+* the temperature that calibrates its confidence (minimum NLL on validation images),
+* the abstain threshold: the lowest calibrated confidence at which the kept validation
+  predictions are right at least ``--target-accuracy`` of the time,
+* the out-of-distribution detector on pooled features of training images, with its
+  threshold set to flag ``--ood-flag-rate`` of validation images.
+
+Validation images are exactly those the training run held out: Kaggle TRAIN's
+validation cells (``data.split_cells``) and PBC's validation split (``data.split_pbc``),
+for whichever sources the model was trained on. Test splits are never read here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+
+from hematovision.calibration import (apply_temperature, choose_abstain_threshold, coverage_accuracy_curve,
+                                      expected_calibration_error, fit_temperature, negative_log_likelihood)
+from hematovision.classifier import DEFAULT_MODEL_PATH, FEATURE_LAYER, card_beside, load_classifier
+from hematovision.evaluation import predict_files
+from hematovision.model_card import file_sha256
+from hematovision.ood import OODDetector
+from training import data
+
+OOD_FILE = "ood-reference.npz"
+# Kaggle TRAIN holds ~36 near-identical augmented images per cell; a few per cell
+# describe the training distribution as well and keep fitting fast.
+OOD_IMAGES_PER_KAGGLE_CELL = 8
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--pbc-dir", type=Path, default=None)
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_PATH)
+    parser.add_argument("--target-accuracy", type=float, default=0.98)
+    parser.add_argument("--ood-flag-rate", type=float, default=0.015)
+    args = parser.parse_args(argv)
+    if args.pbc_dir is None:
+        args.pbc_dir = args.data_dir.parent / "pbc"
+    return args
+
+
+def held_out_and_training(args, sources: list[str], seed: int, val_fraction: float):
+    """(validation jobs, OOD-fitting jobs), each a list of (path, label, source)."""
+    validation, fitting = [], []
+    rng = np.random.default_rng(seed)
+    if "kaggle" in sources:
+        records = data.read_sources(args.data_dir, "TRAIN")
+        train_cells, val_cells = data.split_cells(records, val_fraction, seed)
+        by_cell: dict[str, list] = {}
+        for record in records:
+            by_cell.setdefault(record.cell, []).append(record)
+        validation += [(r.path, r.label, "kaggle") for r in records if r.cell in val_cells]
+        for cell in sorted(train_cells):
+            members = by_cell[cell]
+            for index in rng.choice(len(members), min(OOD_IMAGES_PER_KAGGLE_CELL, len(members)), replace=False):
+                fitting.append((members[index].path, members[index].label, "kaggle"))
+    if "pbc" in sources:
+        records = data.read_pbc(args.pbc_dir)
+        split = data.split_pbc(records)
+        validation += [(r.path, r.label, "pbc") for r, part in zip(records, split) if part == "val"]
+        fitting += [(r.path, r.label, "pbc") for r, part in zip(records, split) if part == "train"]
+    return validation, fitting
+
+
+def calibrate(args) -> dict:
+    card_path = card_beside(args.model)
+    if card_path is None:
+        raise SystemExit(f"No model card beside {args.model}; train it with training.train first.")
+    card = json.loads(card_path.read_text())
+    training = card["training"]
+    sources = training.get("sources", ["kaggle"])
+    settings = training["settings"]
+    validation_jobs, fitting_jobs = held_out_and_training(args, sources, settings["seed"], settings["val_fraction"])
+
+    classifier = load_classifier(args.model)
+    print(f"Predicting {len(validation_jobs)} validation and {len(fitting_jobs)} training images ...", flush=True)
+    val = predict_files(classifier, [(p, label) for p, label, _ in validation_jobs])
+    fit = predict_files(classifier, [(p, label) for p, label, _ in fitting_jobs])
+    labels = np.asarray(val.labels)
+
+    temperature = fit_temperature(val.probabilities, labels)
+    calibrated = apply_temperature(val.probabilities, temperature)
+    correct = calibrated.argmax(axis=1) == labels
+    abstain = choose_abstain_threshold(calibrated.max(axis=1), correct, args.target_accuracy)
+
+    detector = OODDetector.fit(fit.features, np.asarray(fit.labels))
+    detector.set_threshold(val.features, args.ood_flag_rate)
+    ood_path = card_path.parent / OOD_FILE
+    detector.save(ood_path)
+
+    val_sources = np.array([source for _, _, source in validation_jobs])
+    per_source = {}
+    for source in sorted(set(val_sources)):
+        rows = val_sources == source
+        per_source[source] = {
+            "images": int(rows.sum()),
+            "ece_before": round(expected_calibration_error(val.probabilities[rows], labels[rows]), 6),
+            "ece_after": round(expected_calibration_error(calibrated[rows], labels[rows]), 6),
+        }
+    trust = {
+        "command": "python -m training.calibrate --data-dir ../shared/data/blood-cells"
+                   + ("" if args.model == DEFAULT_MODEL_PATH else f" --model {args.model}"),
+        "fitted_on": "validation images held out by training (Kaggle TRAIN validation cells, PBC validation "
+                     "split), never test images",
+        "validation_images": int(len(labels)),
+        "temperature": round(temperature, 6),
+        "validation_nll_before": round(negative_log_likelihood(val.probabilities, labels), 6),
+        "validation_nll_after": round(negative_log_likelihood(calibrated, labels), 6),
+        "validation_ece_before": round(expected_calibration_error(val.probabilities, labels), 6),
+        "validation_ece_after": round(expected_calibration_error(calibrated, labels), 6),
+        "validation_by_source": per_source,
+        "abstain": {**abstain, "rule": "status 'check this cell' when the calibrated confidence is below the "
+                                        "threshold; the threshold is the lowest at which the kept validation "
+                                        "predictions reach the target accuracy"},
+        "validation_coverage_curve": coverage_accuracy_curve(calibrated.max(axis=1), correct),
+        "ood": {
+            "method": f"Mahalanobis distance to the nearest class mean on the top principal components of the "
+                      f"image-averaged {FEATURE_LAYER} features (shared covariance), plus the distance off that "
+                      f"subspace",
+            "components": int(detector.components.shape[0]),
+            "fitted_on_images": int(len(fit.labels)),
+            "threshold": round(detector.threshold, 4),
+            "target_validation_flag_rate": args.ood_flag_rate,
+        },
+        "ood_file": OOD_FILE,
+        "ood_file_sha256": file_sha256(ood_path),
+    }
+    card["trust"] = trust
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    return trust
+
+
+def main(argv=None) -> None:
+    trust = calibrate(parse_args(argv))
+    print(f"temperature {trust['temperature']:.3f}; validation ECE {trust['validation_ece_before']:.4f} -> "
+          f"{trust['validation_ece_after']:.4f}; abstain below {trust['abstain']['threshold']:.3f} "
+          f"keeps {trust['abstain']['coverage']:.1%} at {trust['abstain']['accuracy']:.1%}; "
+          f"OOD threshold {trust['ood']['threshold']:.1f}")
+
+
+if __name__ == "__main__":
+    main()
