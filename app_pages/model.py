@@ -363,7 +363,10 @@ if evaluation.get("command"):
     commands.append(("Evaluate", str(evaluation["command"])))
 for title, command in commands:
     st.markdown(f"**{title}**")
-    st.code(command, language="bash")
+    st.code(command, language="bash", wrap_lines=True)
+    if title == "Train" and "--output" in command:
+        st.caption("The shipped file is that run's output, copied into models/ before calibrating "
+                   "(training/README.md lists every step).")
 st.markdown(f"**Model file** `{card.data.get('model_file', '?')}`")
 st.code(f"sha256 {card.data.get('model_sha256', '?')}", language=None)
 

@@ -45,6 +45,9 @@ class ColourClassifier:
         probs[np.arange(len(batch)), means.argmax(axis=1)] = 1.0
         return probs
 
+    def features_and_proba(self, batch):
+        return np.asarray(batch, dtype=np.float32).mean(axis=(1, 2)), self.predict_proba(batch)
+
 
 def write_image(path, colour):
     Image.fromarray(np.full((240, 320, 3), colour, np.uint8)).save(path)
