@@ -72,6 +72,8 @@ def _build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--method", default="gradcam", help="gradcam, gradcam++, lime or shap")
     explain.add_argument("--out", required=True, metavar="FILE.png")
     explain.add_argument("--target", help="class to explain (default: the predicted class)")
+    explain.add_argument("--cell", type=int, default=1,
+                         help="in a field with several white cells, which one (1 = biggest; see predict)")
     explain.add_argument("--seed", type=int, default=0)
     explain.add_argument("--opacity", type=float, default=0.6, help="heatmap opacity, 0-1")
     explain.add_argument(
@@ -154,7 +156,10 @@ def _explain(args) -> int:
     if not out.parent.is_dir():
         raise NotADirectoryError(f"The folder for --out does not exist: {out.parent}")
     classifier = _classifier(args)
-    prediction = classifier.predict(Path(args.image))
+    cells = classifier.predict_cells(Path(args.image))
+    if not 1 <= args.cell <= len(cells):
+        raise ValueError(f"--cell {args.cell}: this image has {len(cells)} white cell(s); choose 1 to {len(cells)}.")
+    prediction = cells[args.cell - 1]
     explanation = explain(
         classifier, prediction.model_input, method=args.method, target=args.target, seed=args.seed
     )
@@ -163,6 +168,7 @@ def _explain(args) -> int:
     )
     summary = {
         "file": args.image,
+        "cell": args.cell,
         "prediction": prediction.as_dict(),
         "explanation": explanation.metadata(),
         "out": str(out),

@@ -236,13 +236,17 @@ def accuracy_cell(split: Any) -> str:
     return text + (f" ({100 * ci[0]:.1f}–{100 * ci[1]:.1f})" if _is_interval(ci) else "")
 
 
+def _models(card: "ModelCard") -> dict[str, Any]:
+    """The shipped model's results, then each comparison model's, in one shape."""
+    shipped = {"splits": card.evaluation.get("splits"), "non_blood": card.evaluation.get("non_blood"),
+               "trained_on": card.training.get("sources", ["kaggle"])}
+    return {"Shipped model": shipped, **card.comparison}
+
+
 def comparison_rows(card: "ModelCard") -> list[dict[str, str]]:
     """One row per model (the shipped one first): accuracy with 95% CI on every split."""
-    models = {"Shipped model": {"splits": card.evaluation.get("splits"),
-                                "trained_on": card.training.get("sources", ["kaggle"])}}
-    models.update(card.comparison)
     rows = []
-    for name, result in models.items():
+    for name, result in _models(card).items():
         result = _as_dict(result)
         splits = _as_dict(result.get("splits"))
         trained = result.get("trained_on") or []
@@ -259,11 +263,8 @@ SOURCE_NAMES = {"kaggle": "Kaggle/BCCD", "pbc": "PBC"}
 def flag_rate_rows(card: "ModelCard") -> list[dict[str, Any]]:
     """How often each model's OOD check flags each image set, marking sources it never saw."""
     rows = []
-    models = {"Shipped model": {"splits": card.evaluation.get("splits"), "non_blood": card.evaluation.get("non_blood"),
-                                "trained_on": card.training.get("sources", ["kaggle"])}}
-    models.update(card.comparison)
     split_source = {"test_image": "kaggle", "test_simple": "kaggle", "pbc_test": "pbc"}
-    for name, result in models.items():
+    for name, result in _models(card).items():
         result = _as_dict(result)
         trained = set(result.get("trained_on") or [])
         for split, source in split_source.items():

@@ -65,3 +65,16 @@ def test_real_field_with_two_neutrophils_gives_two_neutrophils(classifier):
     assert len(cells) == 2
     boxes = [c.box for c in cells]
     assert not (boxes[0].x == boxes[1].x and boxes[0].y == boxes[1].y)
+
+
+def test_explain_can_pick_the_second_cell_of_a_field(capsys, classifier, tmp_path):
+    path = tmp_path / "field.png"
+    Image.fromarray(two_cell_field()).save(path)
+    out = tmp_path / "cell2.png"
+    assert main(["explain", str(path), "--method", "gradcam", "--cell", "2", "--out", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    box = summary["prediction"]["cell_box"]
+    assert (box["x"] + box["width"] / 2, box["y"] + box["height"] / 2) == pytest.approx((470, 330), abs=6)
+    assert out.read_bytes().startswith(b"\x89PNG")
+    assert main(["explain", str(path), "--cell", "3", "--out", str(out)]) == 1
+    assert "has 2 white cell(s)" in capsys.readouterr().err
