@@ -1,11 +1,12 @@
-"""Does a stain-normalisation step make the two sources look alike to MobileNetV2?
+"""Do cropping around the cell and stain normalisation make the two sources look alike?
 
     python -m training.stain_probe --data-dir ../shared/data/blood-cells --pbc-dir ../shared/data/pbc
 
 A cheap proxy for a fine-tune per option: frozen ImageNet MobileNetV2 features of the
-frame_cell crops, a logistic regression trained on one source and scored on the other
-(validation parts only: Kaggle TRAIN's validation cells and PBC's validation split).
-An option that helps must raise cross-source accuracy without hurting in-source.
+frame_cell crops (or, for ``whole_image``, of the whole photo resized to 224x224), a
+logistic regression trained on one source and scored on the other (validation parts
+only: Kaggle TRAIN's validation cells and PBC's validation split). An option that helps
+must raise cross-source accuracy without hurting in-source.
 """
 
 from __future__ import annotations
@@ -29,7 +30,23 @@ def white_balance(crop: np.ndarray) -> np.ndarray:
     return np.clip(pixels * (240.0 / np.maximum(background, 1.0)), 0, 255).astype(np.uint8)
 
 
-OPTIONS = {"none": lambda crop: crop, "white_balance": white_balance, "reinhard": stain.normalise_stain}
+OPTIONS = {"none": lambda crop: crop, "white_balance": white_balance, "reinhard": stain.normalise_stain,
+           "whole_image": lambda whole: whole}
+
+
+def views(records: list[data.Record]) -> tuple[np.ndarray, np.ndarray]:
+    """(frame_cell crops, whole images resized to 224x224) of ``records``."""
+    from PIL import Image
+
+    from hematovision.cells import frame_cell
+    from hematovision.imaging import load_image
+
+    crops, wholes = [], []
+    for record in records:
+        rgb = load_image(record.path)
+        crops.append(frame_cell(rgb)[0])
+        wholes.append(np.asarray(Image.fromarray(rgb).resize((224, 224), Image.Resampling.BILINEAR)))
+    return np.stack(crops), np.stack(wholes)
 
 
 def features(base, crops: np.ndarray, option: str) -> np.ndarray:
@@ -56,7 +73,6 @@ def main(argv=None) -> None:
     pooled = keras.Sequential([base, keras.layers.GlobalAveragePooling2D()])
 
     kaggle = data.read_sources(args.data_dir, "TRAIN")
-    kaggle_crops = data.cached_crops(kaggle, "TRAIN")
     train_cells, val_cells = data.split_cells(kaggle)
     rng = np.random.default_rng(0)
     by_cell: dict[str, list[int]] = {}
@@ -67,26 +83,41 @@ def main(argv=None) -> None:
 
     pbc = data.read_pbc(args.pbc_dir)
     pbc_split = data.split_pbc(pbc)
-    pbc_crops = data.cached_crops(pbc, "PBC")
     pbc_train = np.flatnonzero(pbc_split == "train")
     pbc_val = np.flatnonzero(pbc_split == "val")
     kaggle_labels = np.array([r.label for r in kaggle])
     pbc_labels = np.array([r.label for r in pbc])
-
-    # The reference that hematovision.stain.REFERENCE_MEAN/STD hold.
+    # The 400 + 400 training crops that hematovision.stain.REFERENCE_MEAN/STD average over.
     pick = np.random.default_rng(0)
     kaggle_train_cells = np.flatnonzero(np.isin([r.cell for r in kaggle], sorted(train_cells)))
-    sample = list(kaggle_crops[pick.choice(kaggle_train_cells, 400, replace=False)])
-    sample += list(pbc_crops[pick.choice(pbc_train, 400, replace=False)])
-    stats = [stain.lab_statistics(crop) for crop in sample]
+    kaggle_reference = pick.choice(kaggle_train_cells, 400, replace=False)
+    pbc_reference = pick.choice(pbc_train, 400, replace=False)
+    # Only the images used here are loaded; each keeps its index.
+    kaggle_crops = np.zeros((len(kaggle), 224, 224, 3), np.uint8)
+    used = sorted(set(kaggle_train) | set(kaggle_val) | set(kaggle_reference))
+    crops, wholes = views([kaggle[i] for i in used])
+    kaggle_crops[used] = crops
+    kaggle_wholes = np.zeros_like(kaggle_crops)
+    kaggle_wholes[used] = wholes
+    pbc_crops = np.zeros((len(pbc), 224, 224, 3), np.uint8)
+    used = sorted(set(pbc_train) | set(pbc_val))
+    crops, wholes = views([pbc[i] for i in used])
+    pbc_crops[used] = crops
+    pbc_wholes = np.zeros_like(pbc_crops)
+    pbc_wholes[used] = wholes
+
+    stats = [stain.lab_statistics(crop) for crop in
+             list(kaggle_crops[kaggle_reference]) + list(pbc_crops[pbc_reference])]
     print("reference L*a*b* mean", np.round(np.mean([m for m, _ in stats], axis=0), 1).tolist(),
           "std", np.round(np.mean([s for _, s in stats], axis=0), 1).tolist(), flush=True)
     results = {}
     for option in args.options.split(","):
-        fk_train = features(pooled, kaggle_crops[kaggle_train], option)
-        fk_val = features(pooled, kaggle_crops[kaggle_val], option)
-        fp_train = features(pooled, pbc_crops[pbc_train], option)
-        fp_val = features(pooled, pbc_crops[pbc_val], option)
+        kaggle_images, pbc_images = ((kaggle_wholes, pbc_wholes) if option == "whole_image"
+                                     else (kaggle_crops, pbc_crops))
+        fk_train = features(pooled, kaggle_images[kaggle_train], option)
+        fk_val = features(pooled, kaggle_images[kaggle_val], option)
+        fp_train = features(pooled, pbc_images[pbc_train], option)
+        fp_val = features(pooled, pbc_images[pbc_val], option)
         scores = {}
         for name, (x, y) in {"kaggle": (fk_train, kaggle_labels[kaggle_train]),
                              "pbc": (fp_train, pbc_labels[pbc_train])}.items():
