@@ -1,0 +1,166 @@
+"""How faithful is an attribution map to the model? Numbers, not pictures.
+
+All metrics treat the model as a function ``predict(batch) -> probabilities`` over
+model-size RGB images (``Classifier.predict_proba``), so they work for any explanation
+method and run in batches.
+
+* Deletion / insertion (Petsiuk et al. 2018, RISE): remove (or reveal) pixels in order
+  of attribution and follow the target probability. A faithful map makes it fall fast
+  (low deletion AUC) and rise fast (high insertion AUC).
+* Average drop / increase in confidence (Chattopadhay et al. 2018, Grad-CAM++): keep
+  only the top-k% attributed pixels and see how much of the probability survives.
+* Agreement between maps: Spearman rank correlation and the IoU of their top-k% pixels.
+
+"Removed" pixels take a replacement image: a blurred copy of the image (default; keeps
+colour statistics, removes detail) or a constant colour. Every result records the
+parameters it was computed with, since they change rankings.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+Predict = Callable[[np.ndarray], np.ndarray]
+DEFAULT_STEPS = 20
+DEFAULT_BLUR_RADIUS = 16
+DEFAULT_KEEP_FRACTION = 0.15
+
+
+def replacement_image(image: np.ndarray, baseline: str = "blur", blur_radius: float = DEFAULT_BLUR_RADIUS,
+                      constant: tuple[int, int, int] = (128, 128, 128)) -> np.ndarray:
+    """What a removed pixel becomes: a Gaussian-blurred copy of the image or a plain colour."""
+    if baseline == "blur":
+        blurred = Image.fromarray(np.asarray(image, np.uint8)).filter(ImageFilter.GaussianBlur(blur_radius))
+        return np.asarray(blurred)
+    if baseline == "constant":
+        return np.broadcast_to(np.asarray(constant, np.uint8), image.shape).copy()
+    raise ValueError(f"Unknown baseline {baseline!r}; use 'blur' or 'constant'.")
+
+
+def pixel_order(attribution: np.ndarray) -> np.ndarray:
+    """Flat pixel indices, most attributed first; ties keep raster order (reproducible)."""
+    return np.argsort(-np.asarray(attribution, np.float64).ravel(), kind="stable")
+
+
+def _auc(fractions: np.ndarray, scores: np.ndarray) -> float:
+    return float(np.sum((scores[1:] + scores[:-1]) / 2 * np.diff(fractions)))
+
+
+def deletion_insertion(
+    predict: Predict,
+    image: np.ndarray,
+    attribution: np.ndarray,
+    target: int,
+    steps: int = DEFAULT_STEPS,
+    baseline: str = "blur",
+    blur_radius: float = DEFAULT_BLUR_RADIUS,
+) -> dict:
+    """Deletion and insertion curves of one map, and their areas (fraction axis 0..1).
+
+    Step k removes (deletion) or reveals on the replacement image (insertion) the top
+    k/steps of pixels by attribution. Both curves are returned with their AUCs; all
+    2 * (steps + 1) images go to ``predict`` as one batch.
+    """
+    image = np.asarray(image, np.uint8)
+    height, width = image.shape[:2]
+    if np.asarray(attribution).shape != (height, width):
+        raise ValueError(f"Attribution map {np.asarray(attribution).shape} does not match the image {(height, width)}.")
+    if steps < 1:
+        raise ValueError("steps must be at least 1.")
+    replacement = replacement_image(image, baseline, blur_radius)
+    order = pixel_order(attribution)
+    fractions = np.linspace(0.0, 1.0, steps + 1)
+    counts = np.round(fractions * order.size).astype(int)
+    flat_image = image.reshape(-1, 3)
+    flat_replacement = replacement.reshape(-1, 3)
+    batch = np.empty((2 * (steps + 1), height, width, 3), np.uint8)
+    for k, count in enumerate(counts):
+        chosen = order[:count]
+        deleted = flat_image.copy()
+        deleted[chosen] = flat_replacement[chosen]
+        inserted = flat_replacement.copy()
+        inserted[chosen] = flat_image[chosen]
+        batch[k] = deleted.reshape(height, width, 3)
+        batch[steps + 1 + k] = inserted.reshape(height, width, 3)
+    probabilities = np.asarray(predict(batch))[:, target]
+    deletion, insertion = probabilities[: steps + 1], probabilities[steps + 1 :]
+    return {
+        "fractions": fractions.round(6).tolist(),
+        "deletion": deletion.round(6).tolist(),
+        "insertion": insertion.round(6).tolist(),
+        "deletion_auc": round(_auc(fractions, deletion), 6),
+        "insertion_auc": round(_auc(fractions, insertion), 6),
+        "params": {"steps": steps, "baseline": baseline,
+                   **({"blur_radius": blur_radius} if baseline == "blur" else {"constant": [128, 128, 128]})},
+    }
+
+
+def drop_and_increase(
+    predict: Predict,
+    image: np.ndarray,
+    attribution: np.ndarray,
+    target: int,
+    keep_fraction: float = DEFAULT_KEEP_FRACTION,
+    baseline: str = "blur",
+    blur_radius: float = DEFAULT_BLUR_RADIUS,
+) -> dict:
+    """Keep only the top ``keep_fraction`` of pixels (the rest replaced) and compare.
+
+    ``drop`` is max(0, p - p_kept) / p, averaged over images it is Average Drop (lower is
+    better); ``increase`` is whether p_kept > p, averaged it is Increase in Confidence.
+    """
+    if not 0 < keep_fraction <= 1:
+        raise ValueError("keep_fraction must be in (0, 1].")
+    image = np.asarray(image, np.uint8)
+    replacement = replacement_image(image, baseline, blur_radius)
+    keep = pixel_order(attribution)[: int(round(keep_fraction * attribution.size))]
+    kept = replacement.reshape(-1, 3).copy()
+    kept[keep] = image.reshape(-1, 3)[keep]
+    original, masked = np.asarray(predict(np.stack([image, kept.reshape(image.shape)])))[:, target]
+    return {
+        "probability": round(float(original), 6),
+        "probability_kept": round(float(masked), 6),
+        "drop": round(float(max(0.0, original - masked) / max(original, 1e-12)), 6),
+        "increase": bool(masked > original),
+        "params": {"keep_fraction": keep_fraction, "baseline": baseline,
+                   **({"blur_radius": blur_radius} if baseline == "blur" else {})},
+    }
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    from scipy.stats import rankdata
+
+    return rankdata(values)
+
+
+def spearman(first: np.ndarray, second: np.ndarray) -> float:
+    """Rank correlation of two maps over all pixels (ties get average ranks)."""
+    a, b = _ranks(np.ravel(first)), _ranks(np.ravel(second))
+    if a.std() == 0 or b.std() == 0:
+        return 0.0
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def top_iou(first: np.ndarray, second: np.ndarray, fraction: float = 0.2) -> float:
+    """Intersection over union of the two maps' top ``fraction`` of pixels."""
+    count = max(1, int(round(fraction * np.size(first))))
+    top_a = set(pixel_order(first)[:count].tolist())
+    top_b = set(pixel_order(second)[:count].tolist())
+    return len(top_a & top_b) / len(top_a | top_b)
+
+
+def agreement(maps: dict[str, np.ndarray], fraction: float = 0.2) -> dict:
+    """Spearman correlation and top-``fraction`` IoU for every pair of named maps."""
+    names = list(maps)
+    rho = np.eye(len(names))
+    iou = np.eye(len(names))
+    for i, first in enumerate(names):
+        for j in range(i + 1, len(names)):
+            second = names[j]
+            rho[i, j] = rho[j, i] = spearman(maps[first], maps[second])
+            iou[i, j] = iou[j, i] = top_iou(maps[first], maps[second], fraction)
+    return {"methods": names, "spearman": rho.round(6).tolist(), "top_iou": iou.round(6).tolist(),
+            "params": {"top_fraction": fraction}}

@@ -1,0 +1,82 @@
+"""Faithfulness metrics on a hand-made model whose answer is known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hematovision.faithfulness import agreement, deletion_insertion, drop_and_increase, spearman, top_iou
+
+SIZE = 64
+
+
+def corner_model(batch: np.ndarray) -> np.ndarray:
+    """Looks only at the top-left 16x16 corner: class 0 is 'the corner is bright'."""
+    corner = np.asarray(batch, np.float32)[:, :16, :16].mean(axis=(1, 2, 3)) / 255.0
+    p = 1 / (1 + np.exp(-12 * (corner - 0.75)))
+    return np.stack([p, 1 - p], axis=1)
+
+
+def bright_corner_image() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    image = rng.integers(40, 90, (SIZE, SIZE, 3), dtype=np.uint8)  # dark, textured
+    image[:16, :16] = 240
+    return image
+
+
+def right_map() -> np.ndarray:
+    attribution = np.zeros((SIZE, SIZE))
+    attribution[:16, :16] = 1.0
+    return attribution
+
+
+@pytest.mark.parametrize("baseline", ["blur", "constant"])
+def test_the_right_map_beats_a_random_map_on_deletion_and_insertion(baseline):
+    image = bright_corner_image()
+    random_map = np.random.default_rng(1).random((SIZE, SIZE))
+    right = deletion_insertion(corner_model, image, right_map(), target=0, steps=16, baseline=baseline)
+    chance = deletion_insertion(corner_model, image, random_map, target=0, steps=16, baseline=baseline)
+    assert right["deletion_auc"] < chance["deletion_auc"] - 0.3
+    assert right["insertion_auc"] > chance["insertion_auc"] + 0.3
+    assert len(right["deletion"]) == len(right["insertion"]) == 17
+    assert right["deletion"][0] == pytest.approx(right["insertion"][-1])  # both the intact image
+    assert right["params"]["baseline"] == baseline and right["params"]["steps"] == 16
+
+
+def test_keeping_the_right_region_keeps_the_confidence():
+    image = bright_corner_image()
+    right = drop_and_increase(corner_model, image, right_map(), target=0, keep_fraction=0.0625)
+    wrong = drop_and_increase(corner_model, image, 1 - right_map(), target=0, keep_fraction=0.0625)
+    assert right["drop"] < 0.05
+    assert wrong["drop"] > 0.5 and not wrong["increase"]
+
+
+def test_agreement_of_identical_opposite_and_unrelated_maps():
+    base = np.arange(SIZE * SIZE, dtype=float).reshape(SIZE, SIZE)
+    assert spearman(base, base) == pytest.approx(1.0)
+    assert spearman(base, -base) == pytest.approx(-1.0)
+    assert top_iou(base, base) == 1.0
+    assert top_iou(base, -base) == 0.0
+    table = agreement({"a": base, "b": -base, "c": np.random.default_rng(2).random((SIZE, SIZE))})
+    assert table["methods"] == ["a", "b", "c"]
+    assert np.allclose(np.diag(table["spearman"]), 1.0)
+    assert abs(table["spearman"][0][2]) < 0.1
+    assert table["spearman"][0][1] == table["spearman"][1][0]
+
+
+def test_a_map_of_the_wrong_size_is_refused():
+    with pytest.raises(ValueError, match="does not match"):
+        deletion_insertion(corner_model, bright_corner_image(), np.zeros((8, 8)), target=0)
+
+
+def test_real_gradcam_beats_its_inverse_on_the_shipped_model(classifier):
+    from hematovision.explainers import explain
+    from hematovision.samples import find_sample
+
+    prediction = classifier.predict(find_sample("eosinophil-1").path)
+    target = prediction.class_index
+    attribution = explain(classifier, prediction.model_input, method="gradcam").attribution
+    forward = deletion_insertion(classifier.predict_proba, prediction.model_input, attribution, target, steps=10)
+    backward = deletion_insertion(classifier.predict_proba, prediction.model_input, -attribution, target, steps=10)
+    assert forward["deletion_auc"] < backward["deletion_auc"]
+    assert forward["insertion_auc"] > backward["insertion_auc"]
