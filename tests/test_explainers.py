@@ -10,9 +10,10 @@ from hematovision.bench import sample_images
 from hematovision.classifier import CLASS_NAMES
 from hematovision.explainers import Explanation, available_methods, explain, get_explainer
 
-METHODS = ["gradcam", "gradcam++", "lime", "shap"]
+METHODS = ["gradcam", "gradcam++", "integrated_gradients", "lime", "shap"]
 # Budgets far below the defaults: these tests check behaviour, not map quality.
-FAST = {"gradcam": {}, "gradcam++": {}, "lime": {"num_samples": 48}, "shap": {"max_evals": 64}}
+FAST = {"gradcam": {}, "gradcam++": {}, "integrated_gradients": {"steps": 8}, "lime": {"num_samples": 48},
+        "shap": {"max_evals": 64}}
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +24,7 @@ def images() -> list[np.ndarray]:
     return crops
 
 
-def test_registry_lists_the_four_methods():
+def test_registry_lists_every_method():
     assert available_methods() == METHODS
 
 
@@ -59,7 +60,7 @@ def test_map_is_finite_at_input_resolution_with_metadata(classifier, images, met
     assert np.all(np.isfinite(result.attribution))
     assert np.any(result.attribution != 0)
     assert result.method == method and result.label
-    assert result.signed == (method in ("lime", "shap"))
+    assert result.signed == (method in ("integrated_gradients", "lime", "shap"))
     assert result.target in CLASS_NAMES and CLASS_NAMES[result.target_index] == result.target
     assert result.params["seed"] == 3
     assert all(result.params[key] == value for key, value in FAST[method].items())
@@ -165,3 +166,13 @@ def test_fast_lime_sampling_equals_lime_itself(images):
                                                             20, 8)
     np.testing.assert_array_equal(ours[0], theirs[0])
     np.testing.assert_allclose(ours[1], theirs[1], rtol=1e-6)
+
+
+def test_integrated_gradients_add_up_to_the_change_in_probability(classifier, images):
+    # Completeness (Sundararajan et al. 2017): sum of attributions = p(image) - p(baseline),
+    # up to the error of the path integral, which more steps must shrink.
+    coarse = explain(classifier, images[0], "integrated_gradients", steps=4).details
+    fine = explain(classifier, images[0], "integrated_gradients", steps=48).details
+    assert abs(fine["score_change"]) > 0.05
+    assert fine["completeness_gap"] <= 0.1 * abs(fine["score_change"]) + 0.01
+    assert fine["completeness_gap"] <= coarse["completeness_gap"] + 1e-6

@@ -213,14 +213,20 @@ def default_params(method: str) -> dict[str, Any]:
     return dict(_METHODS[_canonical(method)].defaults)
 
 
+def _squash(name: str) -> str:
+    """'Grad-CAM++', 'gradcam_plusplus', 'Integrated Gradients' -> a spelling-free key."""
+    key = str(name).strip().lower().replace("-", "").replace("_", "").replace(" ", "")
+    return key.replace("plusplus", "++")
+
+
 def _canonical(method: str) -> str:
-    key = str(method).strip().lower().replace("-", "").replace("_", "").replace(" ", "")
-    key = key.replace("plusplus", "++")
-    if key not in _METHODS:
+    names = {_squash(name): name for name in _METHODS}
+    key = _squash(method)
+    if key not in names:
         raise ValueError(
             f"Unknown explanation method {method!r}; available: {', '.join(available_methods())}."
         )
-    return key
+    return names[key]
 
 
 def get_explainer(classifier: Classifier, method: str = "gradcam") -> Explainer:
