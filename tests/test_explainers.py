@@ -10,10 +10,11 @@ from hematovision.bench import sample_images
 from hematovision.classifier import CLASS_NAMES
 from hematovision.explainers import Explanation, available_methods, explain, get_explainer
 
-METHODS = ["gradcam", "gradcam++", "integrated_gradients", "lime", "shap"]
+METHODS = ["gradcam", "gradcam++", "integrated_gradients", "lime", "occlusion", "scorecam", "shap", "smoothgrad"]
 # Budgets far below the defaults: these tests check behaviour, not map quality.
 FAST = {"gradcam": {}, "gradcam++": {}, "integrated_gradients": {"steps": 8}, "lime": {"num_samples": 48},
-        "shap": {"max_evals": 64}}
+        "occlusion": {"patch": 56, "stride": 56}, "scorecam": {"max_channels": 8}, "shap": {"max_evals": 64},
+        "smoothgrad": {"smooth_samples": 2}}
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +30,8 @@ def test_registry_lists_every_method():
 
 
 def test_unknown_method_is_a_clear_value_error(classifier, images):
-    with pytest.raises(ValueError, match="Unknown explanation method 'occlusion'.*gradcam"):
-        explain(classifier, images[0], method="occlusion")
+    with pytest.raises(ValueError, match="Unknown explanation method 'rise'.*gradcam"):
+        explain(classifier, images[0], method="rise")
 
 
 def test_unknown_parameter_and_bad_image_are_refused(classifier, images):
@@ -60,7 +61,7 @@ def test_map_is_finite_at_input_resolution_with_metadata(classifier, images, met
     assert np.all(np.isfinite(result.attribution))
     assert np.any(result.attribution != 0)
     assert result.method == method and result.label
-    assert result.signed == (method in ("integrated_gradients", "lime", "shap"))
+    assert result.signed == (method in ("integrated_gradients", "lime", "occlusion", "shap"))
     assert result.target in CLASS_NAMES and CLASS_NAMES[result.target_index] == result.target
     assert result.params["seed"] == 3
     assert all(result.params[key] == value for key, value in FAST[method].items())
