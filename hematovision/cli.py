@@ -69,7 +69,8 @@ def _build_parser() -> argparse.ArgumentParser:
 
     explain = commands.add_parser("explain", help="write an explanation overlay as PNG")
     explain.add_argument("image", metavar="IMAGE")
-    explain.add_argument("--method", default="gradcam", help="gradcam, gradcam++, lime or shap")
+    explain.add_argument("--method", default="gradcam",
+                         help="gradcam, gradcam++, lime, shap, integrated_gradients, occlusion, smoothgrad or scorecam")
     explain.add_argument("--out", required=True, metavar="FILE.png")
     explain.add_argument("--target", help="class to explain (default: the predicted class)")
     explain.add_argument("--cell", type=int, default=1,

@@ -134,8 +134,11 @@ def overlay_png(image: np.ndarray, attribution: np.ndarray, signed: bool = False
 
 def explanation_png(image: np.ndarray, explanation, opacity: float = 0.6,
                     view: str = "both") -> bytes:
-    """``overlay_png`` for an explainers.Explanation, titled with method, class and probability."""
+    """``overlay_png`` for an explainers.Explanation, titled with method, class and probability.
+
+    The maps explain the network's own (uncalibrated) softmax, so that is the number shown.
+    """
     title = (f"{explanation.label}: {explanation.target.capitalize()} "
-             f"(p = {explanation.target_probability:.2f})")
+             f"(raw softmax {explanation.target_probability:.2f})")
     return overlay_png(image, explanation.attribution, explanation.signed, opacity, view,
                        title=title, target=explanation.target)
