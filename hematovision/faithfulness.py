@@ -11,8 +11,9 @@ method and run in batches.
   only the top-k% attributed pixels and see how much of the probability survives.
 * Agreement between maps: Spearman rank correlation and the IoU of their top-k% pixels.
 
-"Removed" pixels take a replacement image: a blurred copy of the image (default; keeps
-colour statistics, removes detail) or a constant colour. Every result records the
+"Removed" pixels take a replacement image: ``"blur(N)"``, the same box-blurred copy LIME,
+SHAP and the perturbation explainers hide regions with (default N = 64; keeps colour,
+removes detail), or ``"constant(V)"``, plain grey level V. Every result records the
 parameters it was computed with, since they change rankings.
 """
 
@@ -21,23 +22,23 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
-from PIL import Image, ImageFilter
+
+from hematovision.explainers.base import DEFAULT_BLUR, baseline_image
 
 Predict = Callable[[np.ndarray], np.ndarray]
 DEFAULT_STEPS = 20
-DEFAULT_BLUR_RADIUS = 16
+DEFAULT_BASELINE = f"blur({DEFAULT_BLUR})"
 DEFAULT_KEEP_FRACTION = 0.15
 
 
-def replacement_image(image: np.ndarray, baseline: str = "blur", blur_radius: float = DEFAULT_BLUR_RADIUS,
-                      constant: tuple[int, int, int] = (128, 128, 128)) -> np.ndarray:
-    """What a removed pixel becomes: a Gaussian-blurred copy of the image or a plain colour."""
-    if baseline == "blur":
-        blurred = Image.fromarray(np.asarray(image, np.uint8)).filter(ImageFilter.GaussianBlur(blur_radius))
-        return np.asarray(blurred)
-    if baseline == "constant":
-        return np.broadcast_to(np.asarray(constant, np.uint8), image.shape).copy()
-    raise ValueError(f"Unknown baseline {baseline!r}; use 'blur' or 'constant'.")
+def replacement_image(image: np.ndarray, baseline: str = DEFAULT_BASELINE) -> np.ndarray:
+    """What a removed pixel becomes: ``"blur(N)"`` (box blur) or ``"constant(V)"`` (grey V)."""
+    text = str(baseline).strip().lower().replace(" ", "")
+    if text.startswith("constant(") and text.endswith(")") and text[9:-1].isdigit() and int(text[9:-1]) <= 255:
+        return np.full(np.shape(image), int(text[9:-1]), np.uint8)
+    if text.startswith("blur("):
+        return np.clip(np.round(baseline_image(image, text)), 0, 255).astype(np.uint8)
+    raise ValueError(f"Unknown baseline {baseline!r}; use 'blur(N)' or 'constant(V)', e.g. 'blur(64)'.")
 
 
 def pixel_order(attribution: np.ndarray) -> np.ndarray:
@@ -55,8 +56,7 @@ def deletion_insertion(
     attribution: np.ndarray,
     target: int,
     steps: int = DEFAULT_STEPS,
-    baseline: str = "blur",
-    blur_radius: float = DEFAULT_BLUR_RADIUS,
+    baseline: str = DEFAULT_BASELINE,
 ) -> dict:
     """Deletion and insertion curves of one map, and their areas (fraction axis 0..1).
 
@@ -70,7 +70,7 @@ def deletion_insertion(
         raise ValueError(f"Attribution map {np.asarray(attribution).shape} does not match the image {(height, width)}.")
     if steps < 1:
         raise ValueError("steps must be at least 1.")
-    replacement = replacement_image(image, baseline, blur_radius)
+    replacement = replacement_image(image, baseline)
     order = pixel_order(attribution)
     fractions = np.linspace(0.0, 1.0, steps + 1)
     counts = np.round(fractions * order.size).astype(int)
@@ -93,8 +93,7 @@ def deletion_insertion(
         "insertion": insertion.round(6).tolist(),
         "deletion_auc": round(_auc(fractions, deletion), 6),
         "insertion_auc": round(_auc(fractions, insertion), 6),
-        "params": {"steps": steps, "baseline": baseline,
-                   **({"blur_radius": blur_radius} if baseline == "blur" else {"constant": [128, 128, 128]})},
+        "params": {"steps": steps, "baseline": baseline},
     }
 
 
@@ -104,8 +103,7 @@ def drop_and_increase(
     attribution: np.ndarray,
     target: int,
     keep_fraction: float = DEFAULT_KEEP_FRACTION,
-    baseline: str = "blur",
-    blur_radius: float = DEFAULT_BLUR_RADIUS,
+    baseline: str = DEFAULT_BASELINE,
 ) -> dict:
     """Keep only the top ``keep_fraction`` of pixels (the rest replaced) and compare.
 
@@ -115,7 +113,7 @@ def drop_and_increase(
     if not 0 < keep_fraction <= 1:
         raise ValueError("keep_fraction must be in (0, 1].")
     image = np.asarray(image, np.uint8)
-    replacement = replacement_image(image, baseline, blur_radius)
+    replacement = replacement_image(image, baseline)
     keep = pixel_order(attribution)[: int(round(keep_fraction * attribution.size))]
     kept = replacement.reshape(-1, 3).copy()
     kept[keep] = image.reshape(-1, 3)[keep]
@@ -125,8 +123,7 @@ def drop_and_increase(
         "probability_kept": round(float(masked), 6),
         "drop": round(float(max(0.0, original - masked) / max(original, 1e-12)), 6),
         "increase": bool(masked > original),
-        "params": {"keep_fraction": keep_fraction, "baseline": baseline,
-                   **({"blur_radius": blur_radius} if baseline == "blur" else {})},
+        "params": {"keep_fraction": keep_fraction, "baseline": baseline},
     }
 
 

@@ -30,7 +30,7 @@ def right_map() -> np.ndarray:
     return attribution
 
 
-@pytest.mark.parametrize("baseline", ["blur", "constant"])
+@pytest.mark.parametrize("baseline", ["blur(64)", "constant(128)"])
 def test_the_right_map_beats_a_random_map_on_deletion_and_insertion(baseline):
     image = bright_corner_image()
     random_map = np.random.default_rng(1).random((SIZE, SIZE))
@@ -45,8 +45,9 @@ def test_the_right_map_beats_a_random_map_on_deletion_and_insertion(baseline):
 
 def test_keeping_the_right_region_keeps_the_confidence():
     image = bright_corner_image()
-    right = drop_and_increase(corner_model, image, right_map(), target=0, keep_fraction=0.0625)
-    wrong = drop_and_increase(corner_model, image, 1 - right_map(), target=0, keep_fraction=0.0625)
+    right = drop_and_increase(corner_model, image, right_map(), target=0, keep_fraction=0.0625, baseline="blur(64)")
+    wrong = drop_and_increase(corner_model, image, 1 - right_map(), target=0, keep_fraction=0.0625,
+                              baseline="blur(64)")
     assert right["drop"] < 0.05
     assert wrong["drop"] > 0.5 and not wrong["increase"]
 
@@ -64,9 +65,11 @@ def test_agreement_of_identical_opposite_and_unrelated_maps():
     assert table["spearman"][0][1] == table["spearman"][1][0]
 
 
-def test_a_map_of_the_wrong_size_is_refused():
+def test_a_map_of_the_wrong_size_or_an_unknown_baseline_is_refused():
     with pytest.raises(ValueError, match="does not match"):
         deletion_insertion(corner_model, bright_corner_image(), np.zeros((8, 8)), target=0)
+    with pytest.raises(ValueError, match="Unknown baseline"):
+        deletion_insertion(corner_model, bright_corner_image(), right_map(), target=0, baseline="zeros")
 
 
 def test_real_gradcam_beats_its_inverse_on_the_shipped_model(classifier):
