@@ -161,3 +161,62 @@ def agreement(maps: dict[str, np.ndarray], fraction: float = 0.2) -> dict:
             iou[i, j] = iou[j, i] = top_iou(maps[first], maps[second], fraction)
     return {"methods": names, "spearman": rho.round(6).tolist(), "top_iou": iou.round(6).tolist(),
             "params": {"top_fraction": fraction}}
+
+
+# -- sanity check: model parameter randomisation (Adebayo et al. 2018) -----------------
+
+# Cascading randomisation from the top: each step re-draws the weights of these layers
+# (by name prefix) in addition to all steps before it. Batch-norm layers keep theirs, as
+# in the paper's Inception runs, so the randomised networks still give finite outputs.
+CASCADE = ("predictions", "Conv_1", "block_16_", "block_15_", "block_14_", "block_13_", "block_12_",
+           "block_11_", "block_10_")
+PASS_SIMILARITY = 0.5
+
+
+def _randomise(layer, rng: np.random.Generator) -> None:
+    """New random weights with each original tensor's own spread (kernels and biases)."""
+    if "BN" in layer.name or layer.name.endswith("_bn") or not layer.weights:
+        return
+    layer.set_weights([rng.normal(0.0, float(np.std(w)) or 0.01, w.shape).astype(w.dtype)
+                       for w in layer.get_weights()])
+
+
+def randomisation_check(
+    classifier,
+    image: np.ndarray,
+    explain_map: Callable,
+    target: int,
+    cascade: tuple[str, ...] = CASCADE,
+    seed: int = 0,
+    top_fraction: float = 0.2,
+) -> dict:
+    """How much does the map change as the network's weights are replaced top-down?
+
+    ``explain_map(classifier, image, target) -> 2-D map``. Similarity to the original map
+    is the Spearman correlation of absolute values (sign flips do not count as change)
+    and the top-``top_fraction`` IoU. A method whose map still resembles the original
+    (Spearman >= PASS_SIMILARITY) once the top blocks are random does not depend on
+    what the model learned there: it fails the check.
+    """
+    import keras
+
+    from hematovision.classifier import Classifier
+
+    original = np.abs(np.asarray(explain_map(classifier, image, target), np.float64))
+    model = keras.models.clone_model(classifier.model)
+    model.set_weights(classifier.model.get_weights())
+    rng = np.random.default_rng(seed)
+    steps = []
+    for prefix in cascade:
+        for layer in model.layers:
+            if layer.name == prefix or layer.name.startswith(prefix):
+                _randomise(layer, rng)
+        randomised = Classifier(model, stain_normalise=classifier.stain_normalise)
+        current = np.abs(np.asarray(explain_map(randomised, image, target), np.float64))
+        steps.append({"randomised_down_to": prefix.rstrip("_"),
+                      "spearman": round(spearman(original, current), 6),
+                      "top_iou": round(top_iou(original, current, top_fraction), 6)})
+    final = steps[-1]["spearman"] if steps else 1.0
+    return {"steps": steps, "passed": bool(final < PASS_SIMILARITY),
+            "params": {"cascade": list(cascade), "seed": seed, "top_fraction": top_fraction,
+                       "pass_if_final_spearman_below": PASS_SIMILARITY}}

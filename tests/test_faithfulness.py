@@ -83,3 +83,29 @@ def test_real_gradcam_beats_its_inverse_on_the_shipped_model(classifier):
     backward = deletion_insertion(classifier.predict_proba, prediction.model_input, -attribution, target, steps=10)
     assert forward["deletion_auc"] < backward["deletion_auc"]
     assert forward["insertion_auc"] > backward["insertion_auc"]
+
+
+def test_randomisation_check_fails_a_model_independent_map_and_passes_gradcam(classifier):
+    from scipy import ndimage
+
+    from hematovision.explainers.base import build_explainer
+    from hematovision.faithfulness import randomisation_check
+    from hematovision.samples import find_sample
+
+    crop = classifier.predict(find_sample("neutrophil-1").path).model_input
+
+    def edges(_classifier, image, _target):  # looks only at the image: an "explanation" of nothing
+        return np.hypot(ndimage.sobel(image.mean(axis=2), 0), ndimage.sobel(image.mean(axis=2), 1))
+
+    def gradcam(model, image, target):
+        return build_explainer(model, "gradcam")(image, target=target).attribution
+
+    cascade = ("predictions", "Conv_1", "block_16_", "block_15_")
+    independent = randomisation_check(classifier, crop, edges, target=3, cascade=cascade)
+    assert independent["passed"] is False
+    assert all(step["spearman"] == pytest.approx(1.0) for step in independent["steps"])
+    dependent = randomisation_check(classifier, crop, gradcam, target=3, cascade=cascade)
+    assert dependent["passed"] is True
+    assert [s["randomised_down_to"] for s in dependent["steps"]] == ["predictions", "Conv_1", "block_16", "block_15"]
+    # The classifier itself is untouched.
+    assert classifier.predict(find_sample("neutrophil-1").path).label == "NEUTROPHIL"

@@ -229,6 +229,11 @@ def _canonical(method: str) -> str:
     return names[key]
 
 
+def build_explainer(classifier: Classifier, method: str = "gradcam") -> Explainer:
+    """A new, uncached explainer: for short-lived classifiers such as randomised copies."""
+    return _METHODS[_canonical(method)](classifier)
+
+
 def get_explainer(classifier: Classifier, method: str = "gradcam") -> Explainer:
     """The cached explainer for this classifier and method (built on first use)."""
     name = _canonical(method)
