@@ -1,4 +1,4 @@
-"""Explanations of the classifier's decisions: Grad-CAM, Grad-CAM++, LIME and SHAP behind one call.
+"""Explanations of the classifier's decisions, every method behind one call.
 
     from hematovision.explainers import explain
     result = explain(classifier, prediction.model_input, method="gradcam++", target="NEUTROPHIL")
