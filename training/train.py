@@ -1,17 +1,20 @@
-"""Fine-tune MobileNetV2 on the TRAIN split and write the model and its model card.
+"""Fine-tune MobileNetV2 on Kaggle TRAIN and PBC and write the model and its model card.
 
-    python -m training.train --data-dir ../shared/data/blood-cells
+    python -m training.train --data-dir ../shared/data/blood-cells [--sources kaggle,pbc]
 
-Why it is shaped like this (2 CPU cores, about an hour):
-* Every image is framed with ``frame_cell`` once and cached, exactly as the app frames it.
+Why it is shaped like this (2 CPU cores, about half an hour):
+* Every image is framed with ``frame_cell`` once and cached, exactly as the app frames it,
+  and every crop the network sees is stain-normalised as in the app (``--stain-normalise``).
 * Blocks 0-9 of MobileNetV2 stay frozen in both stages, so their output (14x14x64 at
   ``block_9_add``, see ``--cut-layer``) is computed once per augmented copy and cached.
   Both stages then train only the part above it (blocks 10-16, Conv_1 and the head),
   several times cheaper per image than the whole network. Because that part is the same
   layer objects as the flat model, the trained weights land in the flat model directly.
-* Augmentation is applied before caching: each copy is one of the 8 flips/90-degree
-  rotations plus a small stain/brightness change; each epoch draws one copy per image.
-* Validation comes only from TRAIN, split by original cell (``training.data.split_cells``).
+* Augmentation is applied before caching (``lab``: flip/rotation, zoom and shift, blur,
+  stain and colour change); each epoch draws one copy per image.
+* Validation: Kaggle TRAIN split by original cell (``data.split_cells``) and PBC's
+  validation split (``data.split_pbc``); PBC's test split is never loaded. The validation
+  images stay held out of the final model: ``training.calibrate`` fits on them.
 """
 
 from __future__ import annotations
