@@ -3,6 +3,7 @@
     python -m hematovision predict IMAGE... [--json]
     python -m hematovision explain IMAGE --method gradcam --out map.png
     python -m hematovision evaluate DIR [--json]
+    python -m hematovision compare --data-dir DIR --per-class N --methods gradcam,lime --out results/
     python -m hematovision bench [--json]
 
 A bad input never ends in a traceback: it becomes an ``error`` entry (with ``--json``)
@@ -91,6 +92,19 @@ def _build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="print JSON")
     evaluate.set_defaults(handler=_evaluate)
 
+    compare = commands.add_parser(
+        "compare", help="score explanation methods over a data set (faithfulness, agreement, sanity check)")
+    compare.add_argument("--data-dir", required=True, metavar="DIR", help="DIR/<class>/ images")
+    compare.add_argument("--per-class", type=int, default=5, metavar="N", help="images per class (seeded)")
+    compare.add_argument("--methods", default=None, help="comma-separated (default: all registered methods)")
+    compare.add_argument("--out", required=True, metavar="DIR", help="folder for the CSV, JSON and PNG files")
+    compare.add_argument("--seed", type=int, default=0)
+    compare.add_argument("--steps", type=int, default=20, help="deletion/insertion steps")
+    compare.add_argument("--baseline", default="blur(64)", help="replacement for removed pixels: blur(N) or constant(V)")
+    compare.add_argument("--sanity-images", type=int, default=3,
+                         help="images that also get the model-randomisation check (slow for LIME/SHAP)")
+    compare.set_defaults(handler=_compare)
+
     bench = commands.add_parser("bench", help="measure load, predict and explanation speed")
     bench.add_argument("--json", action="store_true", help="print JSON")
     bench.add_argument("--repeats", type=int, default=5, help="timed runs per measurement")
@@ -141,6 +155,25 @@ def _predict(args) -> int:
                     box = cell["cell_box"]
                     print(f"  cell {number} at x={box['x']} y={box['y']} ({box['width']} px): {_cell_line(cell)}")
     return EXIT_INPUT_ERROR if failures else EXIT_OK
+
+
+def _compare(args) -> int:
+    from hematovision.compare import run_comparison
+    from hematovision.explainers import available_methods
+
+    if args.per_class < 1:
+        raise ValueError("--per-class must be at least 1.")
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else available_methods()
+    out = Path(args.out)
+    summary = run_comparison(_classifier(args), Path(args.data_dir), args.per_class, methods, out, seed=args.seed,
+                             steps=args.steps, baseline=args.baseline, sanity_images=args.sanity_images,
+                             progress=lambda line: print(line, file=sys.stderr))
+    for method, entry in summary["methods"].items():
+        print(f"{method:22s} deletion AUC {entry['deletion_auc']['mean']:.3f}  insertion AUC "
+              f"{entry['insertion_auc']['mean']:.3f}  drop {entry['drop']['mean']:.3f}  "
+              f"{entry['seconds']['mean']:.2f} s  sanity {entry['sanity_passed']}/{entry['sanity_checked']}")
+    print(f"Wrote per_image.csv, summary.csv, summary.json, agreement.csv and curves.png to {out}")
+    return EXIT_OK
 
 
 def _cell_line(cell: dict) -> str:

@@ -109,3 +109,31 @@ def test_randomisation_check_fails_a_model_independent_map_and_passes_gradcam(cl
     assert [s["randomised_down_to"] for s in dependent["steps"]] == ["predictions", "Conv_1", "block_16", "block_15"]
     # The classifier itself is untouched.
     assert classifier.predict(find_sample("neutrophil-1").path).label == "NEUTROPHIL"
+
+
+def test_compare_cli_writes_every_file_for_a_small_set(tmp_path, capsys, classifier):
+    import csv
+    import json
+    import shutil
+
+    from hematovision.cli import main
+    from hematovision.samples import list_samples
+
+    data = tmp_path / "cells"
+    for sample in list_samples()[::3]:  # one image of each class
+        (data / sample.class_name.lower()).mkdir(parents=True, exist_ok=True)
+        shutil.copy(sample.path, data / sample.class_name.lower() / sample.path.name)
+    out = tmp_path / "results"
+    code = main(["compare", "--data-dir", str(data), "--per-class", "1", "--methods", "gradcam,gradcam++",
+                 "--out", str(out), "--steps", "8", "--sanity-images", "1"])
+    assert code == 0
+    for name in ("per_image.csv", "summary.csv", "summary.json", "agreement.csv", "curves.png"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0
+    with open(out / "per_image.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 4 * 2
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["settings"]["images"] == 4 and summary["settings"]["steps"] == 8
+    assert summary["methods"]["gradcam"]["sanity_checked"] == 1
+    assert "gradcam vs gradcam++" in summary["agreement"]
+    assert "gradcam" in capsys.readouterr().out
