@@ -16,7 +16,7 @@ from typing import Iterable
 
 import numpy as np
 
-from hematovision.cells import CellBox, crop_to_box, frame_cell, locate_white_cells
+from hematovision.cells import CellBox, crop_to_box, locate_white_cell, locate_white_cells
 from hematovision.imaging import ImageSource, load_image
 from hematovision.stain import normalise_stain
 from hematovision.trust import TrustModel
@@ -111,7 +111,7 @@ class Classifier:
     def prepare(self, image: ImageSource) -> tuple[np.ndarray, CellBox]:
         """Load any supported input and return (what the model sees of its main cell, the box)."""
         rgb = load_image(image)
-        _, box = frame_cell(rgb, self.input_size)
+        box = locate_white_cell(rgb)
         return self._model_view(rgb, box), box
 
     def prepare_cells(self, image: ImageSource) -> list[tuple[np.ndarray, CellBox]]:
