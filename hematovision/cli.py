@@ -101,8 +101,12 @@ def _build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--seed", type=int, default=0)
     compare.add_argument("--steps", type=int, default=20, help="deletion/insertion steps")
     compare.add_argument("--baseline", default="blur(64)", help="replacement for removed pixels: blur(N) or constant(V)")
-    compare.add_argument("--sanity-images", type=int, default=3,
-                         help="images that also get the model-randomisation check (slow for LIME/SHAP)")
+    compare.add_argument("--sanity-per-class", type=int, default=1, metavar="K",
+                         help="first K images of each class also get the model-randomisation check (slow)")
+    compare.add_argument("--stability-per-class", type=int, default=2, metavar="K",
+                         help="first K images of each class also get the seed-stability check")
+    compare.add_argument("--stability-seeds", type=int, default=3, metavar="S",
+                         help="seeds per stability check (at least 2)")
     compare.set_defaults(handler=_compare)
 
     bench = commands.add_parser("bench", help="measure load, predict and explanation speed")
@@ -163,16 +167,22 @@ def _compare(args) -> int:
 
     if args.per_class < 1:
         raise ValueError("--per-class must be at least 1.")
+    if args.stability_seeds < 2:
+        raise ValueError("--stability-seeds must be at least 2.")
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else available_methods()
     out = Path(args.out)
     summary = run_comparison(_classifier(args), Path(args.data_dir), args.per_class, methods, out, seed=args.seed,
-                             steps=args.steps, baseline=args.baseline, sanity_images=args.sanity_images,
+                             steps=args.steps, baseline=args.baseline, sanity_per_class=args.sanity_per_class,
+                             stability_per_class=args.stability_per_class, stability_seeds=args.stability_seeds,
                              progress=lambda line: print(line, file=sys.stderr))
     for method, entry in summary["methods"].items():
+        stability = entry["stability_spearman"]["mean"]
         print(f"{method:22s} deletion AUC {entry['deletion_auc']['mean']:.3f}  insertion AUC "
               f"{entry['insertion_auc']['mean']:.3f}  drop {entry['drop']['mean']:.3f}  "
-              f"{entry['seconds']['mean']:.2f} s  sanity {entry['sanity_passed']}/{entry['sanity_checked']}")
-    print(f"Wrote per_image.csv, summary.csv, summary.json, agreement.csv and curves.png to {out}")
+              f"{entry['seconds']['mean']:.2f} s  seed stability "
+              f"{'-' if stability is None else f'{stability:.2f}'}  "
+              f"sanity {entry['sanity_passed']}/{entry['sanity_checked']}")
+    print(f"Wrote per_image.csv, summary.csv, summary.json, agreement.csv, curves.png and figures.html to {out}")
     return EXIT_OK
 
 

@@ -10,6 +10,9 @@ method and run in batches.
 * Average drop / increase in confidence (Chattopadhay et al. 2018, Grad-CAM++): keep
   only the top-k% attributed pixels and see how much of the probability survives.
 * Agreement between maps: Spearman rank correlation and the IoU of their top-k% pixels.
+* Seed stability: the agreement of one method's maps under different random seeds.
+* Model-parameter randomisation (Adebayo et al. 2018): a faithful map changes when the
+  weights it claims to explain are replaced by random ones.
 
 "Removed" pixels take a replacement image: ``"blur(N)"``, the same box-blurred copy LIME,
 SHAP and the perturbation explainers hide regions with (default N = 64; keeps colour,
@@ -181,42 +184,79 @@ def _randomise(layer, rng: np.random.Generator) -> None:
                        for w in layer.get_weights()])
 
 
-def randomisation_check(
+def randomisation_checks(
     classifier,
     image: np.ndarray,
-    explain_map: Callable,
+    explain_maps: dict[str, Callable],
     target: int,
     cascade: tuple[str, ...] = CASCADE,
     seed: int = 0,
     top_fraction: float = 0.2,
-) -> dict:
-    """How much does the map change as the network's weights are replaced top-down?
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, dict]:
+    """How much does each method's map change as the weights are replaced top-down?
 
-    ``explain_map(classifier, image, target) -> 2-D map``. Similarity to the original map
-    is the Spearman correlation of absolute values (sign flips do not count as change)
-    and the top-``top_fraction`` IoU. A method whose map still resembles the original
-    (Spearman >= PASS_SIMILARITY) once the top blocks are random does not depend on
-    what the model learned there: it fails the check.
+    ``explain_maps[name](classifier, image, target) -> 2-D map``. Similarity to the
+    original map is the Spearman correlation of absolute values (sign flips do not count
+    as change) and the top-``top_fraction`` IoU. A method whose map still resembles the
+    original (Spearman >= PASS_SIMILARITY) once the top blocks are random does not depend
+    on what the model learned there: it fails the check. Every method sees the same
+    randomised networks (one per cascade step, built once); ``progress(done, total)``
+    is called after each step.
     """
     import keras
 
     from hematovision.classifier import Classifier
 
-    original = np.abs(np.asarray(explain_map(classifier, image, target), np.float64))
+    originals = {name: np.abs(np.asarray(fn(classifier, image, target), np.float64))
+                 for name, fn in explain_maps.items()}
     model = keras.models.clone_model(classifier.model)
     model.set_weights(classifier.model.get_weights())
     rng = np.random.default_rng(seed)
-    steps = []
-    for prefix in cascade:
+    steps: dict[str, list] = {name: [] for name in explain_maps}
+    for number, prefix in enumerate(cascade, 1):
         for layer in model.layers:
             if layer.name == prefix or layer.name.startswith(prefix):
                 _randomise(layer, rng)
         randomised = Classifier(model, stain_normalise=classifier.stain_normalise)
-        current = np.abs(np.asarray(explain_map(randomised, image, target), np.float64))
-        steps.append({"randomised_down_to": prefix.rstrip("_"),
-                      "spearman": round(spearman(original, current), 6),
-                      "top_iou": round(top_iou(original, current, top_fraction), 6)})
-    final = steps[-1]["spearman"] if steps else 1.0
-    return {"steps": steps, "passed": bool(final < PASS_SIMILARITY),
-            "params": {"cascade": list(cascade), "seed": seed, "top_fraction": top_fraction,
-                       "pass_if_final_spearman_below": PASS_SIMILARITY}}
+        for name, fn in explain_maps.items():
+            current = np.abs(np.asarray(fn(randomised, image, target), np.float64))
+            steps[name].append({"randomised_down_to": prefix.rstrip("_"),
+                                "spearman": round(spearman(originals[name], current), 6),
+                                "top_iou": round(top_iou(originals[name], current, top_fraction), 6)})
+        if progress:
+            progress(number, len(cascade))
+    params = {"cascade": list(cascade), "seed": seed, "top_fraction": top_fraction,
+              "pass_if_final_spearman_below": PASS_SIMILARITY}
+    return {name: {"steps": mine, "passed": bool((mine[-1]["spearman"] if mine else 1.0) < PASS_SIMILARITY),
+                   "final_spearman": mine[-1]["spearman"] if mine else 1.0, "params": params}
+            for name, mine in steps.items()}
+
+
+def randomisation_check(classifier, image: np.ndarray, explain_map: Callable, target: int,
+                        cascade: tuple[str, ...] = CASCADE, seed: int = 0, top_fraction: float = 0.2) -> dict:
+    """``randomisation_checks`` for a single method."""
+    return randomisation_checks(classifier, image, {"map": explain_map}, target, cascade, seed,
+                                top_fraction)["map"]
+
+
+# -- stability under the random seed ---------------------------------------------------
+
+def seed_stability(explain_map: Callable[[int], np.ndarray], seeds: tuple[int, ...] = (0, 1, 2),
+                   top_fraction: float = 0.2) -> dict:
+    """Mean pairwise Spearman and top-``top_fraction`` IoU of the maps made with each seed.
+
+    ``explain_map(seed) -> 2-D map``. A deterministic method scores exactly 1; a method
+    whose map is mostly sampling noise scores near 0 (Spearman) or ``top_fraction`` / (2 -
+    ``top_fraction``) (IoU of two random top sets).
+    """
+    if len(seeds) < 2:
+        raise ValueError("Seed stability needs at least two seeds.")
+    maps = [np.asarray(explain_map(int(seed)), np.float64) for seed in seeds]
+    pairs = [(i, j) for i in range(len(maps)) for j in range(i + 1, len(maps))]
+    return {
+        "spearman": round(float(np.mean([spearman(maps[i], maps[j]) for i, j in pairs])), 6),
+        "top_iou": round(float(np.mean([top_iou(maps[i], maps[j], top_fraction) for i, j in pairs])), 6),
+        "identical": bool(all(np.array_equal(maps[0], other) for other in maps[1:])),
+        "params": {"seeds": [int(s) for s in seeds], "top_fraction": top_fraction},
+    }

@@ -125,15 +125,83 @@ def test_compare_cli_writes_every_file_for_a_small_set(tmp_path, capsys, classif
         shutil.copy(sample.path, data / sample.class_name.lower() / sample.path.name)
     out = tmp_path / "results"
     code = main(["compare", "--data-dir", str(data), "--per-class", "1", "--methods", "gradcam,gradcam++",
-                 "--out", str(out), "--steps", "8", "--sanity-images", "1"])
+                 "--out", str(out), "--steps", "8", "--sanity-per-class", "1", "--stability-per-class", "1",
+                 "--stability-seeds", "2"])
     assert code == 0
-    for name in ("per_image.csv", "summary.csv", "summary.json", "agreement.csv", "curves.png"):
+    for name in ("per_image.csv", "summary.csv", "summary.json", "agreement.csv", "curves.png", "figures.html"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0
     with open(out / "per_image.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 4 * 2
     summary = json.loads((out / "summary.json").read_text())
     assert summary["settings"]["images"] == 4 and summary["settings"]["steps"] == 8
-    assert summary["methods"]["gradcam"]["sanity_checked"] == 1
+    gradcam = summary["methods"]["gradcam"]
+    assert gradcam["sanity_checked"] == 4  # the first image of each class
+    assert gradcam["stability_spearman"]["n"] == 4 and gradcam["stability_spearman"]["mean"] == 1.0  # no randomness
+    assert len(gradcam["mean_curves"]["deletion"]) == 9
     assert "gradcam vs gradcam++" in summary["agreement"]
     assert "gradcam" in capsys.readouterr().out
+
+
+def test_seed_stability_is_one_for_a_deterministic_map_and_low_for_noise():
+    from hematovision.faithfulness import seed_stability
+
+    fixed = seed_stability(lambda seed: right_map(), seeds=(0, 1, 2))
+    assert fixed["spearman"] == 1.0 and fixed["top_iou"] == 1.0 and fixed["identical"]
+    noise = seed_stability(lambda seed: np.random.default_rng(seed).random((SIZE, SIZE)), seeds=(0, 1, 2))
+    assert abs(noise["spearman"]) < 0.05 and not noise["identical"]
+    assert noise["top_iou"] == pytest.approx(0.2 / 1.8, abs=0.03)  # two random top-20% sets
+    assert noise["params"] == {"seeds": [0, 1, 2], "top_fraction": 0.2}
+    with pytest.raises(ValueError, match="two seeds"):
+        seed_stability(lambda seed: right_map(), seeds=(0,))
+
+
+def test_compare_image_scores_every_method_and_exports_csv_and_json(classifier):
+    import csv
+    import io
+    import json
+
+    from hematovision.compare import comparison_table, compare_image, most_faithful
+    from hematovision.samples import find_sample
+
+    crop = classifier.predict(find_sample("lymphocyte-1").path).model_input
+    shares = []
+    result = compare_image(classifier, crop, ["gradcam", "lime"], target="MONOCYTE", steps=10, stability_seeds=2,
+                           progress=lambda share, text: shares.append(share))
+    assert result.target == "MONOCYTE" and set(result.maps) == {"gradcam", "lime"}
+    assert result.maps["lime"].shape == (224, 224)
+    for entry in result.methods.values():
+        assert len(entry["curves"]["deletion"]) == 11 and 0 <= entry["deletion_auc"] <= 1
+        assert entry["sanity"] is None
+    # Grad-CAM has no randomness; LIME samples, so another seed gives a (somewhat) different map.
+    assert result.methods["gradcam"]["stability"]["identical"]
+    assert not result.methods["lime"]["stability"]["identical"]
+    assert 0 < result.methods["lime"]["stability"]["spearman"] < 1
+    assert result.agreement["methods"] == ["gradcam", "lime"]
+    assert shares[-1] == 1.0 and shares == sorted(shares)
+    parsed = json.loads(result.to_json())
+    assert parsed["target"] == "MONOCYTE" and parsed["settings"]["steps"] == 10
+    assert parsed["methods"]["lime"]["params"]["num_samples"] == 150  # exact parameters travel with the numbers
+    rows = list(csv.DictReader(io.StringIO(result.to_csv())))
+    assert [row["method"] for row in rows] == ["gradcam", "lime"]
+    table = comparison_table(result)
+    assert [row["Deletion AUC ↓"] for row in table] == sorted(row["Deletion AUC ↓"] for row in table)
+    best, second, margin = most_faithful(result.methods)
+    assert {best, second} == {"gradcam", "lime"}
+    assert margin == pytest.approx(abs(result.methods["gradcam"]["deletion_auc"] - result.methods["lime"]["deletion_auc"]))
+
+
+def test_maps_figure_puts_every_map_on_one_scale():
+    from hematovision.figures import agreement_figure, maps_figure, scaled_map
+
+    rng = np.random.default_rng(0)
+    maps = {"weak": rng.normal(0, 0.01, (224, 224)), "strong": rng.normal(0, 50, (224, 224))}
+    for attribution in maps.values():
+        scaled = scaled_map(attribution)
+        assert scaled.shape == (112, 112) and np.abs(scaled).max() == pytest.approx(1.0)
+    figure = maps_figure(np.zeros((224, 224, 3), np.uint8), maps, {"weak": "Weak", "strong": "Strong"})
+    heatmaps = [trace for trace in figure.data if trace.type == "heatmap"]
+    assert len(heatmaps) == 2 and all(trace.coloraxis == "coloraxis" for trace in heatmaps)
+    assert (figure.layout.coloraxis.cmin, figure.layout.coloraxis.cmax) == (-1, 1)
+    matrix = agreement({"a": right_map(), "b": -right_map()})
+    assert len(agreement_figure(matrix).data) == 2
