@@ -6,6 +6,7 @@ The core package (``hematovision/``) stays free of Streamlit; everything that ne
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -25,17 +26,23 @@ from hematovision.app_state import (
     CurrentImage,
     ExplainSettings,
     cell_choice_label,
+    current_image_from_sample,
+    current_image_from_upload,
     preview_with_boxes,
 )
 from hematovision.cells import CellBox
 from hematovision.classifier import Classifier, Prediction, display_name
+from hematovision.compare import compare_image
 from hematovision.explainers import explain
+from hematovision.imaging import SUPPORTED_SUFFIXES, ImageError
+from hematovision.samples import find_sample
 
 # Page scripts, relative to streamlit_app.py. Pages link to each other through these.
 HOME_PAGE = "app_pages/home.py"
 CLASSIFY_PAGE = "app_pages/classify.py"
 EXPLAIN_PAGE = "app_pages/explain.py"
 MODEL_PAGE = "app_pages/model.py"
+COMPARE_PAGE = "app_pages/compare.py"
 
 PRIMARY = "#1f6f8b"  # keep in step with .streamlit/config.toml
 MUTED = "#a9bac6"
@@ -76,14 +83,63 @@ def set_current_image(image: CurrentImage | None) -> None:
     st.session_state[CELL_INDEX] = 0
     # A new image starts from the predicted class again.
     settings = st.session_state.get(EXPLAIN_SETTINGS) or ExplainSettings()
-    st.session_state[EXPLAIN_SETTINGS] = ExplainSettings(
-        lime_samples=settings.lime_samples, shap_evals=settings.shap_evals, target=None
-    )
+    st.session_state[EXPLAIN_SETTINGS] = dataclasses.replace(settings, target=None)
 
 
 def clear_uploader() -> None:
-    """Give the file uploader a fresh key so it shows empty on the next run."""
+    """Give the file uploaders a fresh key so they show empty on the next run."""
     st.session_state[UPLOADER_NONCE] = st.session_state.get(UPLOADER_NONCE, 0) + 1
+
+
+def uploader_key(page: str) -> str:
+    return f"hv_uploader_{page}_{st.session_state[UPLOADER_NONCE]}"
+
+
+def handle_upload(data: bytes | None, name: str | None) -> None:
+    """Make an uploaded file the current image, or record why it cannot be used.
+
+    Called from an uploader's on_change callback, so it runs only when the user actually
+    adds or removes a file (not when they come back from another page).
+    """
+    if data is None:  # the user removed the file
+        st.session_state[UPLOAD_ERROR] = None
+        image = current_image()
+        if image is not None and image.source == "upload":
+            set_current_image(None)
+        return
+    try:
+        image = current_image_from_upload(data, name)
+    except ImageError as exc:
+        set_current_image(None)
+        st.session_state[UPLOAD_ERROR] = str(exc)
+        return
+    set_current_image(image)
+
+
+def image_uploader(page: str, label: str = "Upload a smear photo") -> None:
+    """The file uploader every page uses: checks the file and makes it the current image."""
+    key = uploader_key(page)
+
+    def changed() -> None:
+        uploaded = st.session_state.get(key)
+        handle_upload(None if uploaded is None else uploaded.getvalue(), None if uploaded is None else uploaded.name)
+
+    st.file_uploader(
+        label,
+        type=[suffix.lstrip(".") for suffix in SUPPORTED_SUFFIXES],
+        key=key,
+        on_change=changed,
+        help="JPEG, PNG, BMP or TIFF, up to 20 MB. The file stays in memory for this session only.",
+    )
+
+
+def use_sample(key: str) -> None:
+    sample = find_sample(key)
+    if sample is None:
+        st.session_state[UPLOAD_ERROR] = f"The sample {key} is missing from this installation."
+        return
+    set_current_image(current_image_from_sample(sample.read_bytes(), sample.key, sample.title))
+    clear_uploader()
 
 
 # ---------------------------------------------------------------------------
@@ -162,6 +218,31 @@ def explain_crop(key: tuple, _crop: np.ndarray):
     """
     _digest, method, target, params, seed = key
     return explain(get_classifier(), _crop, method=method, target=target or None, seed=seed, **dict(params))
+
+
+COMPARISONS = "hv_comparisons"  # session cache: comparison key -> ImageComparison
+MAX_COMPARISONS = 6  # each holds 8 maps of 224x224 floats (~1.6 MB): a few images' worth
+
+
+def cached_comparison(key: tuple):
+    """The comparison already run in this session for this image, cell and settings, if any."""
+    return st.session_state.get(COMPARISONS, {}).get(key)
+
+
+def run_comparison(key: tuple, crop: np.ndarray, settings: dict, progress):
+    """Run ``hematovision.compare.compare_image`` and keep the result in the session.
+
+    Kept per session rather than in ``st.cache_data`` so the run can drive a progress bar.
+    """
+    result = compare_image(get_classifier(), crop, list(settings["methods"]), target=settings["target"],
+                           seed=settings["seed"], steps=settings["steps"], baseline=settings["baseline"],
+                           stability_seeds=settings["stability_seeds"], sanity=settings["sanity"],
+                           progress=progress)
+    stored = st.session_state.setdefault(COMPARISONS, {})
+    stored[key] = result
+    while len(stored) > MAX_COMPARISONS:  # dicts keep insertion order: drop the oldest
+        stored.pop(next(iter(stored)))
+    return result
 
 
 # ---------------------------------------------------------------------------

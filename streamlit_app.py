@@ -26,6 +26,7 @@ pages = [
     st.Page(support.HOME_PAGE, title="Home", icon=":material/home:", default=True),
     st.Page(support.CLASSIFY_PAGE, title="Classify", icon=":material/labs:"),
     st.Page(support.EXPLAIN_PAGE, title="Explain", icon=":material/visibility:"),
+    st.Page(support.COMPARE_PAGE, title="Compare methods", icon=":material/compare:"),
     st.Page(support.MODEL_PAGE, title="Model", icon=":material/fact_check:"),
 ]
 navigation = st.navigation(pages)

@@ -3,60 +3,12 @@
 import streamlit as st
 
 import app_support as support
-from hematovision.app_state import (
-    UPLOAD_ERROR,
-    UPLOADER_NONCE,
-    current_image_from_sample,
-    current_image_from_upload,
-    format_percent,
-)
+from hematovision.app_state import UPLOAD_ERROR, format_percent
 from hematovision.classifier import display_name
-from hematovision.imaging import SUPPORTED_SUFFIXES, ImageError
+from hematovision.imaging import ImageError
 from hematovision.samples import find_sample, list_samples
 
 support.init_state()
-
-
-def uploader_key() -> str:
-    return f"hv_uploader_{st.session_state[UPLOADER_NONCE]}"
-
-
-def handle_upload(data: bytes | None, name: str | None) -> None:
-    """Make an uploaded file the current image, or record why it cannot be used.
-
-    Called from the uploader's on_change callback, so it runs only when the user
-    actually adds or removes a file (not when they come back from another page).
-    """
-    if data is None:  # the user removed the file
-        st.session_state[UPLOAD_ERROR] = None
-        image = support.current_image()
-        if image is not None and image.source == "upload":
-            support.set_current_image(None)
-        return
-    try:
-        image = current_image_from_upload(data, name)
-    except ImageError as exc:
-        support.set_current_image(None)
-        st.session_state[UPLOAD_ERROR] = str(exc)
-        return
-    support.set_current_image(image)
-
-
-def on_upload_change() -> None:
-    uploaded = st.session_state.get(uploader_key())
-    if uploaded is None:
-        handle_upload(None, None)
-    else:
-        handle_upload(uploaded.getvalue(), uploaded.name)
-
-
-def use_sample(key: str) -> None:
-    sample = find_sample(key)
-    if sample is None:
-        st.session_state[UPLOAD_ERROR] = f"The sample {key} is missing from this installation."
-        return
-    support.set_current_image(current_image_from_sample(sample.read_bytes(), sample.key, sample.title))
-    support.clear_uploader()
 
 
 def classify_another() -> None:
@@ -71,13 +23,7 @@ st.markdown(
     "cell by its stained nucleus, crops it, names its type and says how far to trust that answer."
 )
 
-st.file_uploader(
-    "Upload a smear photo",
-    type=[suffix.lstrip(".") for suffix in SUPPORTED_SUFFIXES],
-    key=uploader_key(),
-    on_change=on_upload_change,
-    help="JPEG, PNG, BMP or TIFF, up to 20 MB. The file stays in memory for this session only.",
-)
+support.image_uploader("classify")
 
 error = st.session_state.get(UPLOAD_ERROR)
 if error:
@@ -96,7 +42,7 @@ with st.expander("Built-in samples (from the held-out test set)", expanded=image
             st.button(
                 f"Use {sample.title}",
                 key=f"sample_{sample.key}",
-                on_click=use_sample,
+                on_click=support.use_sample,
                 args=(sample.key,),
                 width="stretch",
             )
