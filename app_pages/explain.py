@@ -1,4 +1,4 @@
-"""Explain: Grad-CAM, Grad-CAM++, LIME and SHAP side by side over the crop the model saw."""
+"""Explain: Grad-CAM, Grad-CAM++, LIME and SHAP (and, on request, four more methods) over the crop the model saw."""
 
 import streamlit as st
 
@@ -7,9 +7,9 @@ from hematovision.app_state import (
     DEFAULT_LIME_SAMPLES,
     DEFAULT_SHAP_EVALS,
     EXPLAIN_SETTINGS,
+    EXTRA_METHODS,
     LIME_SAMPLES_CHOICES,
     METHOD_BLURBS,
-    METHOD_ORDER,
     METHOD_TITLES,
     OPACITY,
     SHAP_EVALS_CHOICES,
@@ -26,6 +26,7 @@ from hematovision.samples import list_samples
 
 support.init_state()
 SEED = 0
+ROW_LENGTH = 4  # maps per row
 VIEW_LABELS = {"both": "Both", "positive": "Supporting only", "negative": "Opposing only"}
 
 
@@ -44,7 +45,7 @@ def choice_list(choices: tuple[int, ...], current: int) -> list[int]:
 st.title("Explain the decision")
 st.markdown(
     "Four ways of asking *which parts of the picture made the model say this?*, all on the "
-    "crop the model saw. Where they agree, and land on the white cell, the decision rests on the "
+    "crop the model saw (four more are under *Method settings*; the Compare page scores them). Where they agree, and land on the white cell, the decision rests on the "
     "cell itself. Heat on red cells or background is a warning sign."
 )
 
@@ -102,7 +103,7 @@ with controls:
     st.slider("Overlay opacity", 0.0, 1.0, step=0.05, key=OPACITY,
               help="How strongly the heat map covers the image. Changing it does not recompute anything.")
     st.radio(
-        "LIME and SHAP: show evidence",
+        "Signed maps (LIME, SHAP, …): show evidence",
         options=list(VIEW_LABELS),
         format_func=VIEW_LABELS.get,
         key=SIGN_VIEW,
@@ -132,20 +133,30 @@ with controls:
                 value=int(settings.shap_evals),
                 help=f"More evaluations: finer regions, longer run (default {DEFAULT_SHAP_EVALS}).",
             )
+            extra_methods = st.multiselect(
+                "More methods",
+                EXTRA_METHODS,
+                default=[m for m in EXTRA_METHODS if m in settings.extra_methods],
+                format_func=METHOD_TITLES.get,
+                help="Shown after the four main maps; each adds 0.5–2 s. The Compare page scores them all.",
+            )
             if st.form_submit_button("Apply settings", type="primary"):
                 st.session_state[EXPLAIN_SETTINGS] = ExplainSettings(
-                    lime_samples=int(lime_samples), shap_evals=int(shap_evals), target=chosen_target
+                    lime_samples=int(lime_samples), shap_evals=int(shap_evals), target=chosen_target,
+                    extra_methods=tuple(extra_methods),
                 )
                 st.rerun()
         st.caption(f"Random seed {SEED}: the same settings give the same maps every time.")
 
 # ---------------------------------------------------------------------------
-# The four maps
+# The maps, four to a row
 # ---------------------------------------------------------------------------
 opacity = float(st.session_state[OPACITY])
 view = st.session_state[SIGN_VIEW]
-columns = st.columns(len(METHOD_ORDER), gap="small")
-for column, method in zip(columns, METHOD_ORDER):
+methods = settings.methods
+columns = [column for start in range(0, len(methods), ROW_LENGTH)
+           for column in st.columns(ROW_LENGTH, gap="small")]
+for column, method in zip(columns, methods):
     title = METHOD_TITLES[method]
     params = settings.params_for(method)
     with column.container(border=True):

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from hematovision.cells import CellBox
-from hematovision.explainers import default_params
+from hematovision.explainers import default_params, method_label
 from hematovision.imaging import ImageError, load_image
 
 # ---------------------------------------------------------------------------
@@ -165,13 +165,9 @@ def format_percent(value: float | None, digits: int = 1) -> str:
 # ---------------------------------------------------------------------------
 # Explanation settings and cache keys
 # ---------------------------------------------------------------------------
-METHOD_ORDER = ("gradcam", "gradcam++", "lime", "shap")
-METHOD_TITLES = {
-    "gradcam": "Grad-CAM",
-    "gradcam++": "Grad-CAM++",
-    "lime": "LIME",
-    "shap": "SHAP",
-}
+METHOD_ORDER = ("gradcam", "gradcam++", "lime", "shap")  # always shown on the Explain page
+EXTRA_METHODS = ("scorecam", "integrated_gradients", "smoothgrad", "occlusion")  # shown on request
+METHOD_TITLES = {method: method_label(method) for method in METHOD_ORDER + EXTRA_METHODS}
 METHOD_BLURBS = {
     "gradcam": "Gradients of the class score weight the last convolutional layer's 7×7 feature "
     "maps, upsampled to the crop: where the network's evidence sits. Coarse; support only.",
@@ -181,8 +177,15 @@ METHOD_BLURBS = {
     "probability changes. Signed: evidence for and against.",
     "shap": "Partition SHAP: blurs regions in a nested hierarchy and shares the change in "
     "class probability among them (Owen values). Signed: for and against.",
+    "scorecam": "Weights the last layer's feature maps by how much the class score rises when "
+    "the image is masked by each one (64 strongest maps). No gradients; support only.",
+    "integrated_gradients": "Gradients summed along a path from a blurred copy to the image; "
+    "pixel-level and signed. Its attributions add up to the change in probability.",
+    "smoothgrad": "Pixel gradients of the class score, averaged over noisy copies of the "
+    "image to calm their speckle. Magnitude only.",
+    "occlusion": "Slides a blurred 32 px patch over the crop and records how far the "
+    "probability falls (or rises). Signed, coarse, and easy to reason about.",
 }
-SIGNED_METHODS = ("lime", "shap")
 
 # The explainers' own defaults (chosen for speed and stability; see docs/explanations.md).
 DEFAULT_LIME_SAMPLES = int(default_params("lime")["num_samples"])
@@ -198,6 +201,11 @@ class ExplainSettings:
     lime_samples: int = DEFAULT_LIME_SAMPLES
     shap_evals: int = DEFAULT_SHAP_EVALS
     target: str | None = None  # class name such as "MONOCYTE"; None = the predicted class
+    extra_methods: tuple[str, ...] = ()  # from EXTRA_METHODS, shown after the four main ones
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        return METHOD_ORDER + tuple(m for m in EXTRA_METHODS if m in self.extra_methods)
 
     def params_for(self, method: str) -> dict[str, Any]:
         if method == "lime":
