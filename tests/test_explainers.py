@@ -177,3 +177,23 @@ def test_integrated_gradients_add_up_to_the_change_in_probability(classifier, im
     assert abs(fine["score_change"]) > 0.05
     assert fine["completeness_gap"] <= 0.1 * abs(fine["score_change"]) + 0.01
     assert fine["completeness_gap"] <= coarse["completeness_gap"] + 1e-6
+
+
+def test_scorecam_prints_no_progress_bars_from_any_thread(classifier, images, capsys):
+    """Keras's progress-bar switch is per thread: an explainer built in a Streamlit thread and
+    reused from the CLI's main thread must not write bars into its (JSON) output."""
+    import threading
+
+    import keras
+
+    from hematovision.explainers.base import build_explainer
+
+    built = []
+    worker = threading.Thread(target=lambda: built.append(build_explainer(classifier, "scorecam")))
+    worker.start()
+    worker.join()
+    explainer = built[0]
+    before = keras.utils.is_interactive_logging_enabled()
+    explainer(images[1], max_channels=4)
+    assert capsys.readouterr().out == ""
+    assert keras.utils.is_interactive_logging_enabled() == before  # the switch is put back

@@ -29,23 +29,29 @@ class ScoreCamExplainer(Explainer):
         from tf_keras_vis.scorecam import Scorecam
         from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
 
-        import keras
-
         super().__init__(classifier)
         self._scorecam = Scorecam(classifier.model, model_modifier=ReplaceToLinear(), clone=True)
-        # Scorecam runs the masked images through model.predict(), whose progress bars
-        # would land in the CLI's JSON and the server log; nothing here wants them.
-        keras.utils.disable_interactive_logging()
 
     def attribute(self, image: np.ndarray, target_index: int, seed: int,
                   params: dict[str, Any]) -> Attribution:
         from tf_keras_vis.utils.scores import CategoricalScore
 
+        import keras
+
         channels = require_int(params, "max_channels", 1)
-        with warnings.catch_warnings():
-            # tf-keras-vis passes the input as a list; Keras warns and then accepts it.
-            warnings.filterwarnings("ignore", message="The structure of `inputs`", category=UserWarning)
-            cam = self._scorecam(CategoricalScore([target_index]), image[None].copy(),
-                                 penultimate_layer=LAST_CONV_LAYER, max_N=channels, batch_size=32,
-                                 normalize_cam=False)
+        # Scorecam runs the masked images through model.predict(), whose progress bars would
+        # land in the CLI's JSON and the server log. Keras keeps this switch per thread, so it
+        # is set around each call, in the calling thread, and put back afterwards.
+        was_interactive = keras.utils.is_interactive_logging_enabled()
+        keras.utils.disable_interactive_logging()
+        try:
+            with warnings.catch_warnings():
+                # tf-keras-vis passes the input as a list; Keras warns and then accepts it.
+                warnings.filterwarnings("ignore", message="The structure of `inputs`", category=UserWarning)
+                cam = self._scorecam(CategoricalScore([target_index]), image[None].copy(),
+                                     penultimate_layer=LAST_CONV_LAYER, max_N=channels, batch_size=32,
+                                     normalize_cam=False)
+        finally:
+            if was_interactive:
+                keras.utils.enable_interactive_logging()
         return Attribution(np.asarray(cam)[0], evaluations=channels + 1)
