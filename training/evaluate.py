@@ -37,7 +37,7 @@ import numpy as np
 from hematovision.calibration import (apply_temperature, coverage_accuracy_curve, expected_calibration_error,
                                       reliability_bins)
 from hematovision.classifier import CLASS_NAMES, DEFAULT_MODEL_PATH, card_beside, class_index, load_classifier
-from hematovision.evaluation import predict_files, predict_folder
+from hematovision.evaluation import predict_files
 from hematovision.metrics import accuracy_summary, majority_vote
 from hematovision.model_card import file_sha256
 from hematovision.trust import NOT_BLOOD_CELL
