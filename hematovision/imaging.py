@@ -17,6 +17,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 # A 640x480 smear photo is 0.3 MP; phone photos of a field reach ~50 MP. Anything
 # larger is refused before decoding, which also defuses decompression bombs.
 MAX_PIXELS = 60_000_000
+# One uploaded file, in bytes: the app's cap (server.maxUploadSize = 20 in
+# .streamlit/config.toml, which Streamlit counts in MiB), the batch page's and the API's.
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 # Below this a white cell cannot be resolved at all.
 MIN_SIDE = 32
 SUPPORTED_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")

@@ -1,0 +1,420 @@
+"""Reports a person can file or send: a batch differential and a single-image report,
+each as a self-contained HTML page (images inlined) and as a PDF.
+
+Both carry the model's identity and measured accuracy (from the model card) and say
+plainly that HematoVision is decision support, not a diagnosis. Both are built in
+memory and returned as text or bytes; nothing is written to disk.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from hematovision.batch import REFERENCE_SOURCE, BatchCell, Differential, Skipped, differential
+from hematovision.classifier import CLASS_NAMES, Classifier, Prediction, display_name
+from hematovision.explainers import Explanation, explain
+from hematovision.overlay import overlay
+
+DISCLAIMER = ("Decision support, not a diagnosis. HematoVision's classifications and explanations are for "
+              "education and research and to assist review; a qualified person must check every cell and "
+              "every result before any clinical use.")
+ACCURACY_SPLITS = ("test_image", "test_cell", "pbc_test")
+REPORT_METHODS = ("gradcam", "gradcam++", "lime", "shap")
+
+
+# -- what every report says about the model ----------------------------------------------
+
+@dataclass(frozen=True)
+class ModelSummary:
+    file: str
+    sha256: str
+    accuracy: list[str]  # "Kaggle TEST images: 87.3% (95% CI 85.9–88.5%), n = 2487"
+
+
+def model_summary(classifier: Classifier) -> ModelSummary:
+    from hematovision.model_card import load_model_card
+
+    card = load_model_card()
+    lines = []
+    if card is not None:
+        for name in ACCURACY_SPLITS:
+            split = card.split(name)
+            if split and isinstance(split.get("accuracy"), (int, float)):
+                low, high = split.get("accuracy_ci95") or (None, None)
+                interval = f" (95% CI {100 * low:.1f}–{100 * high:.1f}%)" if low is not None else ""
+                label = str(split.get("description", name)).split(";")[0].split(" (")[0]
+                lines.append(f"{label}: {100 * split['accuracy']:.1f}%{interval}, n = {split.get('n', '?')}")
+    sha = str(card.data.get("model_sha256", "")) if card is not None else ""
+    path = Path(classifier.model_path) if classifier.model_path else None
+    return ModelSummary(file=path.name if path else "in-memory model", sha256=sha[:12] or "unknown",
+                        accuracy=lines or ["No measured accuracy found (model card missing)."])
+
+
+def _timestamp() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _data_uri(data: bytes) -> str:
+    kind = "png" if data[:4] == b"\x89PNG" else "jpeg"
+    return f"data:image/{kind};base64," + base64.b64encode(data).decode("ascii")
+
+
+def _gradcam_overlay(classifier: Classifier, prediction: Prediction, side: int = 160) -> bytes:
+    explanation = explain(classifier, prediction.model_input, "gradcam")
+    picture = overlay(prediction.model_input, explanation.attribution, signed=False, opacity=0.5)
+    return _jpeg(picture, side)
+
+
+def _jpeg(picture: np.ndarray, side: int | None = None) -> bytes:
+    """Photos and overlays as JPEG: a report with hundreds of cells stays a few MB."""
+    from PIL import Image
+
+    image = Image.fromarray(np.asarray(picture, np.uint8)).convert("RGB")
+    if side:
+        image = image.resize((side, side), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=88)
+    return buffer.getvalue()
+
+
+def probability_chart_png(prediction: Prediction) -> bytes:
+    """Horizontal bars of the calibrated class probabilities (for reports, no plotly needed)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    names = list(CLASS_NAMES)[::-1]
+    values = [100 * prediction.probabilities[name] for name in names]
+    figure = Figure(figsize=(4.2, 1.9), dpi=150, layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    colours = ["#1f6f8b" if name == prediction.label else "#a9bac6" for name in names]
+    axes.barh([display_name(n) for n in names], values, color=colours)
+    for y, value in enumerate(values):
+        axes.text(min(value + 1.5, 100), y, f"{value:.1f}%", va="center", fontsize=8)
+    axes.set_xlim(0, 115)
+    axes.set_xlabel("calibrated probability (%)", fontsize=8)
+    axes.tick_params(labelsize=8)
+    axes.spines[["top", "right"]].set_visible(False)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+# -- batch report ----------------------------------------------------------------------
+
+@dataclass
+class BatchReport:
+    title: str
+    created: str
+    model: ModelSummary
+    differential: Differential
+    cells: list[BatchCell]
+    overlays: dict[str, bytes]  # cell key -> Grad-CAM overlay (JPEG)
+    skipped: list[Skipped]
+    images: int
+
+
+def build_batch_report(classifier: Classifier, cells: list[BatchCell], skipped: list[Skipped] | None = None,
+                       title: str = "White-cell differential") -> BatchReport:
+    """Everything both formats show, computed once (one Grad-CAM per cell, ~30 ms each)."""
+    overlays = {cell.key: _gradcam_overlay(classifier, cell.prediction, side=128) for cell in cells}
+    return BatchReport(title=title, created=_timestamp(), model=model_summary(classifier),
+                       differential=differential(cells), cells=list(cells), overlays=overlays,
+                       skipped=list(skipped or []), images=len({cell.key.split(":")[0] for cell in cells}))
+
+
+def _cell_status(cell: BatchCell) -> str:
+    if cell.reviewed is None:
+        review = "not reviewed"
+    elif cell.final_class is None:
+        review = "reviewer: not classed"
+    elif cell.changed:
+        review = f"reviewer: {display_name(cell.final_class)} (changed)"
+    else:
+        review = "reviewer: confirmed"
+    flag = "; check flag" if cell.needs_check else ""
+    return review + flag
+
+
+def _summary_lines(report: BatchReport) -> list[str]:
+    d = report.differential
+    lines = [f"{d.total_cells} white cells found in {report.images} images; {d.counted} counted in the differential, "
+             f"{d.not_classed} left out (not classed).",
+             f"Reviewed by a person: {d.reviewed} of {d.total_cells} cells; {d.changed} changed from the model's call. "
+             f"{d.flagged_for_check} cells were flagged for checking by the model."]
+    if report.skipped:
+        lines.append(f"{len(report.skipped)} files could not be used (listed at the end).")
+    return lines
+
+
+def batch_report_html(report: BatchReport) -> str:
+    d = report.differential
+    rows = "".join(
+        f"<tr><td>{display_name(r.cell_type)}</td><td class=n>{r.count}</td>"
+        f"<td class=n>{'–' if r.percent is None else f'{r.percent:.1f}%'}</td>"
+        f"<td class=n>{r.reference[0]:g}–{r.reference[1]:g}%</td>"
+        f"<td class='flag {r.flag}'>{ {'low': 'below range', 'high': 'above range', '': 'within', '–': '–'}[r.flag] }</td></tr>"
+        for r in d.rows)
+    tiles = "".join(
+        f"<figure><div><img src='{_data_uri(_jpeg(cell.thumbnail, 128))}' alt='cell'>"
+        f"<img src='{_data_uri(report.overlays[cell.key])}' alt='Grad-CAM'></div>"
+        f"<figcaption><b>{html.escape(cell.file)}</b>{f' · cell {cell.cell_number}' if cell.cells_in_image > 1 else ''}"
+        f"<br>Model: {display_name(cell.predicted)} ({100 * cell.prediction.confidence:.0f}%)"
+        f"<br>Counted as: {display_name(cell.final_class) if cell.final_class else 'not classed'}"
+        f"<br><small>{html.escape(_cell_status(cell))}</small></figcaption></figure>"
+        for cell in report.cells)
+    skipped = "".join(f"<li>{html.escape(s.name)}: {html.escape(s.reason)}</li>" for s in report.skipped)
+    accuracy = "".join(f"<li>{html.escape(line)}</li>" for line in report.model.accuracy)
+    summary = "".join(f"<p>{html.escape(line)}</p>" for line in _summary_lines(report))
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(report.title)} – HematoVision</title>
+<style>
+body{{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;color:#1d2a33;padding:0 1em}}
+.warn{{border:2px solid #c8553d;background:#fff4f0;padding:.7em 1em;border-radius:6px;font-weight:600}}
+table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccd6dd;padding:.35em .7em}}
+th{{background:#eef3f6;text-align:left}}.n{{text-align:right}}.flag.low,.flag.high{{color:#b2182b;font-weight:700}}
+.grid{{display:flex;flex-wrap:wrap;gap:12px}}figure{{margin:0;width:270px;font-size:.85em}}
+figure img{{width:128px;height:128px;margin-right:4px}}small{{color:#5b6b76}}
+</style></head><body>
+<h1>{html.escape(report.title)}</h1>
+<p>HematoVision report · {report.created}</p>
+<p class=warn>{html.escape(DISCLAIMER)}</p>
+<h2>Differential</h2>{summary}
+<table><tr><th>Cell type</th><th>Count</th><th>Share</th><th>Adult reference</th><th>Flag</th></tr>{rows}
+<tr><th>Counted</th><th class=n>{d.counted}</th><th class=n>{'100%' if d.counted else '–'}</th><th></th><th></th></tr></table>
+<p><small>{html.escape(REFERENCE_SOURCE)} Basophils and other cell types are not recognised by this model.</small></p>
+<h2>Model</h2><p>{html.escape(report.model.file)} (sha256 {html.escape(report.model.sha256)}…), MobileNetV2
+fine-tuned on two labs' images. Measured accuracy on held-out data:</p><ul>{accuracy}</ul>
+<h2>Cells</h2><p><small>Left: the crop the model classified. Right: its Grad-CAM map (red = strongest evidence
+for the model's class).</small></p><div class=grid>{tiles}</div>
+{f'<h2>Files not used</h2><ul>{skipped}</ul>' if skipped else ''}
+<p class=warn>{html.escape(DISCLAIMER)}</p>
+</body></html>
+"""
+
+
+# -- PDF ---------------------------------------------------------------------------------
+
+def _font_path(bold: bool = False) -> Path:
+    """DejaVu Sans from matplotlib's own data (always installed with it): covers – ≥ · µ."""
+    import matplotlib
+
+    return Path(matplotlib.get_data_path()) / "fonts" / "ttf" / ("DejaVuSans-Bold.ttf" if bold else "DejaVuSans.ttf")
+
+
+def _new_pdf(title: str):
+    from fpdf import FPDF
+
+    pdf = FPDF(format="A4", unit="mm")
+    pdf.set_title(title)
+    pdf.set_creator("HematoVision")
+    pdf.add_font("DejaVu", "", str(_font_path()))
+    pdf.add_font("DejaVu", "B", str(_font_path(bold=True)))
+    pdf.set_auto_page_break(True, margin=15)
+    pdf.add_page()
+    return pdf
+
+
+def _heading(pdf, text: str, size: int = 13) -> None:
+    pdf.set_font("DejaVu", "B", size)
+    pdf.multi_cell(0, size * 0.55, text, new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(1)
+
+
+def _text(pdf, text: str, size: int = 9, bold: bool = False) -> None:
+    pdf.set_font("DejaVu", "B" if bold else "", size)
+    pdf.multi_cell(0, size * 0.5, text, new_x="LMARGIN", new_y="NEXT")
+
+
+def _warning(pdf) -> None:
+    pdf.set_draw_color(200, 85, 61)
+    pdf.set_text_color(150, 40, 20)
+    pdf.set_font("DejaVu", "B", 9)
+    pdf.multi_cell(0, 5, DISCLAIMER, border=1, padding=2, new_x="LMARGIN", new_y="NEXT")
+    pdf.set_text_color(0, 0, 0)
+    pdf.ln(2)
+
+
+def _table(pdf, header: list[str], rows: list[list[str]], widths: tuple[int, ...]) -> None:
+    pdf.set_font("DejaVu", "", 9)
+    with pdf.table(col_widths=widths, width=sum(widths), align="LEFT", line_height=5.5,
+                   first_row_as_headings=True) as table:
+        for values in [header, *rows]:
+            row = table.row()
+            for value in values:
+                row.cell(str(value))
+    pdf.ln(2)
+
+
+def batch_report_pdf(report: BatchReport) -> bytes:
+    d = report.differential
+    pdf = _new_pdf(report.title)
+    _heading(pdf, f"{report.title}", 16)
+    _text(pdf, f"HematoVision report · {report.created}")
+    pdf.ln(2)
+    _warning(pdf)
+    _heading(pdf, "Differential")
+    for line in _summary_lines(report):
+        _text(pdf, line)
+    pdf.ln(1)
+    flag_words = {"low": "below range", "high": "above range", "": "within", "–": "–"}
+    _table(pdf, ["Cell type", "Count", "Share", "Adult reference", "Flag"],
+           [[display_name(r.cell_type), r.count, "–" if r.percent is None else f"{r.percent:.1f}%",
+             f"{r.reference[0]:g}–{r.reference[1]:g}%", flag_words[r.flag]] for r in d.rows]
+           + [["Counted", d.counted, "100%" if d.counted else "–", "", ""]], (40, 20, 22, 35, 30))
+    _text(pdf, REFERENCE_SOURCE + " Basophils and other cell types are not recognised by this model.", size=7)
+    pdf.ln(2)
+    _heading(pdf, "Model")
+    _text(pdf, f"{report.model.file} (sha256 {report.model.sha256}…), MobileNetV2 fine-tuned on two labs' images. "
+               "Measured accuracy on held-out data:")
+    for line in report.model.accuracy:
+        _text(pdf, "• " + line)
+    pdf.ln(2)
+    _heading(pdf, "Cells")
+    _text(pdf, "Each cell: the crop the model classified, and its Grad-CAM map (red = strongest evidence for the "
+               "model's class).", size=8)
+    pdf.ln(1)
+    tile_width, image_side, per_row = 62, 22, 3
+    for number, cell in enumerate(report.cells):
+        column = number % per_row
+        if column == 0:
+            if pdf.get_y() + 32 > pdf.h - pdf.b_margin:
+                pdf.add_page()
+            top = pdf.get_y()
+        x = pdf.l_margin + column * tile_width
+        pdf.image(io.BytesIO(_jpeg(cell.thumbnail, 128)), x=x, y=top, w=image_side, h=image_side)
+        pdf.image(io.BytesIO(report.overlays[cell.key]), x=x + image_side + 1, y=top, w=image_side, h=image_side)
+        pdf.set_xy(x, top + image_side + 0.5)
+        pdf.set_font("DejaVu", "", 6.5)
+        name = cell.file if len(cell.file) <= 40 else cell.file[:39] + "…"
+        cell_text = f" · cell {cell.cell_number}" if cell.cells_in_image > 1 else ""
+        final = display_name(cell.final_class) if cell.final_class else "not classed"
+        pdf.multi_cell(tile_width - 2, 2.8,
+                       f"{name}{cell_text}\nModel: {display_name(cell.predicted)} "
+                       f"({100 * cell.prediction.confidence:.0f}%) · counted: {final}\n{_cell_status(cell)}",
+                       new_x="LMARGIN", new_y="NEXT")
+        if column == per_row - 1 or number == len(report.cells) - 1:
+            pdf.set_y(top + image_side + 10)
+    if report.skipped:
+        pdf.ln(3)
+        _heading(pdf, "Files not used")
+        for item in report.skipped:
+            _text(pdf, f"• {item.name}: {item.reason}", size=8)
+    pdf.ln(3)
+    _warning(pdf)
+    return bytes(pdf.output())
+
+
+# -- single-image report ------------------------------------------------------------------
+
+@dataclass
+class ImageReport:
+    name: str
+    created: str
+    model: ModelSummary
+    prediction: Prediction
+    original_jpeg: bytes
+    chart_png: bytes
+    explanations: list[tuple[Explanation, bytes]]  # each with its overlay (JPEG)
+    cells_in_image: int
+    cell_number: int
+
+
+def build_image_report(classifier: Classifier, image_name: str, original: np.ndarray, prediction: Prediction,
+                       cells_in_image: int = 1, cell_number: int = 1,
+                       explanations: dict[str, Explanation] | None = None) -> ImageReport:
+    """The image, its prediction, the probability chart and the four overlays.
+
+    ``explanations`` can pass maps the app already computed (same cell, same class);
+    missing methods are computed here at their defaults.
+    """
+    from PIL import Image
+
+    explanations = dict(explanations or {})
+    made = []
+    for method in REPORT_METHODS:
+        result = explanations.get(method) or explain(classifier, prediction.model_input, method)
+        picture = overlay(prediction.model_input, result.attribution, signed=result.signed, opacity=0.5)
+        made.append((result, _jpeg(picture, 224)))
+    preview = Image.fromarray(np.asarray(original, np.uint8))
+    preview.thumbnail((640, 640))
+    return ImageReport(name=image_name, created=_timestamp(), model=model_summary(classifier), prediction=prediction,
+                       original_jpeg=_jpeg(np.asarray(preview)), chart_png=probability_chart_png(prediction),
+                       explanations=made, cells_in_image=cells_in_image, cell_number=cell_number)
+
+
+def _image_facts(report: ImageReport) -> list[str]:
+    p = report.prediction
+    facts = [f"Image: {report.name}" + (f" (cell {report.cell_number} of {report.cells_in_image})"
+                                         if report.cells_in_image > 1 else ""),
+             f"Predicted: {display_name(p.label)}, calibrated probability {100 * p.confidence:.1f}%",
+             f"Status: {p.status_text}"]
+    if not p.box.found:
+        facts.append("No white-cell nucleus was found; the model looked at the image centre.")
+    return facts
+
+
+def image_report_html(report: ImageReport) -> str:
+    facts = "".join(f"<li>{html.escape(line)}</li>" for line in _image_facts(report))
+    maps = "".join(
+        f"<figure><img src='{_data_uri(png)}' alt='{html.escape(e.label)}'><figcaption><b>{html.escape(e.label)}</b>"
+        f" for {display_name(e.target)}<br><small>{'signed: red for, blue against' if e.signed else 'support only'}"
+        f" · {e.evaluations} model evaluations</small></figcaption></figure>"
+        for e, png in report.explanations)
+    accuracy = "".join(f"<li>{html.escape(line)}</li>" for line in report.model.accuracy)
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(report.name)} – HematoVision</title>
+<style>
+body{{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;color:#1d2a33;padding:0 1em}}
+.warn{{border:2px solid #c8553d;background:#fff4f0;padding:.7em 1em;border-radius:6px;font-weight:600}}
+.row{{display:flex;gap:16px;flex-wrap:wrap;align-items:flex-start}}figure{{margin:0;width:224px;font-size:.85em}}
+small{{color:#5b6b76}}
+</style></head><body>
+<h1>White-cell classification</h1><p>HematoVision report · {report.created}</p>
+<p class=warn>{html.escape(DISCLAIMER)}</p>
+<div class=row><img src='{_data_uri(report.original_jpeg)}' alt='image' style='max-width:420px'>
+<div><ul>{facts}</ul><img src='{_data_uri(report.chart_png)}' alt='class probabilities' style='width:420px'></div></div>
+<h2>Explanations</h2><div class=row>{maps}</div>
+<h2>Model</h2><p>{html.escape(report.model.file)} (sha256 {html.escape(report.model.sha256)}…). Measured accuracy on
+held-out data:</p><ul>{accuracy}</ul>
+</body></html>
+"""
+
+
+def image_report_pdf(report: ImageReport) -> bytes:
+    pdf = _new_pdf("White-cell classification")
+    _heading(pdf, "White-cell classification", 16)
+    _text(pdf, f"HematoVision report · {report.created}")
+    pdf.ln(2)
+    _warning(pdf)
+    top = pdf.get_y()
+    pdf.image(io.BytesIO(report.original_jpeg), x=pdf.l_margin, y=top, w=80)
+    pdf.set_xy(pdf.l_margin + 85, top)
+    pdf.set_font("DejaVu", "", 9)
+    pdf.multi_cell(0, 5, "\n".join(_image_facts(report)), new_x="LMARGIN", new_y="NEXT")
+    pdf.image(io.BytesIO(report.chart_png), x=pdf.l_margin + 85, y=pdf.get_y() + 2, w=90)
+    pdf.set_y(top + 75)
+    _heading(pdf, "Explanations")
+    side = 42
+    y = pdf.get_y()
+    for column, (explanation, png) in enumerate(report.explanations):
+        x = pdf.l_margin + column * (side + 4)
+        pdf.image(io.BytesIO(png), x=x, y=y, w=side, h=side)
+        pdf.set_xy(x, y + side + 1)
+        pdf.set_font("DejaVu", "", 7)
+        pdf.multi_cell(side, 3.2, f"{explanation.label} for {display_name(explanation.target)}\n"
+                                  f"{'signed: red for, blue against' if explanation.signed else 'support only'}",
+                       new_x="LMARGIN", new_y="NEXT")
+    pdf.set_y(y + side + 12)
+    _heading(pdf, "Model")
+    _text(pdf, f"{report.model.file} (sha256 {report.model.sha256}…). Measured accuracy on held-out data:")
+    for line in report.model.accuracy:
+        _text(pdf, "• " + line)
+    return bytes(pdf.output())
