@@ -219,3 +219,13 @@ def class_index(name: str) -> int:
     raise ValueError(f"Unknown class {name!r}; expected one of {', '.join(CLASS_NAMES)}.")
 
 
+def image_answer(cells: list[Prediction]) -> dict:
+    """One image's answer as JSON: its biggest cell's prediction at the top, every cell in ``cells``.
+
+    Shared by ``predict --json`` and the HTTP API so both describe an image the same way.
+    """
+    return {
+        **cells[0].as_dict(),
+        "cell_count": sum(cell.box.found for cell in cells),
+        "cells": [cell.as_dict() for cell in cells],
+    }

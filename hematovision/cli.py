@@ -1,10 +1,11 @@
 """Command-line interface: predict, explain, evaluate and bench without the app.
 
-    python -m hematovision predict IMAGE... [--json]
+    python -m hematovision predict IMAGE_OR_FOLDER... [--json] [--csv FILE|-]
     python -m hematovision explain IMAGE --method gradcam --out map.png
     python -m hematovision evaluate DIR [--json]
     python -m hematovision compare --data-dir DIR --per-class N --methods gradcam,lime --out results/
     python -m hematovision bench [--json]
+    python -m hematovision serve [--host 127.0.0.1] [--port 8000]   # JSON HTTP API, see api.py
 
 A bad input never ends in a traceback: it becomes an ``error`` entry (with ``--json``)
 or a one-line message on stderr, and the exit status is non-zero.
@@ -13,6 +14,7 @@ or a one-line message on stderr, and the exit status is non-zero.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 from pathlib import Path
@@ -63,9 +65,14 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", help="a .keras model file (default: the committed model)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    predict = commands.add_parser("predict", help="classify one or more images")
-    predict.add_argument("images", nargs="+", metavar="IMAGE")
+    predict = commands.add_parser(
+        "predict",
+        help="classify images; a folder means the images directly in it (not its sub-folders)")
+    predict.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER",
+                         help="image files, or folders: the images directly in them, not sub-folders")
     predict.add_argument("--json", action="store_true", help="print JSON")
+    predict.add_argument("--csv", metavar="FILE",
+                         help="also write one CSV row per image to FILE ('-': print only the CSV)")
     predict.set_defaults(handler=_predict)
 
     explain = commands.add_parser("explain", help="write an explanation overlay as PNG")
@@ -118,6 +125,19 @@ def _build_parser() -> argparse.ArgumentParser:
         help="also time LIME and SHAP the way the libraries' tutorials call them",
     )
     bench.set_defaults(handler=_bench)
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the JSON HTTP API (Flask's threaded server: localhost or small deployments)",
+        description="Serve POST /predict, POST /explain and GET /health (see README, 'HTTP API'). "
+                    "This is Flask's own threaded server, meant for localhost or a small "
+                    "deployment; for more, run hematovision.api:create_app() under a "
+                    "production WSGI server.",
+    )
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=8000, help="default 8000")
+    serve.set_defaults(handler=_serve)
     return parser
 
 
@@ -128,24 +148,37 @@ def _classifier(args):
 
 
 def _predict(args) -> int:
+    from hematovision.classifier import image_answer
     from hematovision.imaging import load_image
 
+    if args.csv == "-" and args.json:
+        raise ValueError("--csv - and --json both want stdout; write the CSV to a file instead.")
+    if args.csv not in (None, "-") and not Path(args.csv).parent.is_dir():
+        raise NotADirectoryError(f"The folder for --csv does not exist: {Path(args.csv).parent}")
     classifier = _classifier(args)
     results, failures = [], 0
-    for name in args.images:
+    for name, problem in _expand_folders(args.images):
         entry = {"file": name}
+        if problem:
+            entry["error"] = problem
+            failures += 1
+            results.append(entry)
+            continue
         try:
-            cells = classifier.predict_cells(load_image(Path(name)))
             # The biggest cell first: its prediction is also the image's top-level answer,
             # and a whole smear field lists every white cell found.
-            entry.update(cells[0].as_dict())
-            entry["cell_count"] = sum(cell.box.found for cell in cells)
-            entry["cells"] = [cell.as_dict() for cell in cells]
-        except ImageError as exc:
+            entry.update(image_answer(classifier.predict_cells(load_image(Path(name)))))
+        except (ImageError, OSError, ValueError) as exc:
             entry["error"] = str(exc)
             failures += 1
         results.append(entry)
-    if args.json:
+    if args.csv:
+        _write_predictions_csv(results, args.csv)
+    if args.csv == "-":
+        for entry in results:
+            if "error" in entry:
+                print(f"{entry['file']}: error: {entry['error']}", file=sys.stderr)
+    elif args.json:
         print(json.dumps(results, indent=2))
     else:
         for entry in results:
@@ -159,6 +192,65 @@ def _predict(args) -> int:
                     box = cell["cell_box"]
                     print(f"  cell {number} at x={box['x']} y={box['y']} ({box['width']} px): {_cell_line(cell)}")
     return EXIT_INPUT_ERROR if failures else EXIT_OK
+
+
+def _expand_folders(names: Sequence[str]) -> list[tuple[str, str | None]]:
+    """(file, problem or None) for each argument, a folder standing for the images directly in it.
+
+    Not recursive, like ``evaluate``'s class folders: a folder of results or thumbnails
+    beside the images is not swept in by accident. A folder without images is a problem
+    to report, not silence.
+    """
+    from hematovision.evaluation import list_images
+    from hematovision.imaging import SUPPORTED_SUFFIXES
+
+    expanded: list[tuple[str, str | None]] = []
+    for name in names:
+        path = Path(name)
+        if not path.is_dir():
+            expanded.append((name, None))
+            continue
+        try:
+            images = list_images(path)
+        except OSError as exc:
+            expanded.append((name, f"The folder cannot be read ({exc.strerror or exc})."))
+            continue
+        if not images:
+            suffixes = ", ".join(SUPPORTED_SUFFIXES)
+            expanded.append((name, f"No images ({suffixes}) directly in this folder."))
+        expanded.extend((str(image), None) for image in images)
+    return expanded
+
+
+def _write_predictions_csv(results: list[dict], destination: str) -> None:
+    """One row per image: its top-level answer, a probability column per class, any error."""
+    from hematovision.classifier import CLASS_NAMES
+
+    probability_columns = {name: f"probability_{name.lower()}" for name in CLASS_NAMES}
+    columns = ["file", "label", "confidence", *probability_columns.values(),
+               "status", "cell_count", "error"]
+    rows = []
+    for entry in results:
+        row = {"file": entry["file"], "error": entry.get("error", "")}
+        if "error" not in entry:
+            row.update({key: entry[key] for key in ("label", "confidence", "status", "cell_count")})
+            row.update({column: entry["probabilities"][name]
+                        for name, column in probability_columns.items()})
+        rows.append(row)
+    if destination == "-":
+        _write_csv_rows(sys.stdout, columns, rows)
+        return
+    try:
+        with open(destination, "w", newline="", encoding="utf-8") as handle:
+            _write_csv_rows(handle, columns, rows)
+    except OSError as exc:
+        raise ValueError(f"Cannot write --csv {destination}: {exc.strerror or exc}") from None
+
+
+def _write_csv_rows(handle, columns: list[str], rows: list[dict]) -> None:
+    writer = csv.DictWriter(handle, fieldnames=columns, restval="")
+    writer.writeheader()
+    writer.writerows(rows)
 
 
 def _compare(args) -> int:
@@ -258,6 +350,22 @@ def _bench(args) -> int:
     else:
         for key, value in results.items():
             print(f"{key}: {value}")
+    return EXIT_OK
+
+
+def _serve(args) -> int:
+    import numpy as np
+
+    from hematovision.api import create_app
+
+    classifier = _classifier(args)
+    # One throwaway prediction traces the model's graph now, so the first request is not slow.
+    side = classifier.input_size
+    classifier.predict_cells(np.full((side, side, 3), 220, np.uint8))
+    app = create_app(classifier)
+    print(f"HematoVision API on http://{args.host}:{args.port}/ "
+          "(GET /health, POST /predict, POST /explain); Ctrl+C stops it.", file=sys.stderr)
+    app.run(host=args.host, port=args.port, threaded=True, debug=False, load_dotenv=False)
     return EXIT_OK
 
 

@@ -154,3 +154,58 @@ def test_bench_json_reports_speed_against_targets(capsys, classifier):
         entry = report["explainers"][method]
         assert entry["median_seconds"] > 0 and entry["evaluations"] >= 1
         assert isinstance(entry["target_met"], bool)
+
+
+CSV_COLUMNS = ["file", "label", "confidence", "probability_eosinophil", "probability_lymphocyte",
+               "probability_monocyte", "probability_neutrophil", "status", "cell_count", "error"]
+
+
+def read_csv(text: str) -> list[dict]:
+    import csv
+    import io
+
+    reader = csv.DictReader(io.StringIO(text))
+    assert reader.fieldnames == CSV_COLUMNS
+    return list(reader)
+
+
+def test_predict_folder_to_csv_gives_a_row_per_image_and_the_bad_files_error(
+    capsys, classifier, tmp_path
+):
+    folder = tmp_path / "cells"
+    (folder / "older").mkdir(parents=True)
+    Image.fromarray(SMEAR).save(folder / "a-smear.png")
+    sample = REPO_ROOT / "samples" / "neutrophil-1.jpeg"
+    (folder / "b-neutrophil.jpeg").write_bytes(sample.read_bytes())
+    (folder / "c-notes.png").write_text("not a picture")
+    (folder / "readme.txt").write_text("not an image suffix: ignored")
+    Image.fromarray(SMEAR).save(folder / "older" / "deeper.png")  # sub-folders are not searched
+    out = tmp_path / "predictions.csv"
+
+    code, _, err = run_cli(capsys, "predict", str(folder), "--csv", str(out))
+    assert code == 1
+    rows = read_csv(out.read_text())
+    names = [Path(row["file"]).name for row in rows]
+    assert names == ["a-smear.png", "b-neutrophil.jpeg", "c-notes.png"]
+    for row in rows[:2]:
+        assert row["label"] in CLASS_NAMES and row["error"] == ""
+        probabilities = [float(row[f"probability_{name.lower()}"]) for name in CLASS_NAMES]
+        assert sum(probabilities) == pytest.approx(1.0, abs=1e-4)
+        assert float(row["confidence"]) == pytest.approx(max(probabilities))
+        assert row["cell_count"] == "1"
+        assert row["status"] in ("confident", "check", "not_blood_cell")
+    assert rows[1]["label"] == classifier.predict(sample).label
+    assert "not an image" in rows[2]["error"] and rows[2]["label"] == ""
+    assert "c-notes.png: error:" in err
+
+
+def test_predict_csv_to_stdout_mixes_files_and_reports_an_empty_folder(
+    capsys, classifier, smear_png, tmp_path
+):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, out, _ = run_cli(capsys, "predict", str(smear_png), str(empty), "--csv", "-")
+    assert code == 1
+    good, missing = read_csv(out)
+    assert good["label"] in CLASS_NAMES
+    assert missing["file"] == str(empty) and "No images" in missing["error"]
