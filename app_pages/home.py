@@ -4,6 +4,7 @@ import streamlit as st
 
 import app_support as support
 from hematovision.samples import find_sample
+from hematovision.teaching import CELL_NOTES, NOT_COVERED, SMEAR_BASICS
 
 st.title("HematoVision")
 st.markdown(
@@ -18,66 +19,20 @@ st.info(
 )
 
 st.subheader("The four white cells it knows")
-st.markdown(
-    "White blood cells (leukocytes) defend the body. In a Wright- or Giemsa-stained smear "
-    "their nuclei stain purple, while the far more numerous red cells are pink discs "
-    "about 7–8 µm across with no nucleus. Shares below are typical adult ranges of all "
-    "white cells in a differential count."
-)
+st.markdown(SMEAR_BASICS)
 
-CELLS = [
-    (
-        "NEUTROPHIL",
-        "40–70% of white cells",
-        "First responders to bacterial and fungal infection: they leave the blood, swallow "
-        "microbes (phagocytosis) and kill them; the main cell of pus.",
-        "10–12 µm, about 1.5× a red cell. The nucleus has 2–5 lobes joined by thin strands "
-        "(younger 'band' forms have a curved, unsegmented nucleus). Pale pink-lilac cytoplasm "
-        "with fine, faint granules.",
-    ),
-    (
-        "LYMPHOCYTE",
-        "20–40%",
-        "Adaptive immunity: B cells make antibodies, T cells coordinate the response and kill "
-        "infected cells, NK cells kill virus-infected and tumour cells.",
-        "Mostly small, 7–10 µm, close to a red cell's size. A round, dense, dark-purple nucleus "
-        "fills most of the cell, leaving a thin rim of sky-blue cytoplasm with few or no granules.",
-    ),
-    (
-        "MONOCYTE",
-        "2–10%",
-        "Circulate for a day or so, then enter tissues and become macrophages and dendritic "
-        "cells: they clear debris and microbes and present antigens to lymphocytes.",
-        "The largest, 12–20 µm, about 2–2.5× a red cell. Kidney- or horseshoe-shaped, folded "
-        "nucleus with lacy chromatin. Plentiful grey-blue, 'ground-glass' cytoplasm, sometimes "
-        "with vacuoles.",
-    ),
-    (
-        "EOSINOPHIL",
-        "1–4%",
-        "Fight parasites such as worms and take part in allergic reactions and asthma; "
-        "their numbers rise in both.",
-        "12–17 µm. Usually a two-lobed nucleus ('spectacles'). The cytoplasm is packed with "
-        "large, round, orange-red granules that take up the eosin stain.",
-    ),
-]
-
-columns = st.columns(4)
-for column, (class_name, share, role, looks) in zip(columns, CELLS):
+columns = st.columns(len(CELL_NOTES))
+for column, notes in zip(columns, CELL_NOTES.values()):
     with column.container(border=True):
-        st.markdown(f"#### {class_name.capitalize()}")
-        sample = find_sample(f"{class_name.lower()}-1")
+        st.markdown(f"#### {notes.title}")
+        sample = find_sample(f"{notes.class_name.lower()}-1")
         if sample is not None:
             st.image(str(sample.path), caption="Sample from the test set", width="stretch")
-        st.markdown(f"**Typical share:** {share}")
-        st.markdown(f"**Role:** {role}")
-        st.markdown(f"**How it looks:** {looks}")
+        st.markdown(f"**Typical share:** {notes.share}")
+        st.markdown(f"**Role:** {notes.role}")
+        st.markdown(f"**How it looks:** {notes.looks}")
 
-st.caption(
-    "Not covered by the model: basophils (under 1% of white cells), band counts, immature or "
-    "abnormal cells (blasts, atypical lymphocytes), platelets and red-cell findings. Shown any "
-    "of these, it still answers with one of the four classes above."
-)
+st.caption(NOT_COVERED)
 
 st.subheader("How to use it")
 st.markdown(
