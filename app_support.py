@@ -35,6 +35,7 @@ from hematovision.classifier import Classifier, Prediction, display_name
 from hematovision.compare import compare_image
 from hematovision.explainers import explain
 from hematovision.imaging import SUPPORTED_SUFFIXES, ImageError
+from hematovision.report import REPORT_METHODS, build_image_report, image_report_html, image_report_pdf
 from hematovision.samples import find_sample
 
 # Page scripts, relative to streamlit_app.py. Pages link to each other through these.
@@ -43,6 +44,9 @@ CLASSIFY_PAGE = "app_pages/classify.py"
 EXPLAIN_PAGE = "app_pages/explain.py"
 MODEL_PAGE = "app_pages/model.py"
 COMPARE_PAGE = "app_pages/compare.py"
+BATCH_PAGE = "app_pages/batch.py"
+ATLAS_PAGE = "app_pages/atlas.py"
+QUIZ_PAGE = "app_pages/quiz.py"
 
 PRIMARY = "#1f6f8b"  # keep in step with .streamlit/config.toml
 MUTED = "#a9bac6"
@@ -369,6 +373,38 @@ def coverage_figure(curves: dict[str, list[dict]], threshold_points: dict[str, t
 # ---------------------------------------------------------------------------
 # Shared bits of page layout
 # ---------------------------------------------------------------------------
+REPORT = "hv_image_report"  # (what it was built from, pdf bytes, html text)
+
+
+def image_report_section(image: CurrentImage, cells: list[Prediction], cell_index: int,
+                         explanations: dict | None = None) -> None:
+    """'Prepare a report' for the cell on screen, then PDF and HTML downloads.
+
+    Built on request (LIME and SHAP take a few seconds when the page has not run them) and
+    kept for the session while the image, cell and maps stay the same.
+    """
+    explanations = {m: e for m, e in (explanations or {}).items() if m in REPORT_METHODS}
+    built_from = (image.digest, cell_index, tuple(sorted((m, e.target, str(e.params)) for m, e in explanations.items())))
+    stem = f"hematovision-report-{image.short_id}" + (f"-cell{cell_index + 1}" if len(cells) > 1 else "")
+    left, middle, right = st.columns(3, vertical_alignment="center")
+    if left.button("Prepare a report (PDF and HTML)", icon=":material/description:", width="stretch",
+                   key="hv_prepare_image_report"):
+        with st.spinner("Drawing the four explanations and the report…"):
+            report = build_image_report(get_classifier(), image.name, load_image(image.data), cells[cell_index],
+                                        cells_in_image=len(cells), cell_number=cell_index + 1,
+                                        explanations=explanations)
+            st.session_state[REPORT] = (built_from, image_report_pdf(report), image_report_html(report))
+    prepared = st.session_state.get(REPORT)
+    if prepared and prepared[0] == built_from:
+        middle.download_button("Download PDF report", prepared[1], file_name=f"{stem}.pdf", mime="application/pdf",
+                               icon=":material/download:", on_click="ignore", width="stretch")
+        right.download_button("Download HTML report", prepared[2], file_name=f"{stem}.html", mime="text/html",
+                              icon=":material/download:", on_click="ignore", width="stretch")
+    else:
+        middle.caption("The image, its prediction and probability chart, and the four explanation overlays, "
+                       "with the model's measured accuracy.")
+
+
 def decision_support_note() -> None:
     st.caption(
         "HematoVision is decision support for education and research. It is not a "

@@ -25,8 +25,11 @@ support.init_state()
 pages = [
     st.Page(support.HOME_PAGE, title="Home", icon=":material/home:", default=True),
     st.Page(support.CLASSIFY_PAGE, title="Classify", icon=":material/labs:"),
+    st.Page(support.BATCH_PAGE, title="Batch differential", icon=":material/grid_view:"),
     st.Page(support.EXPLAIN_PAGE, title="Explain", icon=":material/visibility:"),
     st.Page(support.COMPARE_PAGE, title="Compare methods", icon=":material/compare:"),
+    st.Page(support.ATLAS_PAGE, title="Atlas", icon=":material/menu_book:"),
+    st.Page(support.QUIZ_PAGE, title="Quiz", icon=":material/school:"),
     st.Page(support.MODEL_PAGE, title="Model", icon=":material/fact_check:"),
 ]
 navigation = st.navigation(pages)

@@ -134,4 +134,5 @@ if not prediction.box.found:
         icon=":material/warning:",
     )
 
+support.image_report_section(image, cells, cell_index)
 support.decision_support_note()

@@ -156,6 +156,7 @@ view = st.session_state[SIGN_VIEW]
 methods = settings.methods
 columns = [column for start in range(0, len(methods), ROW_LENGTH)
            for column in st.columns(ROW_LENGTH, gap="small")]
+explained = {}  # method -> Explanation, for the report
 for column, method in zip(columns, methods):
     title = METHOD_TITLES[method]
     params = settings.params_for(method)
@@ -174,6 +175,7 @@ for column, method in zip(columns, methods):
             st.error(f"{title} failed: {exc}", icon=":material/error:")
             st.caption(METHOD_BLURBS[method])
             continue
+        explained[method] = explanation
         runs = explanation.evaluations
         st.caption(
             f"{format_seconds(explanation.seconds)} · {runs:,} model evaluation{'s' if runs != 1 else ''}"
@@ -191,4 +193,5 @@ for column, method in zip(columns, methods):
         st.caption(METHOD_BLURBS[method])
 
 st.caption(support.OVERLAY_LEGEND)
+support.image_report_section(image, cells, cell_index, explained)
 support.decision_support_note()

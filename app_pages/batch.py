@@ -1,0 +1,198 @@
+"""Batch: classify many cells, review each call, and count the differential."""
+
+from __future__ import annotations
+
+import hashlib
+
+import plotly.graph_objects as go
+import streamlit as st
+
+import app_support as support
+from hematovision.app_state import CELL_INDEX, current_image_from_upload, format_percent
+from hematovision.batch import (NOT_CLASSED, REFERENCE_SOURCE, BatchCell, Skipped, cells_csv, classify_batch,
+                                differential, expand_uploads, set_review)
+from hematovision.classifier import CLASS_NAMES, display_name
+from hematovision.imaging import SUPPORTED_SUFFIXES
+from hematovision.report import batch_report_html, batch_report_pdf, build_batch_report
+
+support.init_state()
+BATCH = "hv_batch"  # {"cells": [BatchCell], "skipped": [Skipped], "images": {digest: (name, bytes)}, "id": str}
+BATCH_REPORT = "hv_batch_report"  # (review signature, pdf bytes, html text)
+BATCH_UPLOADER = "hv_batch_uploader"
+PAGE_SIZE = 24
+COLUMNS = 4
+REVIEW_CHOICES = [None, *CLASS_NAMES, NOT_CLASSED]
+FLAG_TEXT = {"low": "below range", "high": "above range", "": "within range", "–": "–"}
+
+
+def review_label(choice: str | None) -> str:
+    if choice is None:
+        return "Not reviewed"
+    return "Not classed (leave out)" if choice == NOT_CLASSED else display_name(choice)
+
+
+def classify_uploads(uploaded) -> None:
+    files = [(item.name, item.getvalue()) for item in uploaded]
+    images, skipped = expand_uploads(files)
+    bar = st.progress(0.0, text=f"Classifying {len(images)} images…")
+    cells, unreadable = classify_batch(
+        support.get_classifier(), images,
+        lambda done, total, name: bar.progress(done / total, text=f"{done}/{total}: {name}"))
+    bar.empty()
+    digest = hashlib.sha256(b"".join(image.data[:64] for image in images)).hexdigest()[:12]
+    st.session_state[BATCH] = {"cells": cells, "skipped": skipped + unreadable, "id": digest,
+                               "images": {image.digest[:16]: (image.name, image.data) for image in images}}
+    st.session_state.pop(BATCH_REPORT, None)
+
+
+def remember_review(cell_key: str, widget_key: str) -> None:
+    set_review(st.session_state[BATCH]["cells"], cell_key, st.session_state[widget_key])
+
+
+def confirm_unreviewed(cells: list[BatchCell]) -> None:
+    for cell in cells:
+        if cell.reviewed is None:
+            cell.reviewed = cell.predicted
+
+
+def clear_reviews(cells: list[BatchCell]) -> None:
+    for cell in cells:
+        cell.reviewed = None
+
+
+def differential_figure(rows) -> go.Figure:
+    names = [display_name(r.cell_type) for r in rows]
+    figure = go.Figure()
+    figure.add_trace(go.Bar(x=names, y=[r.reference[1] - r.reference[0] for r in rows],
+                            base=[r.reference[0] for r in rows], name="adult reference range",
+                            marker_color="rgba(42,157,143,0.25)", width=0.8,
+                            customdata=[f"{r.reference[0]:g}–{r.reference[1]:g}%" for r in rows],
+                            hovertemplate="%{x}: adult reference %{customdata}<extra></extra>"))
+    figure.add_trace(go.Bar(x=names, y=[r.percent or 0 for r in rows], name="this sample", width=0.4,
+                            marker_color=["#b2182b" if r.flag in ("low", "high") else support.PRIMARY for r in rows],
+                            text=[f"{r.percent:.1f}%" if r.percent is not None else "" for r in rows],
+                            textposition="outside", hovertemplate="%{x}: %{y:.1f}%<extra></extra>"))
+    figure.update_layout(barmode="overlay", height=300, margin={"l": 10, "r": 10, "t": 30, "b": 10},
+                         yaxis={"title": "% of counted cells", "range": [0, 105]},
+                         legend={"orientation": "h", "y": 1.15})
+    return figure
+
+
+# ---------------------------------------------------------------------------
+st.title("Batch differential")
+st.markdown(
+    "Upload many cell images at once (or a .zip of them). HematoVision classifies every white cell; "
+    "you then confirm each call, move it to another class, or leave it out, as in a digital "
+    "morphology analyser's review. The differential below always counts the reviewed classes."
+)
+
+uploaded = st.file_uploader(
+    "Cell images or .zip archives",
+    type=[suffix.lstrip(".") for suffix in SUPPORTED_SUFFIXES] + ["zip"],
+    accept_multiple_files=True,
+    key=BATCH_UPLOADER,
+    help="Up to 20 MB per file; zips may hold folders (at most 1,000 images). Everything stays in memory.",
+)
+batch = st.session_state.get(BATCH)
+if st.button(f"Classify {len(uploaded)} file{'s' if len(uploaded) != 1 else ''}", type="primary",
+             disabled=not uploaded, icon=":material/play_arrow:", key="hv_batch_classify",
+             help="Starts a new batch; the reviews of the current batch are discarded."):
+    classify_uploads(uploaded)
+    batch = st.session_state[BATCH]
+
+if batch is None:
+    st.info("No batch yet: upload images above and press **Classify**.", icon=":material/info:")
+    support.decision_support_note()
+    st.stop()
+
+cells: list[BatchCell] = batch["cells"]
+skipped: list[Skipped] = batch["skipped"]
+if skipped:
+    with st.expander(f"{len(skipped)} file{'s' if len(skipped) != 1 else ''} could not be used", expanded=True):
+        st.dataframe([{"File": s.name, "Reason": s.reason} for s in skipped], hide_index=True, width="stretch")
+if not cells:
+    st.warning("No white cells were found in this batch.", icon=":material/warning:")
+    st.stop()
+
+# ---------------------------------------------------------------------------
+# The differential
+# ---------------------------------------------------------------------------
+result = differential(cells)
+st.subheader("Differential")
+metrics = st.columns(5)
+metrics[0].metric("White cells", result.total_cells)
+metrics[1].metric("Counted", result.counted, help="Cells left out: marked 'not classed' by you, or not blood-like "
+                                                    "images that nobody has reviewed.")
+metrics[2].metric("Reviewed", f"{result.reviewed} / {result.total_cells}")
+metrics[3].metric("Changed by you", result.changed)
+metrics[4].metric("Flagged for a check", result.flagged_for_check)
+table, chart = st.columns([1, 1.2], gap="large")
+table.dataframe(
+    [{"Cell type": display_name(r.cell_type), "Count": r.count,
+      "Share": "–" if r.percent is None else f"{r.percent:.1f}%",
+      "Adult reference": f"{r.reference[0]:g}–{r.reference[1]:g}%", "Flag": FLAG_TEXT[r.flag]} for r in result.rows],
+    hide_index=True, width="stretch")
+out_of_range = [display_name(r.cell_type) for r in result.rows if r.flag in ("low", "high")]
+if out_of_range:
+    table.warning("Outside the adult reference range: " + ", ".join(out_of_range) + ".", icon=":material/warning:")
+table.caption(REFERENCE_SOURCE + " Basophils are not recognised by this model.")
+chart.plotly_chart(differential_figure(result.rows), key="hv_batch_chart")
+
+# ---------------------------------------------------------------------------
+# Review
+# ---------------------------------------------------------------------------
+st.subheader("Review the cells")
+left, middle, right = st.columns([2, 1, 1], vertical_alignment="bottom")
+show = left.radio("Show", ["All cells", "Flagged for a check", "Not reviewed"], horizontal=True,
+                  key="hv_batch_filter")
+middle.button("Confirm all unreviewed", on_click=confirm_unreviewed, args=(cells,), width="stretch",
+              key="hv_batch_confirm_all", help="Accept the model's class for every cell you have not reviewed.")
+right.button("Clear all reviews", on_click=clear_reviews, args=(cells,), width="stretch", key="hv_batch_clear")
+shown = [c for c in cells if show == "All cells" or (show == "Flagged for a check" and c.needs_check)
+         or (show == "Not reviewed" and c.reviewed is None)]
+pages = max(1, -(-len(shown) // PAGE_SIZE))
+page = st.number_input("Page", 1, pages, 1, key="hv_batch_page") if pages > 1 else 1
+if not shown:
+    st.caption("No cells match this filter.")
+for start in range(0, len(shown[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]), COLUMNS):
+    row = st.columns(COLUMNS)
+    for column, cell in zip(row, shown[(page - 1) * PAGE_SIZE + start: (page - 1) * PAGE_SIZE + start + COLUMNS]):
+        with column.container(border=True):
+            st.image(cell.thumbnail, width=120)
+            where = f" · cell {cell.cell_number} of {cell.cells_in_image}" if cell.cells_in_image > 1 else ""
+            st.caption(f"{cell.file}{where}")
+            flag = " · :orange[check this cell]" if cell.needs_check else ""
+            st.markdown(f"**{display_name(cell.predicted)}** {format_percent(cell.prediction.confidence, 0)}{flag}")
+            widget_key = f"hv_review_{batch['id']}_{cell.key}"
+            st.selectbox("Reviewed as", REVIEW_CHOICES, index=REVIEW_CHOICES.index(cell.reviewed),
+                         format_func=review_label, key=widget_key, on_change=remember_review,
+                         args=(cell.key, widget_key), label_visibility="collapsed")
+            if st.button("Explain", key=f"hv_batch_explain_{cell.key}", icon=":material/visibility:", width="stretch"):
+                name, data = batch["images"][cell.key.split(":")[0]]
+                support.set_current_image(current_image_from_upload(data, name))
+                st.session_state[CELL_INDEX] = cell.cell_number - 1
+                st.switch_page(support.EXPLAIN_PAGE)
+
+# ---------------------------------------------------------------------------
+# Export
+# ---------------------------------------------------------------------------
+st.subheader("Export")
+signature = (batch["id"], tuple(cell.reviewed for cell in cells))
+left, middle, right = st.columns(3)
+left.download_button("Download CSV of all cells", cells_csv(cells), file_name=f"hematovision-batch-{batch['id']}.csv",
+                     mime="text/csv", icon=":material/download:", on_click="ignore", width="stretch")
+prepared = st.session_state.get(BATCH_REPORT)
+if middle.button("Prepare the report (PDF and HTML)", width="stretch", key="hv_batch_prepare",
+                 icon=":material/description:"):
+    with st.spinner("Drawing a Grad-CAM map for every cell…"):
+        report = build_batch_report(support.get_classifier(), cells, skipped)
+        prepared = (signature, batch_report_pdf(report), batch_report_html(report))
+        st.session_state[BATCH_REPORT] = prepared
+if prepared and prepared[0] == signature:
+    right.download_button("Download PDF report", prepared[1], file_name=f"hematovision-report-{batch['id']}.pdf",
+                          mime="application/pdf", icon=":material/download:", on_click="ignore", width="stretch")
+    right.download_button("Download HTML report", prepared[2], file_name=f"hematovision-report-{batch['id']}.html",
+                          mime="text/html", icon=":material/download:", on_click="ignore", width="stretch")
+elif prepared:
+    right.caption("The reviews changed since the report was prepared: prepare it again.")
+support.decision_support_note()
