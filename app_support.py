@@ -373,6 +373,16 @@ def coverage_figure(curves: dict[str, list[dict]], threshold_points: dict[str, t
 # ---------------------------------------------------------------------------
 # Shared bits of page layout
 # ---------------------------------------------------------------------------
+def thumbnail_uri(rgb: np.ndarray) -> str:
+    """A small image as a data URI, for st.column_config.ImageColumn (nothing is served from disk)."""
+    import base64
+    import io
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(rgb, np.uint8)).save(buffer, format="JPEG", quality=85)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
 REPORT = "hv_image_report"  # (what it was built from, pdf bytes, html text)
 
 

@@ -142,6 +142,16 @@ chart.plotly_chart(differential_figure(result.rows), key="hv_batch_chart")
 # Review
 # ---------------------------------------------------------------------------
 st.subheader("Review the cells")
+with st.expander(f"All {len(cells)} cells as a table"):
+    st.dataframe(
+        [{"Cell": support.thumbnail_uri(cell.thumbnail), "File": cell.file, "No.": cell.cell_number,
+          "Predicted": display_name(cell.predicted), "Confidence": cell.prediction.confidence,
+          "Check": "check" if cell.needs_check else "", "Reviewed as": review_label(cell.reviewed),
+          "Counted as": display_name(cell.final_class) if cell.final_class else "not counted"} for cell in cells],
+        column_config={"Cell": st.column_config.ImageColumn("Cell", width="small"),
+                       "Confidence": st.column_config.ProgressColumn("Confidence", format="percent", min_value=0,
+                                                                     max_value=1)},
+        hide_index=True, width="stretch", row_height=64)
 left, middle, right = st.columns([2, 1, 1], vertical_alignment="bottom")
 show = left.radio("Show", ["All cells", "Flagged for a check", "Not reviewed"], horizontal=True,
                   key="hv_batch_filter")
