@@ -1,0 +1,187 @@
+"""End-to-end: the real app in headless Chromium, the way a person uses it.
+
+The tests start `streamlit run streamlit_app.py` on a free localhost port and drive
+Debian's Chromium (/usr/bin/chromium) through Playwright; Playwright never downloads a
+browser of its own. A screenshot after each step goes to test-artifacts/e2e/ so a person
+can look at what the browser showed; the assertions are on the page itself.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from hematovision.classifier import display_name
+from hematovision.imaging import ImageError, load_image
+from tests.conftest import REPO_ROOT
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = REPO_ROOT / "test-artifacts" / "e2e"
+SAMPLE = REPO_ROOT / "samples" / "neutrophil-1.jpeg"
+VIEWPORT = {"width": 1400, "height": 3000}  # Streamlit pages are tall; keep everything in view
+SERVER_START_S = 180  # TensorFlow imports slowly on 2 busy cores
+STEP_S = 120  # a page step: classification, or Grad-CAM on a cold model
+EXPLAIN_S = 420  # all four overlays; LIME and SHAP run a few hundred model evaluations each
+MAP_TITLES = ("Grad-CAM", "Grad-CAM++", "LIME", "SHAP")
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason="browser tests need Debian's chromium at /usr/bin/chromium: apt-get install chromium",
+    ),
+]
+
+# Pinned in requirements.txt: a missing Playwright is a broken install, not a reason to skip.
+from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
+
+
+def free_port() -> int:
+    """A port nobody listens on now: the kernel picks it for a socket bound to port 0."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until_healthy(url: str, server: subprocess.Popen, log: Path) -> None:
+    """Poll Streamlit's health endpoint; fail early, with the server's log, if it dies."""
+    deadline = time.monotonic() + SERVER_START_S
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"streamlit exited with {server.returncode}:\n{log.read_text()[-4000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=5) as answer:
+                if answer.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"streamlit did not answer {url}/_stcore/health within {SERVER_START_S} s:\n"
+                f"{log.read_text()[-4000:]}")
+
+
+@pytest.fixture(scope="module")
+def app_url():
+    """`streamlit run streamlit_app.py` on a free port, stopped afterwards whatever happens."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log = ARTIFACTS / "streamlit.log"
+    command = [
+        sys.executable, "-m", "streamlit", "run", "streamlit_app.py",
+        "--server.address", "127.0.0.1", "--server.port", str(port),
+        "--server.headless", "true", "--server.fileWatcherType", "none",
+        "--browser.gatherUsageStats", "false",
+    ]
+    with log.open("w") as log_file:
+        server = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log_file, stderr=subprocess.STDOUT,
+                                  env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_healthy(url, server, log)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser, app_url):
+    """A fresh browser context (so a fresh Streamlit session) on the app's home page."""
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    page.set_default_timeout(STEP_S * 1000)
+    expect.set_options(timeout=STEP_S * 1000)  # expect() has its own 5 s default
+    try:
+        page.goto(app_url)
+        expect(page.get_by_test_id("stSidebarNav")).to_be_visible()
+        yield page
+    finally:
+        context.close()
+
+
+def screenshot(page: Page, name: str) -> None:
+    """An artifact for people, not an assertion."""
+    page.screenshot(path=ARTIFACTS / f"{name}.png", full_page=True)
+
+
+def open_classify(page: Page) -> None:
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name="Classify").click()
+    expect(page.get_by_role("heading", name="Classify a white blood cell")).to_be_visible()
+
+
+def upload(page: Page, files) -> None:
+    page.get_by_test_id("stFileUploader").locator("input[type=file]").set_input_files(files)
+
+
+def test_classify_a_sample_upload_then_explain_it_four_ways(page: Page, classifier) -> None:
+    """An uploaded photo gets its predicted type, the probability chart, and four overlays."""
+    expected = display_name(classifier.predict_cells(SAMPLE.read_bytes())[0].label)
+    screenshot(page, "01-home")
+
+    open_classify(page)
+    screenshot(page, "02-classify")
+
+    upload(page, SAMPLE)
+    metric = page.get_by_test_id("stMetric").filter(has_text="Predicted type")
+    expect(metric.get_by_test_id("stMetricValue")).to_have_text(expected)
+    expect(page.get_by_role("heading", name=f"Result: {SAMPLE.name}")).to_be_visible()
+    chart = page.get_by_test_id("stPlotlyChart")
+    expect(chart.locator(".bars .point")).to_have_count(4)  # one bar per class, drawn by plotly.js
+    expect(chart).to_contain_text(expected)
+    screenshot(page, "03-classified")
+
+    page.get_by_role("button", name="Explain this image").click()
+    expect(page.get_by_role("heading", name="Explain the decision")).to_be_visible()
+    for title in MAP_TITLES:
+        heading = page.get_by_role("heading", name=title, exact=True)
+        card = page.get_by_test_id("stColumn").filter(has=heading)
+        image = card.get_by_test_id("stImage").locator("img")
+        expect(image).to_be_visible(timeout=EXPLAIN_S * 1000)
+        expect(card).to_contain_text("model evaluation")  # the run's caption: it finished
+        expect(card.get_by_test_id("stDownloadButton")).to_be_visible()
+        assert image.evaluate("img => img.complete && img.naturalWidth") > 0, f"{title}: empty image"
+    expect(page.get_by_text("failed:")).to_have_count(0)
+    screenshot(page, "04-explained")
+
+
+def test_a_file_that_is_not_an_image_gets_the_loaders_message(page: Page) -> None:
+    """Random bytes named cell.png replace the shown result with the loader's own message."""
+    junk = random.Random(6).randbytes(4096)
+    with pytest.raises(ImageError) as refused:
+        load_image(junk)
+    message = str(refused.value)
+
+    open_classify(page)
+    upload(page, SAMPLE)
+    predicted = page.get_by_test_id("stMetric").filter(has_text="Predicted type")
+    expect(predicted).to_be_visible()
+    screenshot(page, "05-before-bad-file")
+
+    upload(page, {"name": "cell.png", "mimeType": "image/png", "buffer": junk})
+    alert = page.get_by_test_id("stAlert").filter(has_text="This file cannot be used.")
+    expect(alert).to_contain_text(message)
+    expect(predicted).to_have_count(0)  # the earlier result is gone, not shown beside the error
+    screenshot(page, "06-bad-file")
