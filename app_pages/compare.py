@@ -145,7 +145,10 @@ if image is not None:
         if checks:
             st.markdown("**Randomisation check**")
             for method, check in checks.items():
-                if check["passed"]:
+                if check["passed"] is None:
+                    st.info(f"**{titles[method]} cannot be judged here:** its map of this cell is empty (constant), "
+                            "so there is nothing to compare.", icon=":material/help:")
+                elif check["passed"]:
                     st.success(f"**{titles[method]} passes.** Once the layers down to {LAST_RANDOMISED} are random, "
                                f"its map's rank correlation with the original is {check['final_spearman']:.2f}.",
                                icon=":material/check_circle:")

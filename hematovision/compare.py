@@ -39,7 +39,8 @@ from hematovision.evaluation import find_class_folders, list_images
 from hematovision.explainers import available_methods, explain, method_label
 from hematovision.explainers.base import Target, build_explainer, resolve_target
 from hematovision.faithfulness import (CASCADE, DEFAULT_BASELINE, DEFAULT_KEEP_FRACTION, DEFAULT_STEPS, agreement,
-                                       deletion_insertion, drop_and_increase, randomisation_checks, seed_stability)
+                                       deletion_insertion, drop_and_increase, is_empty, randomisation_checks,
+                                       seed_stability)
 
 METRICS = ("deletion_auc", "insertion_auc", "drop", "increase", "seconds", "evaluations")
 STABILITY_METRICS = ("stability_spearman", "stability_top_iou")
@@ -86,9 +87,10 @@ class ImageComparison:
                 "deletion_auc": entry["deletion_auc"], "insertion_auc": entry["insertion_auc"],
                 "drop": entry["drop"], "increase": int(entry["increase"]),
                 "seconds": entry["seconds"], "evaluations": entry["evaluations"],
+                "empty_map": int(entry["empty_map"]),
                 "stability_spearman": "" if stability is None else stability["spearman"],
                 "stability_top_iou": "" if stability is None else stability["top_iou"],
-                "sanity_passed": "" if sanity is None else int(sanity["passed"]),
+                "sanity_passed": "" if sanity is None or sanity["passed"] is None else int(sanity["passed"]),
                 "sanity_final_spearman": "" if sanity is None else sanity["final_spearman"],
                 "params": json.dumps(entry["params"], sort_keys=True),
             })
@@ -148,6 +150,7 @@ def compare_image(
             "deletion_auc": curve["deletion_auc"], "insertion_auc": curve["insertion_auc"],
             "drop": kept["drop"], "increase": kept["increase"], "probability_kept": kept["probability_kept"],
             "seconds": round(explanation.seconds, 4), "evaluations": explanation.evaluations,
+            "empty_map": is_empty(explanation.attribution),
             "params": explanation.params, "details": explanation.details,
             "curves": {key: curve[key] for key in ("fractions", "deletion", "insertion")},
             "stability": None, "sanity": None,
@@ -254,9 +257,12 @@ def summarise(methods: list[str], comparisons: list[ImageComparison], settings: 
         summary["stability_top_iou"] = mean_ci([s["top_iou"] for s in stabilities])
         summary["stability_identical"] = sum(s["identical"] for s in stabilities)
         checks = [e["sanity"] for e in entries if e["sanity"]]
-        summary["sanity_passed"] = sum(check["passed"] for check in checks)
-        summary["sanity_checked"] = len(checks)
-        summary["sanity_final_spearman"] = [check["final_spearman"] for check in checks]
+        judged = [check for check in checks if check["passed"] is not None]
+        summary["sanity_passed"] = sum(check["passed"] for check in judged)
+        summary["sanity_checked"] = len(judged)
+        summary["sanity_not_assessable"] = len(checks) - len(judged)  # empty original map
+        summary["sanity_final_spearman"] = [check["final_spearman"] for check in judged]
+        summary["empty_maps"] = sum(e["empty_map"] for e in entries)
         summary["label"] = entries[0]["label"]
         summary["params"] = entries[0]["params"]
         summary["mean_curves"] = {
@@ -288,11 +294,12 @@ def _write(out: Path, rows, summary) -> None:
     with open(out / "summary.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["method"] + [f"{m}_{part}" for m in columns for part in ("mean", "ci_low", "ci_high")]
-                        + ["sanity_passed", "sanity_checked"])
+                        + ["sanity_passed", "sanity_checked", "sanity_not_assessable", "empty_maps"])
         for method, entry in summary["methods"].items():
             values = [v for m in columns for v in (entry[m]["mean"], *entry[m]["ci95"])]
             writer.writerow([method] + ["" if v is None else v for v in values]
-                            + [entry["sanity_passed"], entry["sanity_checked"]])
+                            + [entry["sanity_passed"], entry["sanity_checked"], entry["sanity_not_assessable"],
+                               entry["empty_maps"]])
     with open(out / "agreement.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["pair", "spearman", "top20_iou"])
@@ -361,6 +368,8 @@ def _interval(entry: dict, digits: int = 3) -> str:
 def sanity_text(check: dict | None) -> str:
     if not check:
         return "not run"
+    if check["passed"] is None:
+        return "not assessable (empty map)"
     return f"{'passed' if check['passed'] else 'FAILED'} (ρ {check['final_spearman']:.2f})"
 
 
@@ -370,7 +379,7 @@ def comparison_table(result: ImageComparison) -> list[dict]:
     for method, entry in sorted(result.methods.items(), key=lambda item: item[1]["deletion_auc"]):
         stability = entry["stability"]
         rows.append({
-            "Method": entry["label"],
+            "Method": entry["label"] + (" (empty map)" if entry["empty_map"] else ""),
             "Deletion AUC ↓": round(entry["deletion_auc"], 3),
             "Insertion AUC ↑": round(entry["insertion_auc"], 3),
             "Drop when keeping top pixels ↓": round(entry["drop"], 3),
@@ -399,7 +408,9 @@ def benchmark_table(summary: dict) -> list[dict]:
             "Model evaluations": int(round(entry["evaluations"]["mean"])),
             "Seed stability (Spearman)": _interval(entry["stability_spearman"], 2)
             if entry.get("stability_spearman") else "–",
-            "Randomisation check passed": f"{entry['sanity_passed']}/{entry['sanity_checked']}",
+            "Randomisation check passed": f"{entry['sanity_passed']}/{entry['sanity_checked']}"
+            + (f" ({entry['sanity_not_assessable']} empty)" if entry.get("sanity_not_assessable") else ""),
+            "Empty maps": entry.get("empty_maps", 0),
         })
     return rows
 

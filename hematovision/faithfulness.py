@@ -137,11 +137,22 @@ def _ranks(values: np.ndarray) -> np.ndarray:
 
 
 def spearman(first: np.ndarray, second: np.ndarray) -> float:
-    """Rank correlation of two maps over all pixels (ties get average ranks)."""
+    """Rank correlation of two maps over all pixels (ties get average ranks).
+
+    A constant (empty) map has no ranking: two of them rank alike (1.0); one of them
+    against a real map shares nothing with it (0.0).
+    """
     a, b = _ranks(np.ravel(first)), _ranks(np.ravel(second))
     if a.std() == 0 or b.std() == 0:
-        return 0.0
+        return 1.0 if a.std() == b.std() == 0 else 0.0
     return float(np.corrcoef(a, b)[0, 1])
+
+
+def is_empty(attribution: np.ndarray) -> bool:
+    """True for a constant map (e.g. Score-CAM when every weighted channel is negative):
+    it ranks no pixel above another, so deletion/insertion fall back to raster order."""
+    values = np.asarray(attribution)
+    return bool(values.size == 0 or np.ptp(values) == 0)
 
 
 def top_iou(first: np.ndarray, second: np.ndarray, fraction: float = 0.2) -> float:
@@ -200,7 +211,8 @@ def randomisation_checks(
     original map is the Spearman correlation of absolute values (sign flips do not count
     as change) and the top-``top_fraction`` IoU. A method whose map still resembles the
     original (Spearman >= PASS_SIMILARITY) once the top blocks are random does not depend
-    on what the model learned there: it fails the check. Every method sees the same
+    on what the model learned there: it fails the check. An empty original map cannot be
+    judged: ``passed`` is None for it. Every method sees the same
     randomised networks (one per cascade step, built once); ``progress(done, total)``
     is called after each step.
     """
@@ -228,8 +240,9 @@ def randomisation_checks(
             progress(number, len(cascade))
     params = {"cascade": list(cascade), "seed": seed, "top_fraction": top_fraction,
               "pass_if_final_spearman_below": PASS_SIMILARITY}
-    return {name: {"steps": mine, "passed": bool((mine[-1]["spearman"] if mine else 1.0) < PASS_SIMILARITY),
-                   "final_spearman": mine[-1]["spearman"] if mine else 1.0, "params": params}
+    return {name: {"steps": mine, "final_spearman": mine[-1]["spearman"] if mine else 1.0, "params": params,
+                   "passed": None if is_empty(originals[name])
+                   else bool((mine[-1]["spearman"] if mine else 1.0) < PASS_SIMILARITY)}
             for name, mine in steps.items()}
 
 

@@ -205,3 +205,16 @@ def test_maps_figure_puts_every_map_on_one_scale():
     assert (figure.layout.coloraxis.cmin, figure.layout.coloraxis.cmax) == (-1, 1)
     matrix = agreement({"a": right_map(), "b": -right_map()})
     assert len(agreement_figure(matrix).data) == 2
+
+
+def test_empty_maps_rank_alike_and_cannot_be_judged_by_the_randomisation_check(classifier):
+    from hematovision.faithfulness import is_empty, randomisation_check
+    from hematovision.samples import find_sample
+
+    empty = np.zeros((SIZE, SIZE))
+    assert is_empty(empty) and not is_empty(right_map())
+    assert spearman(empty, empty) == 1.0 and spearman(empty, right_map()) == 0.0
+    crop = classifier.predict(find_sample("monocyte-1").path).model_input
+    check = randomisation_check(classifier, crop, lambda model, image, t: np.zeros(image.shape[:2]), target=2,
+                                cascade=("predictions",))
+    assert check["passed"] is None  # an empty map neither passes nor fails
