@@ -34,7 +34,7 @@ from hematovision.cells import CellBox
 from hematovision.classifier import Classifier, Prediction, display_name
 from hematovision.compare import compare_image
 from hematovision.explainers import explain
-from hematovision.imaging import SUPPORTED_SUFFIXES, ImageError
+from hematovision.imaging import MAX_UPLOAD_BYTES, SUPPORTED_SUFFIXES, ImageError
 from hematovision.report import REPORT_METHODS, build_image_report, image_report_html, image_report_pdf
 from hematovision.samples import find_sample
 
@@ -111,6 +111,13 @@ def handle_upload(data: bytes | None, name: str | None) -> None:
         if image is not None and image.source == "upload":
             set_current_image(None)
         return
+    if len(data) > MAX_UPLOAD_BYTES:
+        # The browser and Streamlit's upload endpoint enforce server.maxUploadSize; this is the
+        # same cap on the server side, for any path that delivers bytes without them.
+        set_current_image(None)
+        st.session_state[UPLOAD_ERROR] = (f"The file is {len(data):,} bytes, over the upload limit of "
+                                          f"{MAX_UPLOAD_BYTES // 2**20} MB ({MAX_UPLOAD_BYTES:,} bytes).")
+        return
     try:
         image = current_image_from_upload(data, name)
     except ImageError as exc:
@@ -180,6 +187,19 @@ def selected_cell(image: CurrentImage) -> tuple[list[Prediction], int]:
     if not isinstance(index, int) or not 0 <= index < len(cells):
         index = 0
     return cells, index
+
+
+def selected_cell_or_stop(image: CurrentImage, action: str) -> tuple[list[Prediction], int, Prediction]:
+    """Classify the current image (spinner, cached) and return its cells, the picked index and
+    that cell's prediction; if the image cannot be read, say so and stop the page."""
+    get_classifier()  # shows its own spinner the first time
+    try:
+        with st.spinner("Classifying…"):
+            cells, index = selected_cell(image)
+    except ImageError as exc:
+        st.error(f"**This image cannot be {action}.** {exc}", icon=":material/error:")
+        st.stop()
+    return cells, index, cells[index]
 
 
 @st.cache_data(max_entries=16, show_spinner=False)

@@ -11,7 +11,6 @@ from hematovision.compare import (DEFAULT_STABILITY_SEEDS, benchmark_table, comp
 from hematovision.faithfulness import CASCADE, DEFAULT_BASELINE, DEFAULT_KEEP_FRACTION, DEFAULT_STEPS
 from hematovision.figures import (agreement_figure, benchmark_curves_figure, curves_figure, maps_figure,
                                   sanity_figure, summary_agreement)
-from hematovision.imaging import ImageError
 from hematovision.samples import list_samples
 
 support.init_state()
@@ -61,14 +60,7 @@ if image is None:
 # One cell, every method
 # ---------------------------------------------------------------------------
 if image is not None:
-    support.get_classifier()
-    try:
-        with st.spinner("Classifying…"):
-            cells, cell_index = support.selected_cell(image)
-            prediction = cells[cell_index]
-    except ImageError as exc:
-        st.error(f"**This image cannot be used.** {exc}", icon=":material/error:")
-        st.stop()
+    cells, cell_index, prediction = support.selected_cell_or_stop(image, "used")
 
     summary, form_column = st.columns([1, 2.2], gap="large")
     with summary:

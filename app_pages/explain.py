@@ -21,7 +21,6 @@ from hematovision.app_state import (
     explanation_key,
 )
 from hematovision.classifier import CLASS_NAMES, display_name
-from hematovision.imaging import ImageError
 from hematovision.samples import list_samples
 
 support.init_state()
@@ -58,14 +57,7 @@ if image is None:
     right.page_link(support.CLASSIFY_PAGE, label="Go to Classify", icon=":material/labs:")
     st.stop()
 
-support.get_classifier()  # shows its own spinner the first time
-try:
-    with st.spinner("Classifying…"):
-        cells, cell_index = support.selected_cell(image)
-        prediction = cells[cell_index]
-except ImageError as exc:
-    st.error(f"**This image cannot be explained.** {exc}", icon=":material/error:")
-    st.stop()
+cells, cell_index, prediction = support.selected_cell_or_stop(image, "explained")
 
 if not prediction.box.found:
     st.warning(

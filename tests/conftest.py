@@ -15,3 +15,20 @@ DATA_DIR = REPO_ROOT.parent / "shared" / "data" / "blood-cells"
 @pytest.fixture(scope="session")
 def classifier():
     return load_classifier()
+
+
+@pytest.fixture
+def explain_calls(monkeypatch) -> list:
+    """The methods the app asks to explain during a test (its cached explanations cleared first)."""
+    import app_support
+
+    calls = []
+    real_explain = app_support.explain
+
+    def counting_explain(*args, **kwargs):
+        calls.append(kwargs.get("method"))
+        return real_explain(*args, **kwargs)
+
+    monkeypatch.setattr(app_support, "explain", counting_explain)
+    app_support.explain_crop.clear()
+    return calls

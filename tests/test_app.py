@@ -281,18 +281,8 @@ def open_explain_page(sample_key: str) -> AppTest:
     return at.switch_page("app_pages/explain.py").run(timeout=TIMEOUT * 2)
 
 
-def test_explain_renders_all_four_methods_and_caches_them(monkeypatch):
-    import app_support
-
-    calls = []
-    real_explain = app_support.explain
-
-    def counting_explain(*args, **kwargs):
-        calls.append(kwargs.get("method"))
-        return real_explain(*args, **kwargs)
-
-    monkeypatch.setattr(app_support, "explain", counting_explain)
-    app_support.explain_crop.clear()
+def test_explain_renders_all_four_methods_and_caches_them(explain_calls):
+    calls = explain_calls
 
     at = open_explain_page("eosinophil-2")
     assert not at.exception, at.exception

@@ -45,18 +45,8 @@ def errors(at: AppTest) -> list[str]:
 # ---------------------------------------------------------------------------
 # Atlas
 # ---------------------------------------------------------------------------
-def test_atlas_shows_every_class_with_its_notes_images_and_maps(classifier, monkeypatch):
-    import app_support
-
-    calls = []
-    real_explain = app_support.explain
-
-    def counting_explain(*args, **kwargs):
-        calls.append(kwargs.get("method"))
-        return real_explain(*args, **kwargs)
-
-    monkeypatch.setattr(app_support, "explain", counting_explain)
-    app_support.explain_crop.clear()
+def test_atlas_shows_every_class_with_its_notes_images_and_maps(classifier, explain_calls):
+    calls = explain_calls
 
     at = start(ATLAS)
     assert not errors(at), errors(at)
