@@ -121,10 +121,17 @@ def _unzip(zip_name: str, data: bytes) -> tuple[list[UploadedImage], list[Skippe
     if total > MAX_ZIP_TOTAL_BYTES or (total > 10 * 2**20 and total / packed > MAX_COMPRESSION_RATIO):
         return [], [Skipped(zip_name, f"would unpack to {total / 2**20:.0f} MB from {packed / 2**20:.1f} MB; "
                                       "refused as a possible zip bomb")]
+    if not members:  # said, so that an archive of empty folders is not silently nothing
+        return [], [Skipped(zip_name, "the archive holds no files")]
     images, skipped = [], []
     for info in members:
         name = f"{zip_name}: {display_name(info.filename)}"
         parts = info.filename.replace("\\", "/").split("/")
+        if ".." in parts:
+            # A "zip slip" name: nothing is ever extracted here, but no honest tool writes one,
+            # and it used to be dropped unlisted as if it were a hidden file.
+            skipped.append(Skipped(name, 'its path climbs out of the archive (".."); not opened'))
+            continue
         if any(part.startswith(".") or part == "__MACOSX" for part in parts):
             continue  # hidden files and macOS resource forks: not the user's images
         if info.filename.lower().endswith(".zip"):

@@ -7,6 +7,7 @@ Nothing here writes to disk.
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from pathlib import Path
 from typing import Union
@@ -58,12 +59,10 @@ def decode_image_bytes(data: bytes) -> np.ndarray:
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
             image = Image.open(io.BytesIO(data))
-        except Image.DecompressionBombError:
-            raise ImageError(_too_many_pixels_message(None)) from None
+        except Image.DecompressionBombError as exc:
+            raise ImageError(_too_many_pixels_message(None, _claimed_pixels(exc))) from None
         except UnidentifiedImageError:
-            raise ImageError(
-                "This file is not an image that can be read (expected JPEG, PNG, BMP or TIFF)."
-            ) from None
+            raise ImageError(unreadable_message(data)) from None
         except Exception as exc:  # Pillow raises many types for malformed headers
             raise ImageError(f"This file could not be read as an image ({exc}).") from None
         _check_size(image.size)
@@ -80,11 +79,87 @@ def decode_image_bytes(data: bytes) -> np.ndarray:
     return _pil_to_rgb(image)
 
 
-def _too_many_pixels_message(size: tuple[int, int] | None) -> str:
-    got = f" ({size[0]}x{size[1]})" if size else ""
+def _too_many_pixels_message(size: tuple[int, int] | None, pixels: int | None = None) -> str:
+    got = f" ({size[0]}x{size[1]})" if size else f" ({pixels / 1e6:.0f} megapixels)" if pixels else ""
     return (
         f"The image is too large{got}: at most {MAX_PIXELS // 1_000_000} megapixels are accepted."
     )
+
+
+def _claimed_pixels(exc: Exception) -> int | None:
+    """The pixel count in Pillow's own decompression-bomb refusal, so our message can say it."""
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    return int(found.group(1)) if found else None
+
+
+# What Pillow cannot identify is often something else entirely: say what it is.
+_SIGNATURES = (
+    (b"%PDF-", "This file is a PDF document, not an image: export the page as PNG or JPEG first."),
+    (b"PK\x03\x04", "This file is a zip archive, not an image: unzip it first "
+                     "(the app's Batch differential page opens zips)."),
+    (b"PK\x05\x06", "This file is an empty zip archive, not an image."),
+)
+_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
+_IMAGE_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF8", "GIF"), (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"),
+)
+
+
+def unreadable_message(data: bytes) -> str:
+    """Why bytes that Pillow could not identify are no image, as specifically as they tell.
+
+    Pillow only says "cannot identify image file", for a PDF and for a PNG with one bad
+    checksum alike; the user needs to know which, and what to do about it.
+    """
+    for magic, message in _SIGNATURES:
+        if data.startswith(magic):
+            return message
+    if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
+        return ("This is a HEIC/HEIF photo (the iPhone camera's default), which cannot be read here: "
+                "export it as JPEG or PNG.")
+    for magic, name in _IMAGE_MAGIC:
+        if data.startswith(magic):
+            reason = _tiff_problem(data) if name == "TIFF" else _plugin_refusal(data, name)
+            return f"This file is not an image that can be read: it starts like a {name} file, but {reason}."
+    head = data[:2048]
+    if b"\x00" not in head and head.decode("utf-8", errors="replace").count("\ufffd") <= 1:
+        return "This file holds text, not an image (expected JPEG, PNG, BMP or TIFF)."
+    return "This file is not an image that can be read (expected JPEG, PNG, BMP or TIFF)."
+
+
+def _plugin_refusal(data: bytes, name: str) -> str:
+    """The format's own reader's complaint (Image.open hides it behind 'cannot identify')."""
+    Image.init()
+    try:
+        Image.OPEN[name][0](io.BytesIO(data))
+    except Exception as exc:  # the reason is what we want
+        return f"it is corrupt ({exc})"
+    return "it is corrupt"
+
+
+def _tiff_problem(data: bytes) -> str:
+    """A TIFF Pillow refuses is usually valid but unusual: name its compression or pixel layout."""
+    from PIL import TiffImagePlugin
+
+    try:
+        tags = TiffImagePlugin.ImageFileDirectory_v2(data[:8])
+        stream = io.BytesIO(data)
+        stream.seek(tags.next)
+        tags.load(stream)
+    except Exception as exc:
+        return f"its header is corrupt ({exc})"
+    compression = tags.get(259, 1)
+    if compression not in TiffImagePlugin.COMPRESSION_INFO:
+        return (f"its compression (code {compression}) is not supported; "
+                "save it uncompressed or with LZW, or as PNG or JPEG")
+    bits = tags.get(258) or (1,)
+    format_code = (tags.get(339) or (1,))[0]
+    if format_code == 1 and bits[0] in (1, 8, 16):  # an ordinary layout: something else is broken
+        return _plugin_refusal(data, "TIFF")
+    sample_format = {2: "signed integer", 3: "floating-point"}.get(format_code, "unsigned integer")
+    return (f"its pixel format ({tags.get(277, 1)} samples of {bits[0]}-bit {sample_format}) is not "
+            "supported; save it as 8- or 16-bit RGB or greyscale")
 
 
 def _check_size(size: tuple[int, int]) -> None:
