@@ -8,27 +8,20 @@ can look at what the browser showed; the assertions are on the page itself.
 
 from __future__ import annotations
 
-import os
 import random
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from hematovision.classifier import display_name
 from hematovision.imaging import ImageError, load_image
+from scripts.loadtest import streamlit_server
 from tests.conftest import REPO_ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "e2e"
 SAMPLE = REPO_ROOT / "samples" / "neutrophil-1.jpeg"
 VIEWPORT = {"width": 1400, "height": 3000}  # Streamlit pages are tall; keep everything in view
-SERVER_START_S = 180  # TensorFlow imports slowly on 2 busy cores
 STEP_S = 120  # a page step: classification, or Grad-CAM on a cold model
 EXPLAIN_S = 420  # all four overlays; LIME and SHAP run a few hundred model evaluations each
 MAP_TITLES = ("Grad-CAM", "Grad-CAM++", "LIME", "SHAP")
@@ -45,56 +38,12 @@ pytestmark = [
 from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
 
 
-def free_port() -> int:
-    """A port nobody listens on now: the kernel picks it for a socket bound to port 0."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_until_healthy(url: str, server: subprocess.Popen, log: Path) -> None:
-    """Poll Streamlit's health endpoint; fail early, with the server's log, if it dies."""
-    deadline = time.monotonic() + SERVER_START_S
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"streamlit exited with {server.returncode}:\n{log.read_text()[-4000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=5) as answer:
-                if answer.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"streamlit did not answer {url}/_stcore/health within {SERVER_START_S} s:\n"
-                f"{log.read_text()[-4000:]}")
-
-
 @pytest.fixture(scope="module")
 def app_url():
-    """`streamlit run streamlit_app.py` on a free port, stopped afterwards whatever happens."""
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    log = ARTIFACTS / "streamlit.log"
-    command = [
-        sys.executable, "-m", "streamlit", "run", "streamlit_app.py",
-        "--server.address", "127.0.0.1", "--server.port", str(port),
-        "--server.headless", "true", "--server.fileWatcherType", "none",
-        "--browser.gatherUsageStats", "false",
-    ]
-    with log.open("w") as log_file:
-        server = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log_file, stderr=subprocess.STDOUT,
-                                  env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_healthy(url, server, log)
+    """`streamlit run streamlit_app.py` on a free port (scripts/loadtest.py starts it the same
+    way), stopped afterwards whatever happens."""
+    with streamlit_server(ARTIFACTS / "streamlit.log") as (url, _server):
         yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
 
 
 @pytest.fixture(scope="module")
