@@ -12,7 +12,6 @@ display, cleaned first, and is never used to build a path.
 from __future__ import annotations
 
 import hashlib
-import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -21,7 +20,7 @@ from PIL import Image, ImageDraw
 
 from hematovision.cells import CellBox
 from hematovision.explainers import default_params, method_label
-from hematovision.imaging import ImageError, load_image
+from hematovision.imaging import ImageError, clean_display_name, load_image
 
 # ---------------------------------------------------------------------------
 # Session-state keys (one place, so pages cannot drift apart)
@@ -34,7 +33,6 @@ CELL_INDEX = "hv_cell_index"  # int: which white cell of the current image is sh
 OPACITY = "hv_opacity"  # float 0..1, the overlay slider
 SIGN_VIEW = "hv_sign_view"  # "positive" | "negative" | "both"
 
-MAX_DISPLAY_NAME = 60
 PREVIEW_SIDE = 1000  # longest side of images sent to the browser for display
 BOX_COLOUR = (0, 200, 255)  # cyan: stands out against pink red cells and purple nuclei
 
@@ -57,22 +55,6 @@ class CurrentImage:
 def image_digest(data: bytes) -> str:
     """SHA-256 of the encoded bytes: the cache key for everything derived from an image."""
     return hashlib.sha256(data).hexdigest()
-
-
-def clean_display_name(name: str | None, fallback: str = "uploaded image") -> str:
-    """A user's file name made safe to *show*: no folders, no control characters, short.
-
-    The result is only ever displayed; nothing builds a path from it.
-    """
-    if not name:
-        return fallback
-    base = str(name).replace("\\", "/").rsplit("/", 1)[-1]
-    base = "".join(ch for ch in base if unicodedata.category(ch)[0] != "C").strip()
-    if not base:
-        return fallback
-    if len(base) > MAX_DISPLAY_NAME:
-        base = base[: MAX_DISPLAY_NAME - 1] + "…"
-    return base
 
 
 def current_image_from_upload(data: bytes, name: str | None) -> CurrentImage:

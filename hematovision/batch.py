@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import unicodedata
 import zipfile
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
@@ -23,13 +22,14 @@ import numpy as np
 from PIL import Image
 
 from hematovision.classifier import CLASS_NAMES, Classifier, Prediction
-from hematovision.imaging import MAX_UPLOAD_BYTES, SUPPORTED_SUFFIXES, ImageError, load_image
+from hematovision.imaging import MAX_UPLOAD_BYTES, SUPPORTED_SUFFIXES, ImageError, clean_display_name, load_image
 
 MAX_FILE_BYTES = MAX_UPLOAD_BYTES  # one image, as on the Classify page
 MAX_ZIP_MEMBERS = 1000
 MAX_ZIP_TOTAL_BYTES = 500 * 1024 * 1024  # uncompressed, all members together
 MAX_COMPRESSION_RATIO = 200  # images barely compress; far more than this is a zip bomb
 MAX_BATCH_IMAGES = 1000
+NAME_LIMIT = 80  # zip members are shown as 'archive.zip: member', so allow a little more
 THUMBNAIL_SIDE = 96
 NOT_CLASSED = "NOT_CLASSED"  # a reviewer's "leave this cell out of the count"
 
@@ -68,15 +68,6 @@ class Skipped:
     reason: str
 
 
-def display_name(name: str | None, fallback: str = "unnamed file", limit: int = 80) -> str:
-    """A file or zip-member name made safe to show: last path part, no control characters."""
-    base = str(name or "").replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
-    base = "".join(ch for ch in base if unicodedata.category(ch)[0] != "C").strip()
-    if not base:
-        return fallback
-    return base if len(base) <= limit else base[: limit - 1] + "…"
-
-
 def _is_image_name(name: str) -> bool:
     return name.lower().endswith(SUPPORTED_SUFFIXES)
 
@@ -90,7 +81,7 @@ def expand_uploads(files: Iterable[tuple[str | None, bytes]]) -> tuple[list[Uplo
     images: list[UploadedImage] = []
     skipped: list[Skipped] = []
     for raw_name, data in files:
-        name = display_name(raw_name)
+        name = clean_display_name(raw_name, "unnamed file", NAME_LIMIT)
         if len(data) > MAX_FILE_BYTES and not name.lower().endswith(".zip"):
             skipped.append(Skipped(name, f"larger than the {MAX_FILE_BYTES // 2**20} MB limit per image"))
         elif name.lower().endswith(".zip") or data[:4] == b"PK\x03\x04":
@@ -125,7 +116,7 @@ def _unzip(zip_name: str, data: bytes) -> tuple[list[UploadedImage], list[Skippe
         return [], [Skipped(zip_name, "the archive holds no files")]
     images, skipped = [], []
     for info in members:
-        name = f"{zip_name}: {display_name(info.filename)}"
+        name = f"{zip_name}: {clean_display_name(info.filename, 'unnamed file', NAME_LIMIT)}"
         parts = info.filename.replace("\\", "/").split("/")
         if ".." in parts:
             # A "zip slip" name: nothing is ever extracted here, but no honest tool writes one,

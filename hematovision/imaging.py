@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import re
+import unicodedata
 import warnings
 from pathlib import Path
 from typing import Union
@@ -23,6 +24,7 @@ MAX_PIXELS = 60_000_000
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 # Below this a white cell cannot be resolved at all.
 MIN_SIDE = 32
+MAX_DISPLAY_NAME = 60  # characters of a user's file name shown in the app
 SUPPORTED_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
 ImageSource = Union[bytes, bytearray, str, Path, Image.Image, np.ndarray]
@@ -220,3 +222,19 @@ def _array_to_rgb(array: np.ndarray) -> np.ndarray:
         alpha = array[:, :, 3:4].astype(np.float32) / 255.0
         array = (array[:, :, :3] * alpha + 255.0 * (1.0 - alpha)).round().astype(np.uint8)
     return np.ascontiguousarray(array)
+
+
+def clean_display_name(name: str | None, fallback: str = "uploaded image", limit: int = MAX_DISPLAY_NAME) -> str:
+    """A user's file name made safe to *show*: no folders, no control characters, short.
+
+    The result is only ever displayed; nothing builds a path from it.
+    """
+    if not name:
+        return fallback
+    base = str(name).replace("\\", "/").rsplit("/", 1)[-1]
+    base = "".join(ch for ch in base if unicodedata.category(ch)[0] != "C").strip()
+    if not base:
+        return fallback
+    if len(base) > limit:
+        base = base[: limit - 1] + "…"
+    return base
