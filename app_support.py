@@ -393,13 +393,17 @@ def coverage_figure(curves: dict[str, list[dict]], threshold_points: dict[str, t
 # ---------------------------------------------------------------------------
 # Shared bits of page layout
 # ---------------------------------------------------------------------------
-def thumbnail_uri(rgb: np.ndarray) -> str:
-    """A small image as a data URI, for st.column_config.ImageColumn (nothing is served from disk)."""
+@st.cache_data(max_entries=2000, show_spinner=False)
+def thumbnail_uri(key: str, _rgb: np.ndarray) -> str:
+    """A small image as a data URI, for st.column_config.ImageColumn (nothing is served from disk).
+
+    Cached by ``key`` (e.g. a batch cell's key): the batch table is redrawn on every rerun.
+    """
     import base64
     import io
 
     buffer = io.BytesIO()
-    Image.fromarray(np.asarray(rgb, np.uint8)).save(buffer, format="JPEG", quality=85)
+    Image.fromarray(np.asarray(_rgb, np.uint8)).save(buffer, format="JPEG", quality=85)
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 

@@ -144,7 +144,7 @@ chart.plotly_chart(differential_figure(result.rows), key="hv_batch_chart")
 st.subheader("Review the cells")
 with st.expander(f"All {len(cells)} cells as a table"):
     st.dataframe(
-        [{"Cell": support.thumbnail_uri(cell.thumbnail), "File": cell.file, "No.": cell.cell_number,
+        [{"Cell": support.thumbnail_uri(cell.key, cell.thumbnail), "File": cell.file, "No.": cell.cell_number,
           "Predicted": display_name(cell.predicted), "Confidence": cell.prediction.confidence,
           "Check": "check" if cell.needs_check else "", "Reviewed as": review_label(cell.reviewed),
           "Counted as": display_name(cell.final_class) if cell.final_class else "not counted"} for cell in cells],
