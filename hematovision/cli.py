@@ -118,12 +118,20 @@ def _build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="measure load, predict and explanation speed")
     bench.add_argument("--json", action="store_true", help="print JSON")
-    bench.add_argument("--repeats", type=int, default=5, help="timed runs per measurement")
+    bench.add_argument("--repeats", type=_positive_int, default=5, help="timed runs per measurement")
     bench.add_argument(
         "--compare-tutorial",
         action="store_true",
         help="also time LIME and SHAP the way the libraries' tutorials call them",
     )
+    bench.add_argument(
+        "--compare-reference",
+        action="store_true",
+        help="also measure how closely the LIME and SHAP defaults match high-budget "
+             "references (LIME 2000 samples, SHAP 2000 evaluations): slow, ~40 s per image",
+    )
+    bench.add_argument("--reference-images", type=_positive_int, default=20, metavar="N",
+                       help="cells for --compare-reference (default 20)")
     bench.set_defaults(handler=_bench)
 
     serve = commands.add_parser(
@@ -139,6 +147,16 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000, help="default 8000")
     serve.set_defaults(handler=_serve)
     return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _classifier(args):
@@ -344,7 +362,9 @@ def _evaluate(args) -> int:
 def _bench(args) -> int:
     from hematovision.bench import run_bench
 
-    results = run_bench(repeats=args.repeats, compare_tutorial=args.compare_tutorial)
+    results = run_bench(repeats=args.repeats, compare_tutorial=args.compare_tutorial,
+                        compare_reference=args.compare_reference,
+                        reference_images=args.reference_images)
     if args.json:
         print(json.dumps(results, indent=2))
     else:

@@ -154,6 +154,50 @@ def test_bench_json_reports_speed_against_targets(capsys, classifier):
         entry = report["explainers"][method]
         assert entry["median_seconds"] > 0 and entry["evaluations"] >= 1
         assert isinstance(entry["target_met"], bool)
+    four = sum(report["explainers"][m]["median_seconds"] for m in ("gradcam", "gradcam++", "lime", "shap"))
+    assert report["all_four_median_seconds"] == pytest.approx(four, rel=0.01)  # one image: a sum
+    assert report["all_four_target_met"] == (report["all_four_median_seconds"] <= 4.0)
+    assert "reference_agreement" not in report  # slow: only when asked for
+
+
+def test_bench_compare_reference_scores_the_defaults_against_high_budget_runs(
+    capsys, classifier, monkeypatch
+):
+    import hematovision.bench as bench
+
+    # A small "reference" budget keeps the test quick; the sums are the same code path.
+    monkeypatch.setattr(bench, "REFERENCE_PARAMS", {"lime": {"num_samples": 300},
+                                                    "shap": {"max_evals": 300}})
+    code, out, _ = run_cli(capsys, "bench", "--json", "--repeats", "1", "--compare-reference",
+                           "--reference-images", "2")
+    assert code == 0
+    agreement = json.loads(out)["reference_agreement"]
+    assert set(agreement) == {"lime", "shap"}
+    for method, budget in (("lime", "num_samples"), ("shap", "max_evals")):
+        entry = agreement[method]
+        assert entry["images"] == 2 and entry["reference_params"][budget] == 300
+        assert entry["reference_params"]["seed"] not in entry["seeds"]  # independent draws
+        assert 0.0 <= entry["iou_vs_reference"] <= 1.0
+        low, high = entry["iou_vs_reference_ci95"]
+        assert low <= entry["iou_vs_reference"] <= high
+        assert entry["target_met"] == (entry["iou_vs_reference"] >= 0.7)
+    assert agreement["shap"]["iou_across_seeds"] == 1.0  # Partition SHAP has no randomness
+
+
+def test_bench_agreement_is_perfect_when_the_reference_is_the_default(classifier, monkeypatch):
+    import hematovision.bench as bench
+
+    monkeypatch.setattr(bench, "REFERENCE_PARAMS", {"shap": {}})
+    (entry,) = bench.run_stability(classifier, bench.sample_images(1), {"shap": [{}]},
+                                   seeds=(0,))["shap"]
+    assert entry["iou_vs_reference"] == 1.0 and entry["spearman_vs_reference"] == 1.0
+
+
+def test_bench_refuses_a_zero_image_count(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(["bench", "--reference-images", "0"])
+    assert stopped.value.code == 2
+    assert "must be at least 1" in capsys.readouterr().err
 
 
 CSV_COLUMNS = ["file", "label", "confidence", "probability_eosinophil", "probability_lymphocyte",
