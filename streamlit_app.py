@@ -34,4 +34,7 @@ pages = [
 ]
 navigation = st.navigation(pages)
 support.sidebar_current_image()
-navigation.run()
+try:
+    navigation.run()
+finally:  # also after st.stop() and st.rerun(), which end a run by raising
+    support.freeze_long_lived_objects()

@@ -395,12 +395,6 @@ def construction_counts() -> Iterator[dict[str, int]]:
          app_support.explain) = saved
 
 
-def _explainer_instances() -> int:
-    from hematovision.explainers.base import _INSTANCES
-
-    return sum(len(per_classifier) for per_classifier in _INSTANCES.values())
-
-
 def _check_explain_page(at, where: str) -> None:
     """The page ran cleanly and still shows four finished maps."""
     if at.exception:
@@ -423,6 +417,7 @@ def rerun_explain(reruns: int = 500, sample_key: str = "neutrophil-1", trace_eve
     from streamlit.testing.v1 import AppTest
 
     from hematovision.app_state import CURRENT_IMAGE, OPACITY, current_image_from_sample
+    from hematovision.explainers import built_explainers
     from hematovision.samples import find_sample
 
     sample = find_sample(sample_key)
@@ -440,7 +435,7 @@ def rerun_explain(reruns: int = 500, sample_key: str = "neutrophil-1", trace_eve
             _check_explain_page(at, "warm-up")
         warmup_s = time.monotonic() - warm_started
         warm_counts = dict(counts)
-        warm_instances = _explainer_instances()
+        warm_instances = built_explainers()
         before = own_rss_bytes()
 
         trace = [round(before / MB)]
@@ -454,7 +449,7 @@ def rerun_explain(reruns: int = 500, sample_key: str = "neutrophil-1", trace_eve
         after = own_rss_bytes()
         _check_explain_page(at, "last rerun")
         final_counts = dict(counts)
-        final_instances = _explainer_instances()
+        final_instances = built_explainers()
 
     return {
         "reruns": reruns,

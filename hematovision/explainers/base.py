@@ -244,6 +244,12 @@ def get_explainer(classifier: Classifier, method: str = "gradcam") -> Explainer:
         return per_classifier[name]
 
 
+def built_explainers() -> int:
+    """How many explainers exist, over all classifiers (each is built once, then reused)."""
+    with _INSTANCES_LOCK:
+        return sum(len(per_classifier) for per_classifier in _INSTANCES.values())
+
+
 def explain(classifier: Classifier, image: np.ndarray, method: str = "gradcam",
             target: Target = None, seed: int = 0, **params: Any) -> Explanation:
     """Explain the classifier's decision on ``image`` (the 224x224x3 model input).
