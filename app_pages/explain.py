@@ -27,6 +27,7 @@ support.init_state()
 SEED = 0
 ROW_LENGTH = 4  # maps per row
 VIEW_LABELS = {"both": "Both", "positive": "Supporting only", "negative": "Opposing only"}
+SHAP_FEATURE_LABELS = {"regions": "Superpixels (default)", "pixels": "Pixel blocks"}
 
 
 def use_first_sample() -> None:
@@ -123,7 +124,18 @@ with controls:
                 "SHAP: model evaluations",
                 options=choice_list(SHAP_EVALS_CHOICES, settings.shap_evals),
                 value=int(settings.shap_evals),
-                help=f"More evaluations: finer regions, longer run (default {DEFAULT_SHAP_EVALS}).",
+                help=f"Default {DEFAULT_SHAP_EVALS}: enough for the exact values over superpixels "
+                     "(more changes nothing). Over pixel blocks, more evaluations give finer blocks.",
+            )
+            shap_features = st.radio(
+                "SHAP: features",
+                options=list(SHAP_FEATURE_LABELS),
+                index=list(SHAP_FEATURE_LABELS).index(settings.shap_features),
+                format_func=SHAP_FEATURE_LABELS.get,
+                horizontal=True,
+                help="Superpixels follow the stain (nucleus lobes, cytoplasm, red cells). Pixel blocks "
+                     "halve the crop again and again; at the default budget they stay ~28 px wide "
+                     "and move when the budget changes.",
             )
             extra_methods = st.multiselect(
                 "More methods",
@@ -134,7 +146,8 @@ with controls:
             )
             if st.form_submit_button("Apply settings", type="primary"):
                 st.session_state[EXPLAIN_SETTINGS] = ExplainSettings(
-                    lime_samples=int(lime_samples), shap_evals=int(shap_evals), target=chosen_target,
+                    lime_samples=int(lime_samples), shap_evals=int(shap_evals),
+                    shap_features=shap_features, target=chosen_target,
                     extra_methods=tuple(extra_methods),
                 )
                 st.rerun()

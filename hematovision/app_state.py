@@ -157,8 +157,9 @@ METHOD_BLURBS = {
     "(such as nuclear lobes) better. Support only.",
     "lime": "Blurs random sets of superpixels and fits a linear model to how the class "
     "probability changes. Signed: evidence for and against.",
-    "shap": "Partition SHAP: blurs regions in a nested hierarchy and shares the change in "
-    "class probability among them (Owen values). Signed: for and against.",
+    "shap": "Partition SHAP: blurs the same superpixels as LIME, grouped by colour and place, "
+    "and shares the change in class probability among them exactly (Owen values). Signed: "
+    "for and against.",
     "scorecam": "Weights the last layer's feature maps by how much the class score rises when "
     "the image is masked by each one (64 strongest maps). No gradients; support only.",
     "integrated_gradients": "Gradients summed along a path from a blurred copy to the image; "
@@ -172,6 +173,7 @@ METHOD_BLURBS = {
 # The explainers' own defaults (chosen for speed and stability; see docs/explanations.md).
 DEFAULT_LIME_SAMPLES = int(default_params("lime")["num_samples"])
 DEFAULT_SHAP_EVALS = int(default_params("shap")["max_evals"])
+DEFAULT_SHAP_FEATURES = str(default_params("shap")["features"])
 LIME_SAMPLES_CHOICES = tuple(sorted({DEFAULT_LIME_SAMPLES, 100, 300, 600, 1000, 2000}))
 SHAP_EVALS_CHOICES = tuple(sorted({DEFAULT_SHAP_EVALS, 100, 300, 600, 1000, 2000}))
 
@@ -184,6 +186,7 @@ class ExplainSettings:
     shap_evals: int = DEFAULT_SHAP_EVALS
     target: str | None = None  # class name such as "MONOCYTE"; None = the predicted class
     extra_methods: tuple[str, ...] = ()  # from EXTRA_METHODS, shown after the four main ones
+    shap_features: str = DEFAULT_SHAP_FEATURES  # "regions" (superpixels) or "pixels"
 
     @property
     def methods(self) -> tuple[str, ...]:
@@ -193,7 +196,7 @@ class ExplainSettings:
         if method == "lime":
             return {"num_samples": int(self.lime_samples)}
         if method == "shap":
-            return {"max_evals": int(self.shap_evals)}
+            return {"max_evals": int(self.shap_evals), "features": self.shap_features}
         return {}
 
 

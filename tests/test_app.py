@@ -329,15 +329,19 @@ def test_explain_settings_form_changes_target_and_samples():
     at.selectbox[0].set_value("LYMPHOCYTE")
     at.select_slider[0].set_value(100)
     at.select_slider[1].set_value(100)
+    (features,) = [r for r in at.radio if r.label == "SHAP: features"]
+    features.set_value("pixels")
     submit = [b for b in at.button if b.label == "Apply settings"]
     assert submit, [b.label for b in at.button]
     submit[0].click().run(timeout=TIMEOUT * 2)
     assert not at.exception, at.exception
     assert not errors(at), errors(at)
-    assert at.session_state[EXPLAIN_SETTINGS] == ExplainSettings(100, 100, "LYMPHOCYTE")
+    assert at.session_state[EXPLAIN_SETTINGS] == ExplainSettings(100, 100, "LYMPHOCYTE",
+                                                                 shap_features="pixels")
     assert any("**Explaining:** Lymphocyte" in m.value for m in at.markdown)
     captions = [c.value for c in at.caption if "model evaluation" in c.value]
     assert evaluation_count(captions[2]) == 100 + 1, captions
+    assert evaluation_count(captions[3]) == 100 + 1, captions  # pixel blocks use the whole budget
 
 
 def test_explain_target_class_can_be_changed():

@@ -104,6 +104,38 @@ def test_map_depends_on_the_target_class(classifier, images, method):
         assert different_pairs == 6
 
 
+@pytest.mark.parametrize("features", ["regions", "pixels"])
+def test_shap_values_add_up_to_the_probability_change_blurring_makes(classifier, images, features):
+    from hematovision.explainers.base import baseline_image
+
+    result = explain(classifier, images[0], "shap", features=features, max_evals=64)
+    full, blurred = classifier.predict_proba(
+        np.stack([images[0], baseline_image(images[0], "blur(64)")]))[:, result.target_index]
+    assert float(result.attribution.sum()) == pytest.approx(full - blurred, abs=1e-3)
+
+
+def test_shap_over_superpixels_is_exact_at_the_default_budget(classifier, images):
+    from hematovision.explainers.lime_explainer import cell_superpixels
+
+    default = explain(classifier, images[0], "shap")
+    assert default.params["features"] == "regions"
+    # One value per superpixel (LIME's segments), spread evenly over its pixels.
+    segments = cell_superpixels(images[0], 20, 20.0)
+    assert default.details["segments"] == segments.max() + 1
+    for region in range(segments.max() + 1):
+        assert np.ptp(default.attribution[segments == region]) < 1e-6
+    # The whole hierarchy fits in the budget, so a far bigger budget changes nothing.
+    # (this cell has 14 superpixels: the tree takes 141 evaluations of the 160 allowed).
+    reference = explain(classifier, images[0], "shap", max_evals=2000)
+    assert default.evaluations < 160 and reference.evaluations == default.evaluations
+    np.testing.assert_allclose(default.attribution, reference.attribution, atol=1e-6)
+
+
+def test_shap_refuses_an_unknown_feature_set(classifier, images):
+    with pytest.raises(ValueError, match="features must be one of regions, pixels"):
+        explain(classifier, images[0], "shap", features="patches")
+
+
 def test_target_by_name_or_index(classifier, images):
     by_name = explain(classifier, images[0], "gradcam", target="neutrophil")
     by_index = explain(classifier, images[0], "gradcam", target=CLASS_NAMES.index("NEUTROPHIL"))
