@@ -272,7 +272,9 @@ def run_stability(classifier: Classifier | None = None, images: Sequence[np.ndar
                 "evaluations": runs[0].evaluations,
                 "median_seconds": round(_median(seconds), 3),
                 "iou_vs_reference": _mean_of(vs_reference, 0),
-                "iou_vs_reference_ci95": ([round(bound, 3) for bound in mean_ci(image_iou)["ci95"]]
+                # An IoU lies in [0, 1]; so does its interval.
+                "iou_vs_reference_ci95": ([round(min(1.0, max(0.0, bound)), 3)
+                                           for bound in mean_ci(image_iou)["ci95"]]
                                           if len(image_iou) > 1 else None),
                 "iou_vs_reference_lowest_image": round(min(image_iou), 3),
                 "spearman_vs_reference": _mean_of(vs_reference, 1),
