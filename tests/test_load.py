@@ -6,7 +6,7 @@
 * One person rerunning Explain 500 times neither rebuilds the model or an explainer nor
   makes the process grow by more than 10%.
 
-Together they took 6.5 minutes on 2 cores shared with another job (README, Quick start,
+Together they took under 3 minutes on 2 cores shared with another job (README, Quick start,
 has the measured numbers and the command that prints them).
 """
 
