@@ -171,7 +171,11 @@ def test_bench_compare_reference_scores_the_defaults_against_high_budget_runs(
     code, out, _ = run_cli(capsys, "bench", "--json", "--repeats", "1", "--compare-reference",
                            "--reference-images", "2")
     assert code == 0
-    agreement = json.loads(out)["reference_agreement"]
+    report = json.loads(out)
+    # Agreement and the speed-up over the libraries' tutorial-style calls, from one run.
+    assert report["tutorial_style"]["lime"]["speedup_of_defaults"] > 1
+    assert report["tutorial_style"]["shap"]["speedup_of_defaults"] > 1
+    agreement = report["reference_agreement"]
     assert set(agreement) == {"lime", "shap"}
     for method, budget in (("lime", "num_samples"), ("shap", "max_evals")):
         entry = agreement[method]
