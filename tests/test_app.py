@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import io
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -45,30 +43,13 @@ from hematovision.calibration import (apply_temperature, coverage_accuracy_curve
 from hematovision.metrics import accuracy_summary
 from hematovision.model_card import CARD_PATH_ENV, load_model_card, validate_model_card
 from hematovision.samples import find_sample, list_samples
+from tests.app_driver import APP, TIMEOUT, errors, predicted_label, start
+from tests.conftest import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:  # app_support.py lives at the repository root
-    sys.path.insert(0, str(REPO_ROOT))
-APP = REPO_ROOT / "streamlit_app.py"
 PAGES = ["app_pages/home.py", "app_pages/classify.py", "app_pages/batch.py", "app_pages/explain.py",
          "app_pages/compare.py", "app_pages/atlas.py", "app_pages/quiz.py",
          "app_pages/model.py"]
-# Generous: the first run in a process loads TensorFlow and the model (a few seconds on
-# 2 cores); explanation runs below use small LIME/SHAP settings but still take seconds.
-TIMEOUT = 180
 FAST_EXPLAIN = ExplainSettings(lime_samples=50, shap_evals=60)
-
-
-def start(page: str | None = None) -> AppTest:
-    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
-    assert not at.exception, at.exception
-    if page:
-        at.switch_page(page).run()
-    return at
-
-
-def errors(at: AppTest) -> list[str]:
-    return [e.value for e in at.error]
 
 
 def png_bytes(rgb: np.ndarray) -> bytes:
@@ -124,11 +105,6 @@ def test_explain_without_an_image_offers_a_sample():
 # ---------------------------------------------------------------------------
 # Classify
 # ---------------------------------------------------------------------------
-def predicted_label(at: AppTest) -> str | None:
-    metrics = [m for m in at.metric if m.label == "Predicted type"]
-    return metrics[0].value if metrics else None
-
-
 def test_sample_shows_prediction_crop_and_chart(classifier):
     sample = find_sample("neutrophil-1")
     at = start("app_pages/classify.py")

@@ -7,19 +7,14 @@ the quiz kept in session state, never hard-coded, since the order is random per 
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 from streamlit.testing.v1 import AppTest
 
 from hematovision.classifier import CLASS_NAMES, display_name
 from hematovision.samples import list_samples
 from hematovision.teaching import CELL_NOTES, QUIZ, Quiz
+from tests import app_driver
+from tests.app_driver import errors
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:  # app_support.py lives at the repository root
-    sys.path.insert(0, str(REPO_ROOT))
-APP = REPO_ROOT / "streamlit_app.py"
 ATLAS = "app_pages/atlas.py"
 QUIZ_PAGE = "app_pages/quiz.py"
 HOME = "app_pages/home.py"
@@ -27,19 +22,13 @@ TIMEOUT = 240  # the first run in a process loads TensorFlow; the atlas explains
 
 
 def start(page: str) -> AppTest:
-    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
-    assert not at.exception, at.exception
-    at.switch_page(page).run()
+    at = app_driver.start(page, TIMEOUT)
     assert not at.exception, at.exception
     return at
 
 
 def image_captions(at: AppTest) -> list[str]:
     return [caption for image in at.get("image") for caption in image.captions]
-
-
-def errors(at: AppTest) -> list[str]:
-    return [e.value for e in at.error]
 
 
 # ---------------------------------------------------------------------------

@@ -19,13 +19,11 @@ import io
 import json
 import mimetypes
 import os
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 from PIL import ImageFile
-from streamlit.testing.v1 import AppTest
 from werkzeug.datastructures import FileStorage
 from werkzeug.test import encode_multipart
 
@@ -34,17 +32,13 @@ from hematovision.app_state import CURRENT_IMAGE
 from hematovision.batch import classify_batch, expand_uploads
 from hematovision.classifier import CLASS_NAMES, display_name
 from hematovision.imaging import SUPPORTED_SUFFIXES, ImageError, load_image
+from tests.app_driver import TIMEOUT, predicted_label, start
 from tests.bad_inputs import KINDS, data_of
 from tests.conftest import REPO_ROOT
 from tests.synthetic import SMEAR
 
 pytestmark = pytest.mark.filterwarnings("ignore:Corrupt EXIF data:UserWarning")  # the broken-EXIF kind
 
-if str(REPO_ROOT) not in sys.path:  # app_support.py lives at the repository root
-    sys.path.insert(0, str(REPO_ROOT))
-
-APP = REPO_ROOT / "streamlit_app.py"
-TIMEOUT = 180  # the first AppTest run in a process loads TensorFlow and the model
 IMAGE_KINDS = [name for name, kind in KINDS.items() if not kind.is_zip]
 ZIP_KINDS = [name for name, kind in KINDS.items() if kind.is_zip]
 SYSTEM_TMP = Path(tempfile.gettempdir())
@@ -192,17 +186,6 @@ def test_loader_door_for_zips(name, classifier, tmp_path, workdir):
 
 # -- door 2: the app ---------------------------------------------------------------------
 
-def open_page(page: str) -> AppTest:
-    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
-    assert not at.exception, at.exception
-    return at.switch_page(page).run()
-
-
-def predicted_label(at: AppTest) -> str | None:
-    metrics = [m for m in at.metric if m.label == "Predicted type"]
-    return metrics[0].value if metrics else None
-
-
 @pytest.mark.parametrize("name", IMAGE_KINDS)
 def test_app_door(name, classifier, tmp_path, workdir):
     kind, data = KINDS[name], data_of(name)
@@ -212,7 +195,7 @@ def test_app_door(name, classifier, tmp_path, workdir):
     refused_extension = not kind.file_name.lower().endswith(SUPPORTED_SUFFIXES)
     upload_name = kind.file_name + ".png" if refused_extension else kind.file_name
     with nothing_written(tmp_path, kind.file_name):
-        at = open_page("app_pages/classify.py")
+        at = start("app_pages/classify.py")
         at.file_uploader[0].set_value((upload_name, data, mime(kind.file_name))).run()
     assert not at.exception, at.exception
     errors = [e.value for e in at.error]
@@ -244,7 +227,7 @@ def test_app_door(name, classifier, tmp_path, workdir):
 def test_app_door_for_zips(name, tmp_path, workdir):
     kind = KINDS[name]
     with nothing_written(tmp_path, kind.file_name):
-        at = open_page("app_pages/batch.py")
+        at = start("app_pages/batch.py")
         at.file_uploader[0].set_value([(kind.file_name, data_of(name), "application/zip")]).run()
         at.button(key="hv_batch_classify").click().run(timeout=TIMEOUT * 2)
     assert not at.exception, at.exception

@@ -9,22 +9,18 @@ can look at what the browser showed; the assertions are on the page itself.
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import pytest
 
 from hematovision.classifier import display_name
 from hematovision.imaging import ImageError, load_image
-from scripts.loadtest import streamlit_server
+from scripts.loadtest import CHROMIUM, MAP_TITLES, VIEWPORT, streamlit_server
 from tests.conftest import REPO_ROOT
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "e2e"
 SAMPLE = REPO_ROOT / "samples" / "neutrophil-1.jpeg"
-VIEWPORT = {"width": 1400, "height": 3000}  # Streamlit pages are tall; keep everything in view
 STEP_S = 120  # a page step: classification, or Grad-CAM on a cold model
 EXPLAIN_S = 420  # all four overlays; LIME and SHAP run a few hundred model evaluations each
-MAP_TITLES = ("Grad-CAM", "Grad-CAM++", "LIME", "SHAP")
 
 pytestmark = [
     pytest.mark.e2e,
