@@ -145,7 +145,7 @@ def run_bench(classifier: Classifier | None = None, repeats: int = 5,
         explainer(crops[0])  # first call traces graphs / JIT-compiles; not what users wait for
         runs = [explain(classifier, crop, method) for crop in crops[:repeats]]
         seconds_per_cell[method] = [run.seconds for run in runs]
-        seconds = _median([run.seconds for run in runs])
+        seconds = _median(seconds_per_cell[method])
         target = TARGET_SECONDS.get(method)
         explainers[method] = {
             "median_seconds": round(seconds, 4),

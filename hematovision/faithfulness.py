@@ -240,10 +240,12 @@ def randomisation_checks(
             progress(number, len(cascade))
     params = {"cascade": list(cascade), "seed": seed, "top_fraction": top_fraction,
               "pass_if_final_spearman_below": PASS_SIMILARITY}
-    return {name: {"steps": mine, "final_spearman": mine[-1]["spearman"] if mine else 1.0, "params": params,
-                   "passed": None if is_empty(originals[name])
-                   else bool((mine[-1]["spearman"] if mine else 1.0) < PASS_SIMILARITY)}
-            for name, mine in steps.items()}
+    results = {}
+    for name, mine in steps.items():
+        final = mine[-1]["spearman"] if mine else 1.0
+        results[name] = {"steps": mine, "final_spearman": final, "params": params,
+                         "passed": None if is_empty(originals[name]) else bool(final < PASS_SIMILARITY)}
+    return results
 
 
 def randomisation_check(classifier, image: np.ndarray, explain_map: Callable, target: int,
