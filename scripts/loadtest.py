@@ -52,6 +52,14 @@ ARTIFACTS = REPO_ROOT / "test-artifacts" / "load"
 CHROMIUM = Path("/usr/bin/chromium")
 VIEWPORT = {"width": 1400, "height": 3000}  # tall enough that the four maps are in view
 MAP_TITLES = ("Grad-CAM", "Grad-CAM++", "LIME", "SHAP")
+# Resolves, once the browser is done with an <img> (loaded or broken), to its pixel width, 0 if
+# broken. "Visible" is not enough: an <img> is visible as soon as it has a size, and under load
+# its bytes can arrive later than the caption beside it.
+IMAGE_WIDTH_WHEN_SETTLED = """img => img.complete ? img.naturalWidth : new Promise(resolve => {
+    const settled = () => resolve(img.naturalWidth);
+    img.addEventListener("load", settled, {once: true});
+    img.addEventListener("error", settled, {once: true});
+})"""
 CLASS_TITLES = re.compile(r"^(Eosinophil|Lymphocyte|Monocyte|Neutrophil)$")
 MB = 2**20
 
@@ -229,6 +237,12 @@ async def run_session(browser, url: str, upload: tuple[str, bytes], name: str) -
     page = await context.new_page()
     page.set_default_timeout(STEP_S * 1000)
     page.on("pageerror", lambda error: result["errors"].append(f"browser: {error}"))
+
+    def note_unserved_picture(response) -> None:  # a broken image on the user's screen
+        if response.status >= 400 and "/media/" in response.url:
+            result["errors"].append(f"server: {response.status} for {response.url}")
+
+    page.on("response", note_unserved_picture)
     started = time.monotonic()
     step = "open the app"
     try:
@@ -263,8 +277,9 @@ async def run_session(browser, url: str, upload: tuple[str, bytes], name: str) -
             image = card.get_by_test_id("stImage").locator("img")
             await expect(image).to_be_visible(timeout=EXPLAIN_S * 1000)
             await expect(card).to_contain_text("model evaluation", timeout=EXPLAIN_S * 1000)
-            if not await image.evaluate("img => img.complete && img.naturalWidth > 0"):
-                raise AssertionError(f"the {title} overlay is an empty image")
+            if not await asyncio.wait_for(image.evaluate(IMAGE_WIDTH_WHEN_SETTLED), STEP_S):
+                source = await image.get_attribute("src")
+                raise AssertionError(f"the {title} overlay is a broken image ({source})")
         result["time_to_overlays_s"] = round(time.monotonic() - clicked, 2)
     except Exception as exc:  # a failed session is a result to report, not a crash
         first_line = str(exc).splitlines()[0] if str(exc) else ""

@@ -14,7 +14,8 @@ import pytest
 
 from hematovision.classifier import display_name
 from hematovision.imaging import ImageError, load_image
-from scripts.loadtest import CHROMIUM, MAP_TITLES, VIEWPORT, streamlit_server
+from scripts.loadtest import (CHROMIUM, IMAGE_WIDTH_WHEN_SETTLED, MAP_TITLES, VIEWPORT,
+                              streamlit_server)
 from tests.conftest import REPO_ROOT
 
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "e2e"
@@ -107,7 +108,7 @@ def test_classify_a_sample_upload_then_explain_it_four_ways(page: Page, classifi
         expect(image).to_be_visible(timeout=EXPLAIN_S * 1000)
         expect(card).to_contain_text("model evaluation")  # the run's caption: it finished
         expect(card.get_by_test_id("stDownloadButton")).to_be_visible()
-        assert image.evaluate("img => img.complete && img.naturalWidth") > 0, f"{title}: empty image"
+        assert image.evaluate(IMAGE_WIDTH_WHEN_SETTLED) > 0, f"{title}: broken image"
     expect(page.get_by_text("failed:")).to_have_count(0)
     screenshot(page, "04-explained")
 
