@@ -304,4 +304,3 @@ def _agreement(a: np.ndarray, b: np.ndarray, fraction: float) -> tuple[float, fl
 
 def _mean_of(pairs: list[tuple[float, float]], index: int) -> float | None:
     return round(float(np.mean([pair[index] for pair in pairs])), 3) if pairs else None
-

@@ -43,7 +43,7 @@ from hematovision.calibration import (apply_temperature, coverage_accuracy_curve
 from hematovision.metrics import accuracy_summary
 from hematovision.model_card import CARD_PATH_ENV, load_model_card, validate_model_card
 from hematovision.samples import find_sample, list_samples
-from tests.app_driver import APP, TIMEOUT, errors, predicted_label, start
+from tests.app_driver import TIMEOUT, errors, predicted_label, start
 from tests.conftest import REPO_ROOT
 
 PAGES = ["app_pages/home.py", "app_pages/classify.py", "app_pages/batch.py", "app_pages/explain.py",
@@ -251,7 +251,7 @@ def test_explain_button_opens_the_explain_page():
 def open_explain_page(sample_key: str) -> AppTest:
     """The app with a sample as the current image, switched to Explain (fast LIME/SHAP)."""
     sample = find_sample(sample_key)
-    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    at = start()
     at.session_state[CURRENT_IMAGE] = current_image_from_sample(sample.read_bytes(), sample.key, sample.title)
     at.session_state[EXPLAIN_SETTINGS] = FAST_EXPLAIN
     return at.switch_page("app_pages/explain.py").run(timeout=TIMEOUT * 2)
@@ -322,7 +322,7 @@ def test_explain_settings_form_changes_target_and_samples():
 
 def test_explain_target_class_can_be_changed():
     sample = find_sample("neutrophil-2")
-    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    at = start()
     at.session_state[CURRENT_IMAGE] = current_image_from_sample(sample.read_bytes(), sample.key, sample.title)
     at.session_state[EXPLAIN_SETTINGS] = ExplainSettings(lime_samples=50, shap_evals=60, target="MONOCYTE")
     at.switch_page("app_pages/explain.py").run(timeout=TIMEOUT * 2)

@@ -32,7 +32,7 @@ from hematovision.app_state import CURRENT_IMAGE
 from hematovision.batch import classify_batch, expand_uploads
 from hematovision.classifier import CLASS_NAMES, display_name
 from hematovision.imaging import SUPPORTED_SUFFIXES, ImageError, load_image
-from tests.app_driver import TIMEOUT, predicted_label, start
+from tests.app_driver import TIMEOUT, errors, predicted_label, start
 from tests.bad_inputs import KINDS, data_of
 from tests.conftest import REPO_ROOT
 from tests.synthetic import SMEAR
@@ -198,12 +198,12 @@ def test_app_door(name, classifier, tmp_path, workdir):
         at = start("app_pages/classify.py")
         at.file_uploader[0].set_value((upload_name, data, mime(kind.file_name))).run()
     assert not at.exception, at.exception
-    errors = [e.value for e in at.error]
+    messages = errors(at)
     if expected is not None:
-        assert any("This file cannot be used" in e and expected in e for e in errors), errors
+        assert any("This file cannot be used" in e and expected in e for e in messages), messages
         assert predicted_label(at) is None and at.session_state[CURRENT_IMAGE] is None
         return
-    assert not [e for e in errors if "cannot be used" in e or "cannot be classified" in e], errors
+    assert not [e for e in messages if "cannot be used" in e or "cannot be classified" in e], messages
     answer = classifier.predict_cells(load_image(data))[0]
     assert predicted_label(at) == display_name(answer.label)
     shown = kind.shown_as or upload_name
