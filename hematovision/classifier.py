@@ -18,7 +18,7 @@ import numpy as np
 
 from hematovision.cells import CellBox, crop_to_box, locate_white_cell, locate_white_cells
 from hematovision.imaging import ImageSource, load_image
-from hematovision.stain import normalise_stain
+from hematovision.stain import normalise_colour
 from hematovision.trust import TrustModel
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of the CLI
@@ -35,6 +35,9 @@ LAST_CONV_LAYER = "Conv_1"
 # among the cells; block 12's still describe what the image looks like (on validation and
 # non-blood images they flagged 100% of non-blood images vs 44% for the final features).
 FEATURE_LAYER = "block_12_add"
+# The other-type detector (cell_types.py) reads the final pooled features: the ones the
+# four-class decision is made from, which describe the cell itself.
+OTHER_TYPE_LAYER = "avg_pool"
 # Batch size for forward passes: big enough to keep both cores busy, small enough
 # that a LIME or SHAP batch never needs much memory.
 FORWARD_BATCH = 32
@@ -62,6 +65,8 @@ class Prediction:
     status_text: str = "Confident"
     raw_confidence: float = 0.0
     ood_score: float | None = None
+    other_type: str | None = None  # with status other_cell_type: the type it looks most like
+    other_type_probability: float | None = None  # p(none of the four types)
 
     @property
     def class_index(self) -> int:
@@ -76,6 +81,9 @@ class Prediction:
             "status_text": self.status_text,
             "raw_confidence": round(self.raw_confidence, 6),
             "ood_score": None if self.ood_score is None else round(self.ood_score, 3),
+            "other_type": self.other_type,
+            "other_type_probability": (None if self.other_type_probability is None
+                                       else round(self.other_type_probability, 6)),
             "cell_box": self.box.as_dict(),
         }
 
@@ -83,7 +91,7 @@ class Prediction:
 class Classifier:
     """Wraps a loaded Keras model; build it with ``load_classifier()``."""
 
-    def __init__(self, model, model_path: Path | None = None, stain_normalise: bool = False,
+    def __init__(self, model, model_path: Path | None = None, colour_normalisation: str = "none",
                  trust: TrustModel | None = None) -> None:
         import keras
         import tensorflow as tf
@@ -91,7 +99,7 @@ class Classifier:
         self.model = model
         self.model_path = model_path
         self.input_size = int(model.input_shape[1])
-        self.stain_normalise = stain_normalise
+        self.colour_normalisation = colour_normalisation
         self.trust = trust or TrustModel()
         # One traced graph for every batch size: perturbation explainers call this
         # thousands of times, and model.predict() per call costs ~10x more.
@@ -99,14 +107,14 @@ class Classifier:
         self._forward = tf.function(lambda batch: model(batch, training=False),
                                     input_signature=signature, reduce_retracing=True)
         pooled = keras.layers.GlobalAveragePooling2D(name="ood_features")(model.get_layer(FEATURE_LAYER).output)
-        with_features = keras.Model(model.input, [pooled, model.output])
+        with_features = keras.Model(model.input, [pooled, model.get_layer(OTHER_TYPE_LAYER).output, model.output])
         self._forward_with_features = tf.function(lambda batch: with_features(batch, training=False),
                                                   input_signature=signature, reduce_retracing=True)
 
     # -- framing -------------------------------------------------------------
     def _model_view(self, rgb: np.ndarray, box: CellBox) -> np.ndarray:
         crop = crop_to_box(rgb, box, self.input_size)
-        return normalise_stain(crop) if self.stain_normalise else crop
+        return normalise_colour(crop, self.colour_normalisation)
 
     def prepare(self, image: ImageSource) -> tuple[np.ndarray, CellBox]:
         """Load any supported input and return (what the model sees of its main cell, the box)."""
@@ -133,13 +141,14 @@ class Classifier:
             return np.zeros((0, len(CLASS_NAMES)), np.float32)
         return np.concatenate(outputs, axis=0)
 
-    def features_and_proba(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(pooled FEATURE_LAYER features (N, channels), raw softmax (N, 4)) in one forward pass."""
-        outputs = self._batched(self._forward_with_features, batch)
-        if not outputs:
-            channels = int(self.model.get_layer(FEATURE_LAYER).output.shape[-1])
-            return np.zeros((0, channels), np.float32), np.zeros((0, len(CLASS_NAMES)), np.float32)
-        return (np.concatenate([f.numpy() for f, _ in outputs]), np.concatenate([p.numpy() for _, p in outputs]))
+    def outputs(self, batch: np.ndarray) -> "ModelOutputs":
+        """Raw softmax and the features the trust checks read, in one forward pass."""
+        chunks = [[part.numpy() for part in out] for out in self._batched(self._forward_with_features, batch)]
+        if not chunks:
+            widths = [int(self.model.get_layer(name).output.shape[-1]) for name in (FEATURE_LAYER, OTHER_TYPE_LAYER)]
+            return ModelOutputs(np.zeros((0, widths[0]), np.float32), np.zeros((0, widths[1]), np.float32),
+                                np.zeros((0, len(CLASS_NAMES)), np.float32))
+        return ModelOutputs(*(np.concatenate([chunk[i] for chunk in chunks]) for i in range(3)))
 
     # -- user-facing predictions ----------------------------------------------
     def predict(self, image: ImageSource) -> Prediction:
@@ -156,10 +165,20 @@ class Classifier:
         if not prepared:
             return []
         crops = np.stack([crop for crop, _ in prepared])
-        features, raw = self.features_and_proba(crops)
-        assessments = self.trust.assess(raw, features)
+        out = self.outputs(crops)
+        assessments = self.trust.assess(out.probabilities, out.ood_features, out.type_features)
         return [_to_prediction(probs, assessment, box, crop)
-                for probs, assessment, (crop, box) in zip(raw, assessments, prepared)]
+                for probs, assessment, (crop, box) in zip(out.probabilities, assessments, prepared)]
+
+
+@dataclass
+class ModelOutputs:
+    """One forward pass: pooled FEATURE_LAYER features (OOD check), OTHER_TYPE_LAYER features
+    (other-type detector) and the raw softmax, one row per image."""
+
+    ood_features: np.ndarray
+    type_features: np.ndarray
+    probabilities: np.ndarray
 
 
 def _to_prediction(raw: np.ndarray, assessment, box: CellBox, crop: np.ndarray) -> Prediction:
@@ -175,6 +194,8 @@ def _to_prediction(raw: np.ndarray, assessment, box: CellBox, crop: np.ndarray) 
         status_text=assessment.status_text,
         raw_confidence=float(raw[best]),
         ood_score=assessment.ood_score,
+        other_type=assessment.other_type,
+        other_type_probability=assessment.other_type_probability,
     )
 
 
@@ -206,8 +227,16 @@ def load_classifier(model_path: str | Path | None = None) -> Classifier:
 
         card = json.loads(card_path.read_text())
     settings = card.get("training", {}).get("settings", {})
-    return Classifier(model, path, stain_normalise=bool(settings.get("stain_normalise", False)),
+    return Classifier(model, path, colour_normalisation=colour_normalisation_of(settings),
                       trust=TrustModel.from_card(card, card_path.parent if card_path else path.parent))
+
+
+def colour_normalisation_of(settings: dict) -> str:
+    """The colour normalisation a model was trained with, from its card's training settings
+    (cards before issue 12 only say whether Reinhard stain normalisation was on)."""
+    if "colour_normalisation" in settings:
+        return str(settings["colour_normalisation"])
+    return "reinhard" if settings.get("stain_normalise") else "none"
 
 
 def class_index(name: str) -> int:

@@ -53,13 +53,15 @@ class FolderPredictions:
     """Per-image results for a labelled set of images.
 
     ``probabilities`` is the raw softmax (the predicted class is the same after
-    calibration); ``features`` are the pooled features the OOD check reads.
+    calibration); ``features`` are the pooled features the OOD check reads and
+    ``type_features`` those the other-type detector reads.
     """
 
     paths: list[Path] = field(default_factory=list)
     labels: list[int] = field(default_factory=list)
     probabilities: np.ndarray = field(default_factory=lambda: np.zeros((0, len(CLASS_NAMES))))
     features: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    type_features: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     unreadable: list[dict] = field(default_factory=list)
 
     @property
@@ -99,12 +101,13 @@ def predict_files(
             result.paths.append(path)
             result.labels.append(label)
         if crops:
-            chunks.append(classifier.features_and_proba(np.stack(crops)))
+            chunks.append(classifier.outputs(np.stack(crops)))
         if progress:
             progress(min(start + batch_size, len(jobs)), len(jobs))
     if chunks:
-        result.features = np.concatenate([f for f, _ in chunks], axis=0)
-        result.probabilities = np.concatenate([p for _, p in chunks], axis=0)
+        result.features = np.concatenate([c.ood_features for c in chunks], axis=0)
+        result.type_features = np.concatenate([c.type_features for c in chunks], axis=0)
+        result.probabilities = np.concatenate([c.probabilities for c in chunks], axis=0)
     return result
 
 

@@ -230,7 +230,7 @@ def randomisation_checks(
         for layer in model.layers:
             if layer.name == prefix or layer.name.startswith(prefix):
                 _randomise(layer, rng)
-        randomised = Classifier(model, stain_normalise=classifier.stain_normalise)
+        randomised = Classifier(model, colour_normalisation=classifier.colour_normalisation)
         for name, fn in explain_maps.items():
             current = np.abs(np.asarray(fn(randomised, image, target), np.float64))
             steps[name].append({"randomised_down_to": prefix.rstrip("_"),

@@ -10,8 +10,13 @@ block-12 output averaged over the image (``classifier.FEATURE_LAYER``):
 * score = squared Mahalanobis distance to the nearest class mean (shared covariance)
   + the squared distance off that subspace, in units of its training spread.
 
-The threshold is set on held-out validation images so that a chosen small share of
-real blood-cell images (about 1.5%) is flagged.
+Two thresholds, both set on held-out validation images, never on test or non-blood ones:
+
+* ``threshold`` flags a chosen small share (about 1.5%) of the validation images as they
+  are: beyond it a cell is unlike the training labs (status ``unfamiliar_source``);
+* ``far_threshold`` flags a small share of validation images put through strong
+  lab-to-lab changes (stain, light, optics, framing; ``training.calibrate``): beyond it
+  the image is unlike any stained blood cell (status ``not_blood_cell``).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ class OODDetector:
     precision: np.ndarray  # (k, k), inverse of the shared within-class covariance
     residual_scale: float  # mean squared distance off the subspace on training images
     threshold: float = np.inf
+    far_threshold: float = np.inf
 
     @classmethod
     def fit(cls, features: np.ndarray, labels: np.ndarray, n_components: int = N_COMPONENTS) -> "OODDetector":
@@ -64,7 +70,14 @@ class OODDetector:
     def set_threshold(self, validation_features: np.ndarray, flag_rate: float) -> float:
         """Flag about ``flag_rate`` of these in-distribution images, and no more."""
         self.threshold = float(np.quantile(self.score(validation_features), 1.0 - flag_rate))
+        if not np.isfinite(self.far_threshold):  # until a far threshold is set, one line marks both
+            self.far_threshold = self.threshold
         return self.threshold
+
+    def set_far_threshold(self, shifted_features: np.ndarray, flag_rate: float) -> float:
+        """Flag about ``flag_rate`` of these blood cells seen through strong lab-to-lab changes."""
+        self.far_threshold = max(float(np.quantile(self.score(shifted_features), 1.0 - flag_rate)), self.threshold)
+        return self.far_threshold
 
     def is_unfamiliar(self, features: np.ndarray) -> np.ndarray:
         return self.score(features) > self.threshold
@@ -72,10 +85,13 @@ class OODDetector:
     def save(self, path: Path) -> None:
         np.savez_compressed(path, mean=self.mean, components=self.components, class_means=self.class_means,
                             precision=self.precision, residual_scale=self.residual_scale,
-                            threshold=self.threshold)
+                            threshold=self.threshold, far_threshold=self.far_threshold)
 
     @classmethod
     def load(cls, path: Path) -> "OODDetector":
         with np.load(path) as stored:
+            threshold = float(stored["threshold"])
+            # Files from before issue 12 have one threshold, which then marks not_blood_cell.
+            far = float(stored["far_threshold"]) if "far_threshold" in stored else threshold
             return cls(stored["mean"], stored["components"], stored["class_means"], stored["precision"],
-                       float(stored["residual_scale"]), float(stored["threshold"]))
+                       float(stored["residual_scale"]), threshold, far)

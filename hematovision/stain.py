@@ -1,4 +1,13 @@
-"""Stain normalisation: make every crop's colours look like one shared reference.
+"""Colour normalisation: make every crop's colours look like one shared reference.
+
+Two ways, chosen per model (its card's ``colour_normalisation`` setting):
+
+* ``background`` (models from issue 12 on): white balance on the slide's own background,
+  the brightest tenth of the image, moved to a neutral light grey. It uses only what
+  every smear photo has, so it holds when the cell fills most of the crop; a yellow,
+  grey or blue slide becomes the same grey. Stain strength and hue are left to the
+  training augmentation.
+* ``reinhard`` (the issue-3 model): the method described next.
 
 Labs differ in stain, lamp and camera: Kaggle/BCCD crops are soft and blue-grey, PBC
 ones sharp and warm. Reinhard et al. (2001) colour transfer matches each image's
@@ -18,6 +27,42 @@ import functools
 
 import numpy as np
 from PIL import Image, ImageCms
+
+# White balance moves the background to this level in every channel.
+BACKGROUND_LEVEL = 235.0
+# The background is the median colour of this brightest share of the pixels.
+BACKGROUND_SHARE = 0.10
+NORMALISATIONS = ("background", "reinhard", "none")
+
+
+def background_colour(rgb: np.ndarray) -> np.ndarray:
+    """The slide's background colour (float RGB): median of the brightest tenth of the pixels."""
+    pixels = np.asarray(rgb).reshape(-1, 3)
+    if len(pixels) > 40_000:  # a large photo: a regular subsample is as good and far faster
+        pixels = pixels[:: len(pixels) // 20_000]
+    brightness = pixels.astype(np.int32).sum(axis=1)
+    cut = np.partition(brightness, int(len(brightness) * (1 - BACKGROUND_SHARE)))[int(len(brightness) * (1 - BACKGROUND_SHARE))]
+    return np.median(pixels[brightness >= cut], axis=0).astype(np.float32)
+
+
+def white_balance(rgb: np.ndarray, background: np.ndarray | None = None, as_float: bool = False) -> np.ndarray:
+    """Scale each channel so the background becomes neutral grey at ``BACKGROUND_LEVEL``."""
+    if background is None:
+        background = background_colour(rgb)
+    gain = BACKGROUND_LEVEL / np.maximum(np.asarray(background, np.float32), 16.0)
+    balanced = np.asarray(rgb, np.float32) * gain
+    return balanced if as_float else np.clip(np.round(balanced), 0, 255).astype(np.uint8)
+
+
+def normalise_colour(rgb: np.ndarray, method: str) -> np.ndarray:
+    """The crop as the model expects it under ``method`` (one of ``NORMALISATIONS``)."""
+    if method == "background":
+        return white_balance(rgb)
+    if method == "reinhard":
+        return normalise_stain(rgb)
+    if method == "none":
+        return rgb
+    raise ValueError(f"Unknown colour normalisation {method!r}; expected one of {', '.join(NORMALISATIONS)}.")
 
 # Mean and standard deviation of the 8-bit L*, a*, b* channels, averaged over 400
 # Kaggle TRAIN and 400 PBC training crops (python -m training.stain_probe prints them).

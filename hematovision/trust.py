@@ -1,16 +1,24 @@
 """When not to believe the model: calibrated confidence and a status for every prediction.
 
-Three statuses, checked in this order:
+Five statuses, checked in this order:
 
-* ``not_blood_cell`` - the image's features lie far from every training image's
-  (``ood.OODDetector``); the class shown means little.
+* ``not_blood_cell`` - the image's features lie far from every stained blood cell's,
+  farther than the validation cells do even under strong lab-to-lab changes
+  (``ood.OODDetector``, its far threshold): a photo, other microscopy, a plain colour,
+  noise, a document. The class shown means little.
+* ``other_cell_type`` - a blood cell that is none of the four types (basophil, immature
+  granulocyte, erythroblast, platelet; ``cell_types.OtherTypeDetector``). It is left out
+  of a differential's four counts, and the type it looks like is named.
+* ``unfamiliar_source`` - a stained blood cell, but further from the training labs'
+  cells than almost all validation cells (the OOD near threshold): another stain,
+  microscope or camera. The class is still given, with the advice to check it.
 * ``check`` - the calibrated confidence is below the abstain threshold chosen on
   validation data: a person should look at this cell.
-* ``confident`` - neither of the above.
+* ``confident`` - none of the above.
 
-The temperature, the threshold and the detector are fitted by ``training.calibrate``
-on held-out validation images and stored beside the model (model card ``trust``
-section and ``models/ood-reference.npz``).
+Everything is fitted by ``training.calibrate`` and ``training.other_types`` on held-out
+validation images and stored beside the model (model card ``trust`` section,
+``models/ood-reference.npz`` and ``models/other-types.npz``).
 """
 
 from __future__ import annotations
@@ -21,14 +29,22 @@ from pathlib import Path
 import numpy as np
 
 from hematovision.calibration import apply_temperature
+from hematovision.cell_types import OTHER_TYPE_TEXT, OtherTypeDetector
 from hematovision.ood import OODDetector
 
 CONFIDENT = "confident"
 CHECK = "check"
+UNFAMILIAR_SOURCE = "unfamiliar_source"
+OTHER_CELL_TYPE = "other_cell_type"
 NOT_BLOOD_CELL = "not_blood_cell"
+STATUSES = (CONFIDENT, CHECK, UNFAMILIAR_SOURCE, OTHER_CELL_TYPE, NOT_BLOOD_CELL)
+# Statuses whose class is still one of the four types and counts in a differential.
+COUNTED_STATUSES = (CONFIDENT, CHECK, UNFAMILIAR_SOURCE)
 STATUS_TEXT = {
     CONFIDENT: "Confident",
     CHECK: "Check this cell yourself",
+    UNFAMILIAR_SOURCE: "Unfamiliar lab or camera: check this cell",
+    OTHER_CELL_TYPE: "Another cell type, not one of the four",
     NOT_BLOOD_CELL: "Does not look like a blood-cell image",
 }
 STATUS_ADVICE = {
@@ -36,8 +52,14 @@ STATUS_ADVICE = {
                "{target} of the time on validation cells.",
     CHECK: "The model is unsure: its calibrated confidence is below {threshold}, the level chosen "
            "on validation cells. Confirm the class yourself.",
-    NOT_BLOOD_CELL: "This image is unlike the stained blood-cell images the model learned from, so "
-                    "its answer is not meaningful. Upload a stained smear photo of a white cell.",
+    UNFAMILIAR_SOURCE: "This looks like a stained blood cell, but its stain, microscope or camera is unlike the "
+                       "labs the model learned from, so its confidence is less reliable here. The class shown "
+                       "is the model's best answer: confirm it yourself. A lab profile built from a few of "
+                       "your own labelled cells makes the model fit your lab.",
+    OTHER_CELL_TYPE: "This cell does not look like an eosinophil, lymphocyte, monocyte or neutrophil; it looks "
+                     "most like {other_type}. It is kept out of the four-type counts: review it yourself.",
+    NOT_BLOOD_CELL: "This image is unlike stained blood-smear cells, so the model's answer is not "
+                    "meaningful. Upload a stained smear photo of a white cell.",
 }
 
 
@@ -47,6 +69,8 @@ class Assessment:
     calibrated_confidence: float
     status: str
     ood_score: float | None
+    other_type: str | None = None  # the other cell type it looks most like
+    other_type_probability: float | None = None
 
     @property
     def status_text(self) -> str:
@@ -61,6 +85,7 @@ class TrustModel:
     abstain_threshold: float = 0.0
     target_accuracy: float | None = None
     ood: OODDetector | None = None
+    other_types: OtherTypeDetector | None = None
 
     @property
     def is_fitted(self) -> bool:
@@ -72,27 +97,42 @@ class TrustModel:
         trust = card.get("trust") if isinstance(card, dict) else None
         if not isinstance(trust, dict):
             return cls()
-        ood_file = trust.get("ood_file")
-        ood = OODDetector.load(models_dir / ood_file) if ood_file and (models_dir / ood_file).is_file() else None
+
+        def stored(key, loader):
+            name = trust.get(key)
+            return loader(models_dir / name) if name and (models_dir / name).is_file() else None
+
         abstain = trust.get("abstain", {})
         return cls(float(trust.get("temperature", 1.0)), float(abstain.get("threshold", 0.0)),
-                   abstain.get("target_accuracy"), ood)
+                   abstain.get("target_accuracy"), stored("ood_file", OODDetector.load),
+                   stored("other_types_file", OtherTypeDetector.load))
 
-    def assess(self, probabilities: np.ndarray, features: np.ndarray) -> list[Assessment]:
+    def assess(self, probabilities: np.ndarray, features: np.ndarray,
+               type_features: np.ndarray | None = None) -> list[Assessment]:
+        """``features`` feed the OOD check, ``type_features`` the other-type detector."""
         calibrated = apply_temperature(probabilities, self.temperature)
         scores = self.ood.score(features) if self.ood is not None else [None] * len(calibrated)
+        others = (self.other_types.assess(type_features)
+                  if self.other_types is not None and type_features is not None else [(None, None)] * len(calibrated))
         results = []
-        for probs, score in zip(calibrated, scores):
+        for probs, score, (other_probability, other_type) in zip(calibrated, scores, others):
             confidence = float(probs.max())
-            if score is not None and score > self.ood.threshold:
+            if score is not None and score > self.ood.far_threshold:
                 status = NOT_BLOOD_CELL
+            elif other_probability is not None and other_probability > self.other_types.threshold:
+                status = OTHER_CELL_TYPE
+            elif score is not None and score > self.ood.threshold:
+                status = UNFAMILIAR_SOURCE
             elif confidence < self.abstain_threshold:
                 status = CHECK
             else:
                 status = CONFIDENT
-            results.append(Assessment(probs, confidence, status, None if score is None else float(score)))
+            results.append(Assessment(probs, confidence, status, None if score is None else float(score),
+                                      other_type if status == OTHER_CELL_TYPE else None,
+                                      other_probability))
         return results
 
-    def advice(self, status: str) -> str:
+    def advice(self, status: str, other_type: str | None = None) -> str:
         target = f"{self.target_accuracy:.0%}" if self.target_accuracy else "most"
-        return STATUS_ADVICE[status].format(target=target, threshold=f"{self.abstain_threshold:.0%}")
+        return STATUS_ADVICE[status].format(target=target, threshold=f"{self.abstain_threshold:.0%}",
+                                            other_type=OTHER_TYPE_TEXT.get(other_type or "", "another type"))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hematovision.classifier import CLASS_NAMES, DEFAULT_MODEL_PATH, MODEL_CARD_PATH
+from hematovision.classifier import CLASS_NAMES, DEFAULT_MODEL_PATH, MODEL_CARD_PATH, ModelOutputs
 from hematovision.evaluation import evaluate_folder, find_class_folders
 
 DATA_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "blood-cells"
@@ -45,8 +45,9 @@ class ColourClassifier:
         probs[np.arange(len(batch)), means.argmax(axis=1)] = 1.0
         return probs
 
-    def features_and_proba(self, batch):
-        return np.asarray(batch, dtype=np.float32).mean(axis=(1, 2)), self.predict_proba(batch)
+    def outputs(self, batch):
+        means = np.asarray(batch, dtype=np.float32).mean(axis=(1, 2))
+        return ModelOutputs(means, means, self.predict_proba(batch))
 
 
 def write_image(path, colour):

@@ -34,7 +34,7 @@ import numpy as np
 from hematovision.classifier import CLASS_NAMES, DEFAULT_MODEL_PATH, MODEL_CARD_PATH
 from hematovision.metrics import majority_vote
 from hematovision.model_card import file_sha256
-from hematovision.stain import normalise_stain
+from hematovision.stain import NORMALISATIONS, background_colour, normalise_colour
 from training import data
 
 # The frozen part ends at this layer's output (cached); stage 2 trains blocks N+1 to 16
@@ -63,15 +63,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--pbc-dir", type=Path, default=None, help="PBC folder (default: pbc beside --data-dir)")
     parser.add_argument("--sources", type=lambda text: tuple(text.split(",")), default=("kaggle", "pbc"),
                         help="comma-separated: kaggle, pbc (default both)")
-    parser.add_argument("--kaggle-augment", choices=sorted(AUGMENTATIONS), default="lab")
-    parser.add_argument("--pbc-augment", choices=sorted(AUGMENTATIONS), default="lab")
+    parser.add_argument("--kaggle-augment", choices=sorted(AUGMENTATIONS), default="unseen_lab")
+    parser.add_argument("--pbc-augment", choices=sorted(AUGMENTATIONS), default="unseen_lab")
     parser.add_argument("--output", type=Path, default=DEFAULT_MODEL_PATH)
     parser.add_argument("--card", type=Path, default=MODEL_CARD_PATH)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--val-fraction", type=float, default=0.2)
-    parser.add_argument("--stain-normalise", action=argparse.BooleanOptionalAction, default=True,
-                        help="Reinhard colour transfer of every crop (hematovision.stain), as the app does")
-    parser.add_argument("--copies", type=int, default=4, help="augmented copies cached per image (first is unaugmented)")
+    parser.add_argument("--colour-normalisation", choices=NORMALISATIONS, default="background",
+                        help="what every crop goes through before the network, as in the app (hematovision.stain)")
+    parser.add_argument("--copies", type=int, default=5, help="augmented copies cached per image (first is unaugmented)")
+    parser.add_argument("--kaggle-per-cell", type=int, default=12,
+                        help="Kaggle TRAIN images used per cell (TRAIN holds ~36 near-copies of each)")
+    parser.add_argument("--balance", action=argparse.BooleanOptionalAction, default=True,
+                        help="weight images so each source and each class within it counts equally")
     parser.add_argument("--dropout", type=float, default=0.4)
     parser.add_argument("--l2", type=float, default=1e-4)
     parser.add_argument("--label-smoothing", type=float, default=0.1)
@@ -151,9 +155,81 @@ def lab_augment(image: np.ndarray, rng: np.random.Generator, strength: float) ->
     return colour_jitter(pixels, rng, strength / 2)
 
 
-AUGMENTATIONS = {"basic": colour_jitter, "lab": lab_augment}
+def hue_saturation_jitter(image: np.ndarray, rng: np.random.Generator, hue: float, saturation: float) -> np.ndarray:
+    """Turn the hue wheel by up to ``hue`` (fraction of a turn) and scale saturation."""
+    from PIL import Image
+
+    hsv = np.asarray(Image.fromarray(image).convert("HSV")).astype(np.int16)
+    hsv[..., 0] = (hsv[..., 0] + int(round(rng.uniform(-hue, hue) * 256))) % 256
+    hsv[..., 1] = np.clip(hsv[..., 1] * rng.uniform(1 - saturation, 1 + saturation), 0, 255)
+    return np.asarray(Image.fromarray(hsv.astype(np.uint8), "HSV").convert("RGB"))
+
+
+def rescale_view(image: np.ndarray, rng: np.random.Generator, low: float, high: float) -> np.ndarray:
+    """Zoom by a factor in [low, high] about a shifted centre; zooming out pads with background."""
+    from PIL import Image
+
+    size = image.shape[0]
+    side = int(round(size / rng.uniform(low, high)))
+    if side <= size:
+        x, y = rng.integers(0, size - side + 1, size=2)
+        patch = image[y : y + side, x : x + side]
+    else:
+        patch = np.empty((side, side, 3), np.uint8)
+        patch[:] = np.round(background_colour(image)).astype(np.uint8)
+        x, y = rng.integers(0, side - size + 1, size=2)
+        patch[y : y + size, x : x + size] = image
+    return np.asarray(Image.fromarray(patch).resize((size, size), Image.Resampling.BILINEAR))
+
+
+def unseen_lab_augment(image: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
+    """Everything that changes between labs, wide enough to cover ones never seen (issue 12).
+
+    Framing (zoom in or out by up to 30%, a tight crop padded with background), optics
+    (blur, a cell only ~55-120 px across scaled back up, JPEG artefacts, sensor noise),
+    stain (haematoxylin/eosin optical density, hue, saturation) and light (per-channel
+    tint such as a yellow or grey background, brightness, contrast, gamma).
+    """
+    from io import BytesIO
+
+    from PIL import Image, ImageFilter
+
+    size = image.shape[0]
+    pixels = rescale_view(image, rng, 0.77, 1.3)
+    if rng.random() < 0.15:  # a tight crop, as exported by some analysers, padded as cells.crop_to_box pads
+        keep = int(size * rng.uniform(0.6, 0.85)) // 2
+        centre = size // 2
+        framed = np.empty_like(pixels)
+        framed[:] = np.round(background_colour(pixels)).astype(np.uint8)
+        framed[centre - keep : centre + keep, centre - keep : centre + keep] = \
+            pixels[centre - keep : centre + keep, centre - keep : centre + keep]
+        pixels = framed
+    picture = Image.fromarray(pixels)
+    if rng.random() < 0.35:
+        low = int(rng.uniform(55, 120))
+        picture = picture.resize((low, low), Image.Resampling.BILINEAR).resize((size, size), Image.Resampling.BICUBIC)
+    if rng.random() < 0.35:
+        picture = picture.filter(ImageFilter.GaussianBlur(rng.uniform(0.4, 1.6)))
+    pixels = stain_jitter(np.asarray(picture), rng, strength)
+    pixels = hue_saturation_jitter(pixels, rng, 0.05, 0.35)
+    values = pixels.astype(np.float32) / 255.0
+    values = values ** rng.uniform(0.75, 1.35)
+    values = values * rng.uniform(0.82, 1.08, size=3)  # tint: yellow, grey, blue backgrounds
+    mean = values.mean()
+    values = (values - mean) * rng.uniform(0.75, 1.25) + mean + rng.uniform(-0.08, 0.08)
+    if rng.random() < 0.3:
+        values = values + rng.normal(0, rng.uniform(0.005, 0.025), values.shape)
+    pixels = np.clip(values * 255, 0, 255).astype(np.uint8)
+    if rng.random() < 0.3:
+        buffer = BytesIO()
+        Image.fromarray(pixels).save(buffer, "JPEG", quality=int(rng.uniform(30, 90)))
+        pixels = np.asarray(Image.open(buffer).convert("RGB"))
+    return pixels
+
+
+AUGMENTATIONS = {"basic": colour_jitter, "lab": lab_augment, "unseen_lab": unseen_lab_augment}
 # "basic" at 0.08 is the recipe the Kaggle activation cache was built with.
-AUGMENT_STRENGTH = {"basic": 0.08, "lab": 0.25}
+AUGMENT_STRENGTH = {"basic": 0.08, "lab": 0.25, "unseen_lab": 0.3}
 
 
 def augmented_copy(crops: np.ndarray, copy: int, seed: int, strength: float, kind: str = "basic") -> np.ndarray:
@@ -166,13 +242,11 @@ def augmented_copy(crops: np.ndarray, copy: int, seed: int, strength: float, kin
     return np.stack([change(dihedral(c, k), rng, strength) for c, k in zip(crops, codes)])
 
 
-def model_inputs(crops: np.ndarray, copy: int, seed: int, strength: float, kind: str, normalise: bool) -> np.ndarray:
+def model_inputs(crops: np.ndarray, copy: int, seed: int, strength: float, kind: str, normalisation: str) -> np.ndarray:
     """What the network is fed for one augmented copy: augmentation first, then the same
-    stain normalisation the app applies to every crop."""
+    colour normalisation the app applies to every crop."""
     images = augmented_copy(crops, copy, seed, strength, kind)
-    if normalise:
-        images = np.stack([normalise_stain(image) for image in images])
-    return images.astype(np.float32)
+    return np.stack([normalise_colour(image, normalisation) for image in images]).astype(np.float32)
 
 
 # -- model pieces --------------------------------------------------------------------
@@ -196,8 +270,8 @@ def cached_activations(bottom, crops, args, name: str, kind: str, strength: floa
         key += f"-{args.cut_layer}"
     if kind != "basic":
         key += f"-{kind}"
-    if args.stain_normalise:
-        key += "-stain"
+    if args.colour_normalisation != "none":
+        key += "-stain" if args.colour_normalisation == "reinhard" else f"-{args.colour_normalisation}"
     path = data.CACHE_DIR / f"{key}.npy"
     meta_path = data.CACHE_DIR / f"{key}.json"
     if path.is_file():
@@ -211,7 +285,7 @@ def cached_activations(bottom, crops, args, name: str, kind: str, strength: floa
     def submit(pool, job):
         copy, start = job
         return pool.submit(model_inputs, crops[start : start + 512], copy, args.seed * 1000 + start,
-                           strength, kind, args.stain_normalise)
+                           strength, kind, args.colour_normalisation)
 
     # One worker process augments and normalises the next chunk while TensorFlow runs
     # this one: the numpy work is about as long as the forward pass.
@@ -268,7 +342,19 @@ def evaluate_top(top, acts, labels, cells) -> dict:
             "loss": loss, "cells": len(votes), "images": int(len(labels))}
 
 
-def run_stage(top, acts, labels, train_idx, val, epochs, args, rng, class_weight, fixed_epochs=None):
+def balanced_weights(sources: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per-image weights under which every source, and every class within a source, counts
+    equally (mean weight 1): Kaggle would otherwise outweigh PBC and neutrophils the rest."""
+    weights = np.empty(len(labels), np.float32)
+    groups = {(s, l) for s, l in zip(sources, labels)}
+    per_source = {s: sum(1 for g in groups if g[0] == s) for s, _ in groups}
+    for source, label in groups:
+        rows = (sources == source) & (labels == label)
+        weights[rows] = 1.0 / (len(per_source) * per_source[source] * rows.sum())
+    return weights * len(labels)
+
+
+def run_stage(top, acts, labels, train_idx, val, epochs, args, rng, weights=None, fixed_epochs=None):
     """Train one stage, one random augmented copy per image per epoch.
 
     With validation data it keeps the weights of the epoch with the lowest validation
@@ -290,8 +376,8 @@ def run_stage(top, acts, labels, train_idx, val, epochs, args, rng, class_weight
             rows = order[where]
             sort = np.argsort(rows)
             x[where[sort]] = acts[copy, rows[sort]]
-        fit = top.fit(x, onehot[labels[order]], batch_size=args.batch_size, epochs=1,
-                      verbose=0, shuffle=False, class_weight=class_weight)
+        fit = top.fit(x, onehot[labels[order]], batch_size=args.batch_size, epochs=1, verbose=0, shuffle=False,
+                      sample_weight=None if weights is None else weights[order])
         record = {"epoch": epoch, "train_loss": round(float(fit.history["loss"][0]), 4),
                   "train_accuracy": round(float(fit.history["accuracy"][0]), 4),
                   "seconds": round(time.time() - started, 1)}
@@ -325,8 +411,9 @@ class SourceData:
 
 
 def kaggle_source(args, bottom) -> SourceData:
-    records = data.read_sources(args.data_dir, "TRAIN")
-    train_cells, val_cells = data.split_cells(records, args.val_fraction, args.seed)
+    every_image = data.read_sources(args.data_dir, "TRAIN")
+    train_cells, val_cells = data.split_cells(every_image, args.val_fraction, args.seed)
+    records = data.images_per_cell(every_image, args.kaggle_per_cell, args.seed)
     cells = np.array([r.cell for r in records])
     crops = data.cached_crops(records, "TRAIN")
     acts, cache = cached_activations(bottom, crops, args, "TRAIN", args.kaggle_augment,
@@ -336,7 +423,9 @@ def kaggle_source(args, bottom) -> SourceData:
         np.isin(cells, sorted(val_cells)), cache,
         {"name": "Kaggle Blood Cell Images (BCCD-derived), TRAIN folder", "license": "MIT",
          "manifest_sha256": file_sha256(Path(args.data_dir) / "MANIFEST"),
-         "images": len(records), "cells": len(train_cells) + len(val_cells),
+         "images": len(records), "images_in_folder": len(every_image),
+         "images_per_cell": f"at most {args.kaggle_per_cell}, seeded",
+         "cells": len(train_cells) + len(val_cells),
          "training_cells": len(train_cells), "validation_cells": len(val_cells),
          "augmentation": args.kaggle_augment,
          "url_note": "https://www.kaggle.com/datasets/paultimothymooney/blood-cells (dataset2-master), "
@@ -399,15 +488,21 @@ def train(args) -> dict:
     train_idx, val_idx = np.flatnonzero(~is_val), np.flatnonzero(is_val)
     val = (acts[0, val_idx], labels[val_idx], cells[val_idx])
     rng = np.random.default_rng(args.seed)
+    source_names = np.concatenate([[s.name] * len(s.labels) for s in sources])
+    weights = balanced_weights(source_names[train_idx], labels[train_idx]) if args.balance else None
+    sample_weights = None
+    if weights is not None:
+        sample_weights = np.zeros(len(labels), np.float32)
+        sample_weights[train_idx] = weights
 
     print("Stage 1: head only", flush=True)
     set_stage(model, 1, args.cut_layer)
     compile_top(top, args.stage1_lr, args.label_smoothing)
-    epochs1, val1, hist1 = run_stage(top, acts, labels, train_idx, val, args.stage1_epochs, args, rng, None)
+    epochs1, val1, hist1 = run_stage(top, acts, labels, train_idx, val, args.stage1_epochs, args, rng, sample_weights)
     print(f"Stage 2: {stage2_blocks(args.cut_layer)} and Conv_1 at a low learning rate", flush=True)
     set_stage(model, 2, args.cut_layer)
     compile_top(top, args.stage2_lr, args.label_smoothing)
-    epochs2, val2, hist2 = run_stage(top, acts, labels, train_idx, val, args.stage2_epochs, args, rng, None)
+    epochs2, val2, hist2 = run_stage(top, acts, labels, train_idx, val, args.stage2_epochs, args, rng, sample_weights)
     validation = {"images": int(len(val_idx)), "accuracy": round(val2["accuracy"], 6),
                   "cell_accuracy": round(val2["cell_accuracy"], 6), "loss": round(val2["loss"], 6),
                   "stage1_best_epoch": epochs1, "stage2_best_epoch": epochs2,
@@ -438,6 +533,13 @@ def train(args) -> dict:
                     f"up to 25% with a random shift, Gaussian blur (sigma 0.5-2) half of the time, a stain change "
                     f"in haematoxylin/eosin optical-density space and a colour change (strength "
                     f"{AUGMENT_STRENGTH['lab']})"),
+            "unseen_lab": (f"{args.copies - 1} cached copies per image of a random flip/90-degree rotation, a zoom "
+                           f"in or out by up to 30% with a shift (padded with background), a tight crop padded with "
+                           f"background (15%), a cell scaled down to 55-120 px and back (35%), Gaussian blur (35%), "
+                           f"a stain change in haematoxylin/eosin optical-density space (strength "
+                           f"{AUGMENT_STRENGTH['unseen_lab']}), hue +-5% and saturation +-35%, gamma 0.75-1.35, a "
+                           f"per-channel tint 0.82-1.08, contrast +-25%, brightness +-8%, sensor noise (30%) and JPEG "
+                           f"quality 30-90 (30%)"),
             "used": {s.name: s.description["augmentation"] for s in sources},
             "note": "plus the unaugmented image; one copy drawn per image per epoch",
         },
