@@ -6,6 +6,11 @@ class for every cell, a person confirms it, moves it to another class, or marks 
 classed" to leave it out of the count. The differential is always computed from the
 reviewed classes, so it updates as the review goes on.
 
+Until a person reviews it, a cell counts only when its status says its class is one of
+the four types (``trust.COUNTED_STATUSES``). A cell that looks like another blood cell
+(``other_cell_type``: a basophil, an erythroblast...) is listed apart for review with the
+type it resembles, and one that is not a blood cell at all is left out.
+
 Nothing here touches the disk: uploads are bytes, zips are read from memory, and member
 names are used for display only (cleaned, never joined to a path).
 """
@@ -21,8 +26,10 @@ from typing import Callable, Iterable
 import numpy as np
 from PIL import Image
 
-from hematovision.classifier import CLASS_NAMES, Classifier, Prediction
+from hematovision.classifier import CLASS_NAMES, Classifier, Prediction, display_name
+from hematovision.cell_types import OTHER_TYPE_TEXT
 from hematovision.imaging import MAX_UPLOAD_BYTES, SUPPORTED_SUFFIXES, ImageError, clean_display_name, load_image
+from hematovision.trust import CONFIDENT, COUNTED_STATUSES, NOT_BLOOD_CELL, OTHER_CELL_TYPE, UNFAMILIAR_SOURCE
 
 MAX_FILE_BYTES = MAX_UPLOAD_BYTES  # one image, as on the Classify page
 MAX_ZIP_MEMBERS = 1000
@@ -148,6 +155,13 @@ def _unzip(zip_name: str, data: bytes) -> tuple[list[UploadedImage], list[Skippe
 
 # -- classification -------------------------------------------------------------------
 
+def looks_like(prediction: Prediction) -> str:
+    """'an erythroblast (nucleated red cell)' for another cell type, '' for any other status."""
+    if prediction.status != OTHER_CELL_TYPE:
+        return ""
+    return OTHER_TYPE_TEXT.get(prediction.other_type or "", "another type")
+
+
 @dataclass
 class BatchCell:
     """One white cell found in one uploaded image, with the model's call and the review."""
@@ -165,30 +179,59 @@ class BatchCell:
         return self.prediction.label
 
     @property
+    def status(self) -> str:
+        return self.prediction.status
+
+    @property
     def needs_check(self) -> bool:
-        return self.prediction.status != "confident"
+        return self.status != CONFIDENT
+
+    @property
+    def counts_unreviewed(self) -> bool:
+        """Whether the model's own class counts in the differential before anyone reviews it."""
+        return self.status in COUNTED_STATUSES
 
     @property
     def final_class(self) -> str | None:
-        """What the cell counts as: the reviewed class, else the prediction unless the
-        image did not look like blood at all; None = left out of the differential."""
+        """What the cell counts as: the reviewed class, else the prediction when its status
+        counts (not another cell type, not a non-blood image); None = left out."""
         if self.reviewed is not None:
             return None if self.reviewed == NOT_CLASSED else self.reviewed
-        return None if self.prediction.status == "not_blood_cell" else self.predicted
+        return self.predicted if self.counts_unreviewed else None
+
+    @property
+    def is_other_cell(self) -> bool:
+        """Another cell type that nobody has moved into one of the four classes: "Other cells, review"."""
+        return self.status == OTHER_CELL_TYPE and self.final_class is None
+
+    @property
+    def looks_like(self) -> str:
+        return looks_like(self.prediction)
+
+    @property
+    def counted_as(self) -> str:
+        """The final class in words: 'Neutrophil', 'other cell, review' or 'not classed'."""
+        if self.final_class:
+            return display_name(self.final_class)
+        return "other cell, review" if self.is_other_cell else "not classed"
 
     @property
     def changed(self) -> bool:
         return self.reviewed is not None and self.reviewed != self.predicted
 
     def as_row(self) -> dict:
-        """The CSV row: file, cell, predicted class, probabilities, reviewed class, flags."""
+        """The CSV row: file, cell, predicted class, probabilities, status, other type, review."""
+        other_probability = self.prediction.other_type_probability
         return {
             "file": csv_safe(self.file),
             "cell": self.cell_number,
             "predicted_class": self.predicted,
             "confidence": round(self.prediction.confidence, 6),
             **{f"p_{name.lower()}": round(self.prediction.probabilities[name], 6) for name in CLASS_NAMES},
-            "status": self.prediction.status,
+            "status": self.status,
+            "status_text": self.prediction.status_text,
+            "other_type": self.prediction.other_type or "",
+            "other_type_probability": "" if other_probability is None else round(other_probability, 6),
             "check_flag": int(self.needs_check),
             "reviewed_class": self.reviewed or "",
             "final_class": self.final_class or NOT_CLASSED,
@@ -231,6 +274,25 @@ def classify_batch(classifier: Classifier, images: list[UploadedImage],
 
 # -- review and differential ----------------------------------------------------------
 
+def confirm_unreviewed(cells: list[BatchCell]) -> int:
+    """Accept the model's class for every unreviewed cell whose class counts; returns how many.
+
+    Other cell types and non-blood images stay unreviewed: "confirming" them would put a
+    basophil or a photo of a cat into the four counts under a class it is not.
+    """
+    confirmed = 0
+    for cell in cells:
+        if cell.reviewed is None and cell.counts_unreviewed:
+            cell.reviewed = cell.predicted
+            confirmed += 1
+    return confirmed
+
+
+def other_cells(cells: list[BatchCell]) -> list[BatchCell]:
+    """The cells to list under "Other cells, review": another cell type, not counted."""
+    return [cell for cell in cells if cell.is_other_cell]
+
+
 def set_review(cells: list[BatchCell], key: str, reviewed: str | None) -> None:
     """Record a reviewer's decision: a class name, NOT_CLASSED, or None to undo."""
     if reviewed is not None and reviewed != NOT_CLASSED and reviewed not in CLASS_NAMES:
@@ -256,13 +318,27 @@ class Differential:
     rows: list[DifferentialRow]
     counted: int  # cells in the differential
     total_cells: int
-    not_classed: int  # left out by the reviewer, or flagged not-blood and not reviewed
+    not_classed: int  # all cells left out of the count: the three below together
     reviewed: int
     changed: int
     flagged_for_check: int
+    other_cells: int = 0  # another cell type, not moved into a class by the reviewer
+    not_blood: int = 0  # not a blood-cell image, not moved into a class by the reviewer
+    left_out_by_reviewer: int = 0  # marked "not classed" by the reviewer (other than the two above)
+    unfamiliar_source: int = 0  # cells whose stain, microscope or camera is unlike the training labs'
+
+    def left_out_text(self) -> str:
+        """Why cells are missing from the count, e.g. '2 other cell types (listed for review), 1 not a blood cell'."""
+        parts = [(self.other_cells, "other cell type", "other cell types", " (listed for review)"),
+                 (self.not_blood, "image that is not a blood cell", "images that are not blood cells", ""),
+                 (self.left_out_by_reviewer, "marked not classed by the reviewer",
+                  "marked not classed by the reviewer", "")]
+        return ", ".join(f"{count} {one if count == 1 else many}{note}" for count, one, many, note in parts if count)
 
     def as_dict(self) -> dict:
         return {"counted": self.counted, "total_cells": self.total_cells, "not_classed": self.not_classed,
+                "other_cells": self.other_cells, "not_blood": self.not_blood,
+                "left_out_by_reviewer": self.left_out_by_reviewer, "unfamiliar_source": self.unfamiliar_source,
                 "reviewed": self.reviewed, "changed": self.changed, "flagged_for_check": self.flagged_for_check,
                 "rows": [{"cell_type": r.cell_type, "count": r.count, "percent": r.percent,
                           "reference_percent": list(r.reference), "flag": r.flag} for r in self.rows]}
@@ -279,10 +355,15 @@ def differential(cells: list[BatchCell]) -> Differential:
         percent = 100.0 * count / counted if counted else None
         flag = "–" if percent is None else "low" if percent < low else "high" if percent > high else ""
         rows.append(DifferentialRow(name, count, None if percent is None else round(percent, 1), (low, high), flag))
-    return Differential(rows=rows, counted=counted, total_cells=len(cells), not_classed=len(cells) - counted,
+    left_out = [cell for cell in cells if cell.final_class is None]
+    other = sum(cell.status == OTHER_CELL_TYPE for cell in left_out)
+    not_blood = sum(cell.status == NOT_BLOOD_CELL for cell in left_out)
+    return Differential(rows=rows, counted=counted, total_cells=len(cells), not_classed=len(left_out),
                         reviewed=sum(cell.reviewed is not None for cell in cells),
                         changed=sum(cell.changed for cell in cells),
-                        flagged_for_check=sum(cell.needs_check for cell in cells))
+                        flagged_for_check=sum(cell.needs_check for cell in cells),
+                        other_cells=other, not_blood=not_blood, left_out_by_reviewer=len(left_out) - other - not_blood,
+                        unfamiliar_source=sum(cell.status == UNFAMILIAR_SOURCE for cell in cells))
 
 
 def csv_safe(text: str) -> str:

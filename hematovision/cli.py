@@ -298,7 +298,19 @@ def _compare(args) -> int:
 
 
 def _cell_line(cell: dict) -> str:
-    return f"{cell['label'].lower()} ({cell['confidence']:.1%}) - {cell['status_text']}"
+    """'neutrophil (93.1%) - Confident'. Another cell type leads with the type it looks like,
+    since its class among the four is only the nearest of them."""
+    from hematovision.cell_types import OTHER_TYPE_TEXT
+    from hematovision.trust import OTHER_CELL_TYPE
+
+    call = f"{cell['label'].lower()} ({cell['confidence']:.1%})"
+    if cell.get("status") != OTHER_CELL_TYPE:
+        return f"{call} - {cell['status_text']}"
+    chance = cell.get("other_type_probability")
+    looks = OTHER_TYPE_TEXT.get(cell.get("other_type") or "", "another type")
+    return (f"{cell['status_text']}: looks most like {looks}"
+            + (f" ({chance:.0%} likely none of the four)" if chance is not None else "")
+            + f"; nearest of the four: {call}")
 
 
 def _explain(args) -> int:

@@ -2,8 +2,10 @@
 each as a self-contained HTML page (images inlined) and as a PDF.
 
 Both carry the model's identity and measured accuracy (from the model card) and say
-plainly that HematoVision is decision support, not a diagnosis. Both are built in
-memory and returned as text or bytes; nothing is written to disk.
+plainly that HematoVision is decision support, not a diagnosis. Every cell carries its
+status in words (``trust.STATUS_TEXT``); a batch lists the cells that look like another
+cell type apart from the differential. Both are built in memory and returned as text or
+bytes; nothing is written to disk.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from hematovision.batch import REFERENCE_SOURCE, BatchCell, Differential, Skipped, differential
+from hematovision.batch import (REFERENCE_SOURCE, BatchCell, Differential, Skipped, differential, looks_like,
+                                other_cells)
 from hematovision.classifier import CLASS_NAMES, Classifier, Prediction, display_name
 from hematovision.explainers import Explanation, explain
 from hematovision.overlay import overlay
+from hematovision.trust import OTHER_CELL_TYPE
 
 DISCLAIMER = ("Decision support, not a diagnosis. HematoVision's classifications and explanations are for "
               "education and research and to assist review; a qualified person must check every cell and "
@@ -119,6 +123,11 @@ class BatchReport:
     overlays: dict[str, bytes]  # cell key -> Grad-CAM overlay (JPEG)
     skipped: list[Skipped]
     images: int
+    other_types_checked: bool = False  # the model has an other-cell-type detector
+
+    @property
+    def other_cells(self) -> list[BatchCell]:
+        return other_cells(self.cells)
 
 
 def build_batch_report(classifier: Classifier, cells: list[BatchCell], skipped: list[Skipped] | None = None,
@@ -127,10 +136,21 @@ def build_batch_report(classifier: Classifier, cells: list[BatchCell], skipped: 
     overlays = {cell.key: _gradcam_overlay(classifier, cell.prediction, side=128) for cell in cells}
     return BatchReport(title=title, created=_timestamp(), model=model_summary(classifier),
                        differential=differential(cells), cells=list(cells), overlays=overlays,
-                       skipped=list(skipped or []), images=len({cell.key.split(":")[0] for cell in cells}))
+                       skipped=list(skipped or []), images=len({cell.key.split(":")[0] for cell in cells}),
+                       other_types_checked=classifier.trust.other_types is not None)
+
+
+def other_types_note(checked: bool) -> str:
+    """What the differential says about cells that are none of the four types."""
+    if checked:
+        return ("Cells that look like a basophil, an immature granulocyte, an erythroblast or a platelet are "
+                "kept out of the four counts and listed under \"Other cells, review\".")
+    return ("This model does not check for other cell types: a basophil, immature granulocyte, erythroblast or "
+            "platelet is counted as the nearest of the four types.")
 
 
 def _cell_status(cell: BatchCell) -> str:
+    """'Status: Confident · not reviewed', naming the type another cell looks like."""
     if cell.reviewed is None:
         review = "not reviewed"
     elif cell.final_class is None:
@@ -139,19 +159,34 @@ def _cell_status(cell: BatchCell) -> str:
         review = f"reviewer: {display_name(cell.final_class)} (changed)"
     else:
         review = "reviewer: confirmed"
-    flag = "; check flag" if cell.needs_check else ""
-    return review + flag
+    status = cell.prediction.status_text
+    if cell.looks_like:
+        status += f" (looks like: {cell.prediction.other_type or 'another type'})"
+    return f"Status: {status} · {review}"
 
 
 def _summary_lines(report: BatchReport) -> list[str]:
     d = report.differential
+    left_out = f" ({d.left_out_text()})" if d.not_classed else ""
     lines = [f"{d.total_cells} white cells found in {report.images} images; {d.counted} counted in the differential, "
-             f"{d.not_classed} left out (not classed).",
+             f"{d.not_classed} left out{left_out}.",
              f"Reviewed by a person: {d.reviewed} of {d.total_cells} cells; {d.changed} changed from the model's call. "
              f"{d.flagged_for_check} cells were flagged for checking by the model."]
+    if d.unfamiliar_source:
+        lines.append(f"{d.unfamiliar_source} cells look unlike the labs the model was trained on (another stain, "
+                     "microscope or camera): they are counted, but check each of them.")
     if report.skipped:
         lines.append(f"{len(report.skipped)} files could not be used (listed at the end).")
     return lines
+
+
+def _other_cell_line(cell: BatchCell) -> str:
+    """'ward-3.png · cell 2: looks most like an erythroblast (nucleated red cell), p(other type) 91%'."""
+    where = f" · cell {cell.cell_number}" if cell.cells_in_image > 1 else ""
+    probability = cell.prediction.other_type_probability
+    chance = f", p(other type) {100 * probability:.0f}%" if probability is not None else ""
+    return (f"{cell.file}{where}: looks most like {cell.looks_like}{chance}; "
+            f"nearest of the four: {display_name(cell.predicted)}")
 
 
 def batch_report_html(report: BatchReport) -> str:
@@ -167,9 +202,15 @@ def batch_report_html(report: BatchReport) -> str:
         f"<img src='{_data_uri(report.overlays[cell.key])}' alt='Grad-CAM'></div>"
         f"<figcaption><b>{html.escape(cell.file)}</b>{f' · cell {cell.cell_number}' if cell.cells_in_image > 1 else ''}"
         f"<br>Model: {display_name(cell.predicted)} ({100 * cell.prediction.confidence:.0f}%)"
-        f"<br>Counted as: {display_name(cell.final_class) if cell.final_class else 'not classed'}"
+        f"<br>Counted as: {cell.counted_as}"
         f"<br><small>{html.escape(_cell_status(cell))}</small></figcaption></figure>"
         for cell in report.cells)
+    others = "".join(
+        f"<li><img src='{_data_uri(_jpeg(cell.thumbnail, 64))}' alt='cell'> {html.escape(_other_cell_line(cell))}</li>"
+        for cell in report.other_cells)
+    others_section = (f"<h2>Other cells, review</h2><p>Not counted in the differential above: each looks like a blood "
+                      f"cell that is none of the four types. Check each one yourself.</p><ul class=others>{others}</ul>"
+                      if others else "")
     skipped = "".join(f"<li>{html.escape(s.name)}: {html.escape(s.reason)}</li>" for s in report.skipped)
     accuracy = "".join(f"<li>{html.escape(line)}</li>" for line in report.model.accuracy)
     summary = "".join(f"<p>{html.escape(line)}</p>" for line in _summary_lines(report))
@@ -182,6 +223,8 @@ table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccd6dd;pa
 th{{background:#eef3f6;text-align:left}}.n{{text-align:right}}.flag.low,.flag.high{{color:#b2182b;font-weight:700}}
 .grid{{display:flex;flex-wrap:wrap;gap:12px}}figure{{margin:0;width:270px;font-size:.85em}}
 figure img{{width:128px;height:128px;margin-right:4px}}small{{color:#5b6b76}}
+.others{{list-style:none;padding:0}}.others li{{display:flex;align-items:center;gap:10px;margin:4px 0}}
+.others img{{width:64px;height:64px}}
 </style></head><body>
 <h1>{html.escape(report.title)}</h1>
 <p>HematoVision report · {report.created}</p>
@@ -189,7 +232,8 @@ figure img{{width:128px;height:128px;margin-right:4px}}small{{color:#5b6b76}}
 <h2>Differential</h2>{summary}
 <table><tr><th>Cell type</th><th>Count</th><th>Share</th><th>Adult reference</th><th>Flag</th></tr>{rows}
 <tr><th>Counted</th><th class=n>{d.counted}</th><th class=n>{'100%' if d.counted else '–'}</th><th></th><th></th></tr></table>
-<p><small>{html.escape(REFERENCE_SOURCE)} Basophils and other cell types are not recognised by this model.</small></p>
+<p><small>{html.escape(REFERENCE_SOURCE)} {html.escape(other_types_note(report.other_types_checked))}</small></p>
+{others_section}
 <h2>Model</h2><p>{html.escape(report.model.file)} (sha256 {html.escape(report.model.sha256)}…), MobileNetV2
 fine-tuned on two labs' images. Measured accuracy on held-out data:</p><ul>{accuracy}</ul>
 <h2>Cells</h2><p><small>Left: the crop the model classified. Right: its Grad-CAM map (red = strongest evidence
@@ -269,8 +313,23 @@ def batch_report_pdf(report: BatchReport) -> bytes:
            [[display_name(r.cell_type), r.count, "–" if r.percent is None else f"{r.percent:.1f}%",
              f"{r.reference[0]:g}–{r.reference[1]:g}%", flag_words[r.flag]] for r in d.rows]
            + [["Counted", d.counted, "100%" if d.counted else "–", "", ""]], (40, 20, 22, 35, 30))
-    _text(pdf, REFERENCE_SOURCE + " Basophils and other cell types are not recognised by this model.", size=7)
+    _text(pdf, REFERENCE_SOURCE + " " + other_types_note(report.other_types_checked), size=7)
     pdf.ln(2)
+    if report.other_cells:
+        _heading(pdf, "Other cells, review")
+        _text(pdf, "Not counted in the differential above: each looks like a blood cell that is none of the four "
+                   "types. Check each one yourself.", size=8)
+        pdf.ln(1)
+        for cell in report.other_cells:
+            if pdf.get_y() + 12 > pdf.h - pdf.b_margin:
+                pdf.add_page()
+            top = pdf.get_y()
+            pdf.image(io.BytesIO(_jpeg(cell.thumbnail, 64)), x=pdf.l_margin, y=top, w=10, h=10)
+            pdf.set_xy(pdf.l_margin + 12, top + 1)
+            pdf.set_font("DejaVu", "", 8)
+            pdf.multi_cell(0, 4, _other_cell_line(cell), new_x="LMARGIN", new_y="NEXT")
+            pdf.set_y(max(pdf.get_y(), top + 11))
+        pdf.ln(2)
     _heading(pdf, "Model")
     _text(pdf, f"{report.model.file} (sha256 {report.model.sha256}…), MobileNetV2 fine-tuned on two labs' images. "
                "Measured accuracy on held-out data:")
@@ -285,9 +344,9 @@ def batch_report_pdf(report: BatchReport) -> bytes:
     for number, cell in enumerate(report.cells):
         column = number % per_row
         if column == 0:
-            if pdf.get_y() + 32 > pdf.h - pdf.b_margin:
+            if pdf.get_y() + 40 > pdf.h - pdf.b_margin:
                 pdf.add_page()
-            top = pdf.get_y()
+            top = bottom = pdf.get_y()
         x = pdf.l_margin + column * tile_width
         pdf.image(io.BytesIO(_jpeg(cell.thumbnail, 128)), x=x, y=top, w=image_side, h=image_side)
         pdf.image(io.BytesIO(report.overlays[cell.key]), x=x + image_side + 1, y=top, w=image_side, h=image_side)
@@ -295,13 +354,14 @@ def batch_report_pdf(report: BatchReport) -> bytes:
         pdf.set_font("DejaVu", "", 6.5)
         name = cell.file if len(cell.file) <= 40 else cell.file[:39] + "…"
         cell_text = f" · cell {cell.cell_number}" if cell.cells_in_image > 1 else ""
-        final = display_name(cell.final_class) if cell.final_class else "not classed"
+        final = cell.counted_as
         pdf.multi_cell(tile_width - 2, 2.8,
                        f"{name}{cell_text}\nModel: {display_name(cell.predicted)} "
                        f"({100 * cell.prediction.confidence:.0f}%) · counted: {final}\n{_cell_status(cell)}",
                        new_x="LMARGIN", new_y="NEXT")
+        bottom = max(bottom, pdf.get_y())  # a status wraps onto more lines in some tiles than others
         if column == per_row - 1 or number == len(report.cells) - 1:
-            pdf.set_y(top + image_side + 10)
+            pdf.set_y(max(bottom + 2, top + image_side + 10))
     if report.skipped:
         pdf.ln(3)
         _heading(pdf, "Files not used")
@@ -325,6 +385,7 @@ class ImageReport:
     explanations: list[tuple[Explanation, bytes]]  # each with its overlay (JPEG)
     cells_in_image: int
     cell_number: int
+    advice: str = ""  # what the prediction's status means and what to do (TrustModel.advice)
 
 
 def build_image_report(classifier: Classifier, image_name: str, original: np.ndarray, prediction: Prediction,
@@ -347,7 +408,8 @@ def build_image_report(classifier: Classifier, image_name: str, original: np.nda
     preview.thumbnail((640, 640))
     return ImageReport(name=image_name, created=_timestamp(), model=model_summary(classifier), prediction=prediction,
                        original_jpeg=_jpeg(np.asarray(preview)), chart_png=probability_chart_png(prediction),
-                       explanations=made, cells_in_image=cells_in_image, cell_number=cell_number)
+                       explanations=made, cells_in_image=cells_in_image, cell_number=cell_number,
+                       advice=classifier.trust.advice(prediction.status, prediction.other_type))
 
 
 def _image_facts(report: ImageReport) -> list[str]:
@@ -356,6 +418,10 @@ def _image_facts(report: ImageReport) -> list[str]:
                                          if report.cells_in_image > 1 else ""),
              f"Predicted: {display_name(p.label)}, calibrated probability {100 * p.confidence:.1f}%",
              f"Status: {p.status_text}"]
+    if p.status == OTHER_CELL_TYPE:
+        chance = (f" (probability it is none of the four types: {100 * p.other_type_probability:.0f}%)"
+                  if p.other_type_probability is not None else "")
+        facts.append(f"Looks most like: {looks_like(p)}{chance}")
     if not p.box.found:
         facts.append("No white-cell nucleus was found; the model looked at the image centre.")
     return facts
@@ -363,6 +429,7 @@ def _image_facts(report: ImageReport) -> list[str]:
 
 def image_report_html(report: ImageReport) -> str:
     facts = "".join(f"<li>{html.escape(line)}</li>" for line in _image_facts(report))
+    advice = f"<p class=advice>{html.escape(report.advice)}</p>" if report.advice else ""
     maps = "".join(
         f"<figure><img src='{_data_uri(png)}' alt='{html.escape(e.label)}'><figcaption><b>{html.escape(e.label)}</b>"
         f" for {display_name(e.target)}<br><small>{'signed: red for, blue against' if e.signed else 'support only'}"
@@ -375,12 +442,12 @@ def image_report_html(report: ImageReport) -> str:
 body{{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;color:#1d2a33;padding:0 1em}}
 .warn{{border:2px solid #c8553d;background:#fff4f0;padding:.7em 1em;border-radius:6px;font-weight:600}}
 .row{{display:flex;gap:16px;flex-wrap:wrap;align-items:flex-start}}figure{{margin:0;width:224px;font-size:.85em}}
-small{{color:#5b6b76}}
+small{{color:#5b6b76}}.advice{{max-width:420px;border-left:4px solid #1f6f8b;padding-left:.6em}}
 </style></head><body>
 <h1>White-cell classification</h1><p>HematoVision report · {report.created}</p>
 <p class=warn>{html.escape(DISCLAIMER)}</p>
 <div class=row><img src='{_data_uri(report.original_jpeg)}' alt='image' style='max-width:420px'>
-<div><ul>{facts}</ul><img src='{_data_uri(report.chart_png)}' alt='class probabilities' style='width:420px'></div></div>
+<div><ul>{facts}</ul>{advice}<img src='{_data_uri(report.chart_png)}' alt='class probabilities' style='width:420px'></div></div>
 <h2>Explanations</h2><div class=row>{maps}</div>
 <h2>Model</h2><p>{html.escape(report.model.file)} (sha256 {html.escape(report.model.sha256)}…). Measured accuracy on
 held-out data:</p><ul>{accuracy}</ul>
@@ -399,8 +466,12 @@ def image_report_pdf(report: ImageReport) -> bytes:
     pdf.set_xy(pdf.l_margin + 85, top)
     pdf.set_font("DejaVu", "", 9)
     pdf.multi_cell(0, 5, "\n".join(_image_facts(report)), new_x="LMARGIN", new_y="NEXT")
-    pdf.image(io.BytesIO(report.chart_png), x=pdf.l_margin + 85, y=pdf.get_y() + 2, w=90)
-    pdf.set_y(top + 75)
+    chart_top = pdf.get_y() + 2
+    chart = pdf.image(io.BytesIO(report.chart_png), x=pdf.l_margin + 85, y=chart_top, w=90)
+    pdf.set_y(max(top + 75, chart_top + chart.rendered_height + 2))
+    if report.advice:
+        _text(pdf, report.advice)
+        pdf.ln(3)
     _heading(pdf, "Explanations")
     side = 42
     y = pdf.get_y()
