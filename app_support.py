@@ -24,12 +24,14 @@ from hematovision.app_state import (
     SIGN_VIEW,
     UPLOAD_ERROR,
     UPLOADER_NONCE,
+    STATUS_GUIDE,
     CurrentImage,
     ExplainSettings,
     cell_choice_label,
     current_image_from_sample,
     current_image_from_upload,
     preview_with_boxes,
+    statuses_not_checked,
 )
 from hematovision.cells import CellBox
 from hematovision.classifier import Classifier, Prediction, display_name
@@ -38,6 +40,8 @@ from hematovision.explainers import built_explainers, explain
 from hematovision.imaging import MAX_UPLOAD_BYTES, SUPPORTED_SUFFIXES, ImageError
 from hematovision.report import REPORT_METHODS, build_image_report, image_report_html, image_report_pdf
 from hematovision.samples import find_sample
+from hematovision.trust import (CHECK, CONFIDENT, NOT_BLOOD_CELL, OTHER_CELL_TYPE, STATUS_TEXT, STATUSES,
+                                UNFAMILIAR_SOURCE)
 
 # Page scripts, relative to streamlit_app.py. Pages link to each other through these.
 HOME_PAGE = "app_pages/home.py"
@@ -239,17 +243,29 @@ def original_preview(
 
 
 STATUS_STYLE = {  # how each trust status is shown: Streamlit message kind and icon
-    "confident": (st.success, ":material/check_circle:"),
-    "check": (st.warning, ":material/help:"),
-    "not_blood_cell": (st.error, ":material/block:"),
+    CONFIDENT: (st.success, ":material/check_circle:"),
+    CHECK: (st.warning, ":material/help:"),
+    UNFAMILIAR_SOURCE: (st.warning, ":material/travel_explore:"),
+    OTHER_CELL_TYPE: (st.warning, ":material/category:"),
+    NOT_BLOOD_CELL: (st.error, ":material/block:"),
 }
 
 
 def status_message(prediction: Prediction) -> None:
     """The prediction's status in plain words, coloured by how far to trust it."""
     show, icon = STATUS_STYLE[prediction.status]
-    advice = get_classifier().trust.advice(prediction.status)
+    advice = get_classifier().trust.advice(prediction.status, prediction.other_type)
     show(f"**{prediction.status_text}.** {advice}", icon=icon)
+
+
+def status_guide() -> None:
+    """An expander with what each of the five statuses means and what to do about it."""
+    missing = statuses_not_checked(get_classifier().trust)
+    with st.expander("What the statuses mean"):
+        for status in STATUSES:
+            meaning, action = STATUS_GUIDE[status]
+            note = " *(The installed model does not make this check yet.)*" if status in missing else ""
+            st.markdown(f"**{STATUS_TEXT[status]}.** {meaning} {action}{note}")
 
 
 @st.cache_data(max_entries=32, show_spinner=False)

@@ -3,7 +3,7 @@
 import streamlit as st
 
 import app_support as support
-from hematovision.app_state import OPACITY, format_percent, image_digest
+from hematovision.app_state import OPACITY, format_percent, image_digest, status_label
 from hematovision.classifier import display_name
 from hematovision.samples import Sample, list_samples
 from hematovision.teaching import (
@@ -48,7 +48,7 @@ def example(sample: Sample, opacity: float) -> None:
     icon = ":material/check:" if agrees else ":material/close:"
     st.markdown(
         f"{icon} Model: **{display_name(prediction.label)}**, "
-        f"{format_percent(prediction.confidence)} ({prediction.status_text.lower()}), {verdict}."
+        f"{format_percent(prediction.confidence)} ({status_label(prediction).lower()}), {verdict}."
     )
 
 

@@ -8,12 +8,12 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import app_support as support
-from hematovision.app_state import CELL_INDEX, current_image_from_upload, format_percent
+from hematovision.app_state import CELL_INDEX, current_image_from_upload, format_percent, status_label
 from hematovision.batch import (NOT_CLASSED, REFERENCE_SOURCE, BatchCell, Skipped, cells_csv, classify_batch,
-                                differential, expand_uploads, set_review)
+                                confirm_unreviewed, differential, expand_uploads, other_cells, set_review)
 from hematovision.classifier import CLASS_NAMES, display_name
 from hematovision.imaging import SUPPORTED_SUFFIXES
-from hematovision.report import batch_report_html, batch_report_pdf, build_batch_report
+from hematovision.report import batch_report_html, batch_report_pdf, build_batch_report, other_types_note
 
 support.init_state()
 BATCH = "hv_batch"  # {"cells": [BatchCell], "skipped": [Skipped], "images": {digest: (name, bytes)}, "id": str}
@@ -49,10 +49,12 @@ def remember_review(cell_key: str, widget_key: str) -> None:
     set_review(st.session_state[BATCH]["cells"], cell_key, st.session_state[widget_key])
 
 
-def confirm_unreviewed(cells: list[BatchCell]) -> None:
-    for cell in cells:
-        if cell.reviewed is None:
-            cell.reviewed = cell.predicted
+def open_in_explain(cell: BatchCell) -> None:
+    """Make the cell's image current, pick the cell, and go to the Explain page."""
+    name, data = st.session_state[BATCH]["images"][cell.key.split(":")[0]]
+    support.set_current_image(current_image_from_upload(data, name))
+    st.session_state[CELL_INDEX] = cell.cell_number - 1
+    st.switch_page(support.EXPLAIN_PAGE)
 
 
 def clear_reviews(cells: list[BatchCell]) -> None:
@@ -121,11 +123,21 @@ result = differential(cells)
 st.subheader("Differential")
 metrics = st.columns(5)
 metrics[0].metric("White cells", result.total_cells)
-metrics[1].metric("Counted", result.counted, help="Cells left out: marked 'not classed' by you, or not blood-like "
-                                                    "images that nobody has reviewed.")
+metrics[1].metric("Counted", result.counted, help="Cells left out: other cell types (listed for review), images "
+                                                    "that are not blood cells, and cells you marked 'not classed'. "
+                                                    "A cell you move to a class counts in that class.")
 metrics[2].metric("Reviewed", f"{result.reviewed} / {result.total_cells}")
 metrics[3].metric("Changed by you", result.changed)
 metrics[4].metric("Flagged for a check", result.flagged_for_check)
+if result.not_classed:
+    st.caption(f"Left out of the count: {result.left_out_text()}.")
+if result.unfamiliar_source:
+    st.warning(
+        f"**{result.unfamiliar_source} of {result.total_cells} cells look unlike the labs the model was trained "
+        "on** (another stain, microscope or camera). They are counted under the class the model gives, but its "
+        "confidence is less reliable for them: check each one (filter *Flagged for a check* below). Lab "
+        "profiles, which adapt the model to your own lab from a few cells you label, are planned but not "
+        "built yet.", icon=":material/travel_explore:")
 table, chart = st.columns([1, 1.2], gap="large")
 table.dataframe(
     [{"Cell type": display_name(r.cell_type), "Count": r.count,
@@ -135,8 +147,31 @@ table.dataframe(
 out_of_range = [display_name(r.cell_type) for r in result.rows if r.flag in ("low", "high")]
 if out_of_range:
     table.warning("Outside the adult reference range: " + ", ".join(out_of_range) + ".", icon=":material/warning:")
-table.caption(REFERENCE_SOURCE + " Basophils are not recognised by this model.")
+table.caption(REFERENCE_SOURCE + " " + other_types_note(support.get_classifier().trust.other_types is not None))
 chart.plotly_chart(differential_figure(result.rows), key="hv_batch_chart")
+
+# ---------------------------------------------------------------------------
+# Other cells: none of the four types, kept out of the counts
+# ---------------------------------------------------------------------------
+others = other_cells(cells)
+if others:
+    st.subheader("Other cells, review")
+    st.markdown(f"{len(others)} cell{'s look' if len(others) != 1 else ' looks'} like a blood cell that is none of "
+                "the four types. They are not in the differential above: identify each yourself, and move it to "
+                "a class below if the model was wrong.")
+    for start in range(0, len(others), COLUMNS):
+        for column, cell in zip(st.columns(COLUMNS), others[start:start + COLUMNS]):
+            with column.container(border=True):
+                st.image(cell.thumbnail, width=96)
+                where = f" · cell {cell.cell_number} of {cell.cells_in_image}" if cell.cells_in_image > 1 else ""
+                st.caption(f"{cell.file}{where}")
+                chance = cell.prediction.other_type_probability
+                st.markdown(f"Looks most like **{cell.looks_like}**"
+                            + (f" ({format_percent(chance, 0)} that it is none of the four)" if chance is not None
+                               else ""))
+                if st.button("Explain", key=f"hv_batch_other_explain_{cell.key}", icon=":material/visibility:",
+                             width="stretch"):
+                    open_in_explain(cell)
 
 # ---------------------------------------------------------------------------
 # Review
@@ -146,8 +181,8 @@ with st.expander(f"All {len(cells)} cells as a table"):
     st.dataframe(
         [{"Cell": support.thumbnail_uri(cell.key, cell.thumbnail), "File": cell.file, "No.": cell.cell_number,
           "Predicted": display_name(cell.predicted), "Confidence": cell.prediction.confidence,
-          "Check": "check" if cell.needs_check else "", "Reviewed as": review_label(cell.reviewed),
-          "Counted as": display_name(cell.final_class) if cell.final_class else "not counted"} for cell in cells],
+          "Status": status_label(cell.prediction), "Reviewed as": review_label(cell.reviewed),
+          "Counted as": cell.counted_as} for cell in cells],
         column_config={"Cell": st.column_config.ImageColumn("Cell", width="small"),
                        "Confidence": st.column_config.ProgressColumn("Confidence", format="percent", min_value=0,
                                                                      max_value=1)},
@@ -156,7 +191,8 @@ left, middle, right = st.columns([2, 1, 1], vertical_alignment="bottom")
 show = left.radio("Show", ["All cells", "Flagged for a check", "Not reviewed"], horizontal=True,
                   key="hv_batch_filter")
 middle.button("Confirm all unreviewed", on_click=confirm_unreviewed, args=(cells,), width="stretch",
-              key="hv_batch_confirm_all", help="Accept the model's class for every cell you have not reviewed.")
+              key="hv_batch_confirm_all", help="Accept the model's class for every cell you have not reviewed. "
+                                               "Other cell types and non-blood images are left for you to decide.")
 right.button("Clear all reviews", on_click=clear_reviews, args=(cells,), width="stretch", key="hv_batch_clear")
 shown = [c for c in cells if show == "All cells" or (show == "Flagged for a check" and c.needs_check)
          or (show == "Not reviewed" and c.reviewed is None)]
@@ -171,17 +207,19 @@ for start in range(0, len(shown[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]), COLU
             st.image(cell.thumbnail, width=120)
             where = f" · cell {cell.cell_number} of {cell.cells_in_image}" if cell.cells_in_image > 1 else ""
             st.caption(f"{cell.file}{where}")
-            flag = " · :orange[check this cell]" if cell.needs_check else ""
-            st.markdown(f"**{display_name(cell.predicted)}** {format_percent(cell.prediction.confidence, 0)}{flag}")
+            if cell.is_other_cell:
+                st.markdown(f"**Other cell**: looks like {cell.prediction.other_type or 'none of the four'}  \n"
+                            f":orange[nearest of the four: {display_name(cell.predicted)}]")
+            else:
+                flag = f"  \n:orange[{cell.prediction.status_text.lower()}]" if cell.needs_check else ""
+                st.markdown(f"**{display_name(cell.predicted)}** "
+                            f"{format_percent(cell.prediction.confidence, 0)}{flag}")
             widget_key = f"hv_review_{batch['id']}_{cell.key}"
             st.selectbox("Reviewed as", REVIEW_CHOICES, index=REVIEW_CHOICES.index(cell.reviewed),
                          format_func=review_label, key=widget_key, on_change=remember_review,
                          args=(cell.key, widget_key), label_visibility="collapsed")
             if st.button("Explain", key=f"hv_batch_explain_{cell.key}", icon=":material/visibility:", width="stretch"):
-                name, data = batch["images"][cell.key.split(":")[0]]
-                support.set_current_image(current_image_from_upload(data, name))
-                st.session_state[CELL_INDEX] = cell.cell_number - 1
-                st.switch_page(support.EXPLAIN_PAGE)
+                open_in_explain(cell)
 
 # ---------------------------------------------------------------------------
 # Export

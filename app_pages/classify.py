@@ -3,12 +3,15 @@
 import streamlit as st
 
 import app_support as support
-from hematovision.app_state import UPLOAD_ERROR, format_percent
+from hematovision.app_state import UPLOAD_ERROR, format_percent, status_label
 from hematovision.classifier import display_name
 from hematovision.imaging import ImageError
 from hematovision.samples import find_sample, list_samples
 
 support.init_state()
+# How the crop's colours were adjusted before the model saw it (classifier.colour_normalisation).
+COLOUR_NOTES = {"reinhard": ", colours normalised to the training stain",
+                "background": ", white-balanced on the slide background"}
 
 
 def classify_another() -> None:
@@ -83,7 +86,7 @@ if len(cells) > 1:
                 "probabilities and explanation; the numbers match the boxes.")
     st.dataframe(
         [{"Cell": number, "Type": display_name(c.label), "Confidence": format_percent(c.confidence),
-          "Status": c.status_text, "Box (x, y, side px)": f"{c.box.x}, {c.box.y}, {c.box.side}"}
+          "Status": status_label(c), "Box (x, y, side px)": f"{c.box.x}, {c.box.y}, {c.box.side}"}
          for number, c in enumerate(cells, 1)],
         hide_index=True, width="stretch", key="cells_table",
     )
@@ -103,7 +106,7 @@ with middle:
         prediction.model_input,
         caption=f"What the model saw: the boxed region resized to {prediction.model_input.shape[1]}×"
         f"{prediction.model_input.shape[0]} px"
-        + (", colours normalised to the training stain" if support.get_classifier().stain_normalise else ""),
+        + COLOUR_NOTES.get(support.get_classifier().colour_normalisation, ""),
         width="stretch",
     )
 with right:
@@ -114,6 +117,7 @@ with right:
     )
     st.markdown(f"Calibrated probability **{format_percent(prediction.confidence)}**")
     support.status_message(prediction)
+    support.status_guide()
     if image.sample_key:
         sample = find_sample(image.sample_key)
         if sample is not None:

@@ -22,6 +22,7 @@ from hematovision.app_state import (
 )
 from hematovision.classifier import CLASS_NAMES, display_name
 from hematovision.samples import list_samples
+from hematovision.trust import OTHER_CELL_TYPE
 
 support.init_state()
 SEED = 0
@@ -82,8 +83,10 @@ with summary:
         with text:
             support.cell_picker(st.selectbox, "White cell", cells, cell_index, "hv_cell_select",
                                 help="This field holds several white cells; the numbers match the Classify page.")
+    nearest = (" · only the nearest of the four types: the cell looks like another type"
+               if prediction.status == OTHER_CELL_TYPE else "")
     text.markdown(
-        f"**Predicted:** {display_name(prediction.label)} ({format_percent(prediction.confidence)})"
+        f"**Predicted:** {display_name(prediction.label)} ({format_percent(prediction.confidence)}){nearest}"
     )
     explained = f"**Explaining:** {display_name(target)}"
     if settings.target and settings.target != prediction.label:

@@ -40,8 +40,11 @@ st.markdown(
 1. **Classify**: upload a photo of a stained smear (JPEG, PNG, BMP or TIFF, up to 20 MB) or
    pick a built-in sample. The app finds every white cell, draws a box around each, and shows
    the crop the model looked at, the predicted type, the calibrated probability of every type,
-   and a status: **Confident**, **Check this cell yourself**, or **Does not look like a
-   blood-cell image**.
+   and a status: **Confident**; **Check this cell yourself** (the model is unsure);
+   **Unfamiliar lab or camera** (a blood cell, but stained or photographed unlike the
+   training images: check it); **Another cell type** (a blood cell that is none of the four,
+   such as a basophil or an erythroblast: kept out of a differential's counts); or **Does not
+   look like a blood-cell image**. The Classify page explains each.
 2. **Explain**: see four heat maps (Grad-CAM, Grad-CAM++, LIME, SHAP) over the same crop.
    They show which parts of the picture pushed the model towards its answer. If they
    light up the background or a red cell rather than the white cell, be sceptical.

@@ -43,6 +43,7 @@ from hematovision.calibration import (apply_temperature, coverage_accuracy_curve
 from hematovision.metrics import accuracy_summary
 from hematovision.model_card import CARD_PATH_ENV, load_model_card, validate_model_card
 from hematovision.samples import find_sample, list_samples
+from hematovision.trust import STATUS_TEXT
 from tests.app_driver import TIMEOUT, errors, predicted_label, start
 from tests.conftest import REPO_ROOT
 
@@ -122,6 +123,48 @@ def test_sample_shows_prediction_crop_and_chart(classifier):
     assert any(f"Calibrated probability **{100 * expected.confidence:.1f}%**" in m.value for m in at.markdown)
     statuses = [m.value for m in at.success] + [m.value for m in at.warning]
     assert any(expected.status_text in value for value in statuses), statuses
+    # Beside it, what each of the five statuses means, and the two this model cannot give yet.
+    [guide] = [e for e in at.expander if e.label == "What the statuses mean"]
+    guide_text = " ".join(m.value for m in guide.markdown)
+    assert all(f"**{text}.**" in guide_text for text in STATUS_TEXT.values())
+    assert guide_text.count("does not make this check yet") == 2
+
+
+def test_the_status_box_gives_each_status_its_own_advice(monkeypatch):
+    """Five hand-made predictions through the app's status box (no model needed)."""
+    import app_support
+    from hematovision.trust import TrustModel
+
+    class Model:
+        trust = TrustModel(abstain_threshold=0.6, target_accuracy=0.95)
+
+    monkeypatch.setattr(app_support, "get_classifier", lambda: Model())
+
+    def page():
+        import numpy as np
+
+        import app_support
+        from hematovision.cells import CellBox
+        from hematovision.classifier import Prediction
+        from hematovision.trust import STATUS_TEXT, STATUSES
+
+        for status in STATUSES:
+            app_support.status_message(Prediction(
+                "LYMPHOCYTE", 0.9, {"LYMPHOCYTE": 0.9}, CellBox(0, 0, 10, True), np.zeros((4, 4, 3), np.uint8),
+                status=status, status_text=STATUS_TEXT[status],
+                other_type="erythroblast" if status == "other_cell_type" else None))
+
+    at = AppTest.from_function(page, default_timeout=TIMEOUT).run()
+    assert not at.exception, at.exception
+    assert [m.value.split(".**")[0] for m in at.success] == ["**Confident"]
+    assert [m.value.split(".**")[0] for m in at.error] == ["**Does not look like a blood-cell image"]
+    warnings = [m.value for m in at.warning]
+    assert [w.split(".**")[0].strip("*") for w in warnings] == [
+        STATUS_TEXT["check"], STATUS_TEXT["unfamiliar_source"], STATUS_TEXT["other_cell_type"]]
+    assert "below 60%" in warnings[0]
+    assert "stain, microscope or camera is unlike the labs" in warnings[1]
+    assert "looks most like an erythroblast (nucleated red cell)" in warnings[2]
+    assert "95% of the time" in at.success[0].value
 
 
 def test_non_blood_image_is_called_out(classifier):
@@ -645,6 +688,34 @@ def test_batch_page_classifies_twenty_cells_and_a_review_changes_the_differentia
     at.switch_page("app_pages/model.py").run()
     at.switch_page("app_pages/batch.py").run()
     assert {m.label: m.value for m in at.metric}["Reviewed"] == "2 / 20"
+
+
+def test_batch_page_lists_other_cells_apart_and_warns_about_an_unfamiliar_lab(monkeypatch):
+    """A batch of hand-made predictions (no model needed): one of each status."""
+    import app_support
+    from hematovision.trust import TrustModel
+    from tests.test_statuses import one_of_each
+
+    class Model:
+        trust = TrustModel()
+
+    monkeypatch.setattr(app_support, "get_classifier", lambda: Model())
+    cells = one_of_each()
+    at = start()
+    at.session_state["hv_batch"] = {"cells": cells, "skipped": [], "id": "synthetic", "images": {}}
+    at.switch_page("app_pages/batch.py").run()
+    assert not at.exception, at.exception
+    assert differential_counts(at) == {"Eosinophil": 1, "Lymphocyte": 1, "Monocyte": 0, "Neutrophil": 2}
+    assert {m.label: m.value for m in at.metric}["Counted"] == "4"
+    [warning] = [w.value for w in at.warning if "unlike the labs" in w.value]
+    assert "check each one" in warning and "planned but not built yet" in warning
+    assert "Other cells, review" in [h.value for h in at.subheader]
+    assert any("Looks most like **an erythroblast (nucleated red cell)** (91% that it is none of the four)"
+               in m.value for m in at.markdown)
+    assert at.button(key=f"hv_batch_other_explain_{cells[3].key}")  # opens the cell on the Explain page
+    table = at.dataframe[-1].value
+    assert list(table["Counted as"]) == ["Neutrophil", "Neutrophil", "Lymphocyte", "other cell, review",
+                                         "not classed", "Eosinophil"]
 
 
 def test_batch_explain_button_opens_that_cell_on_the_explain_page():

@@ -36,8 +36,7 @@ def cell(number: int, pred: Prediction, file: str = "field.png") -> BatchCell:
                      thumbnail=np.asarray(pred.model_input[::4, ::4]))
 
 
-@pytest.fixture()
-def cells() -> list[BatchCell]:
+def one_of_each() -> list[BatchCell]:
     """Six cells, one of each status and a second neutrophil; ward-7.png holds an erythroblast."""
     return [
         cell(1, prediction("NEUTROPHIL")),
@@ -47,6 +46,11 @@ def cells() -> list[BatchCell]:
         cell(5, prediction("MONOCYTE", NOT_BLOOD_CELL)),
         cell(6, prediction("EOSINOPHIL")),
     ]
+
+
+@pytest.fixture()
+def cells() -> list[BatchCell]:
+    return one_of_each()
 
 
 def counts(cells: list[BatchCell]) -> dict[str, int]:
