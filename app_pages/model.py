@@ -5,12 +5,16 @@ import streamlit as st
 
 import app_support as support
 from hematovision.app_state import format_percent, format_seconds
-from hematovision.classifier import CLASS_NAMES, DEFAULT_MODEL_PATH, display_name
+from hematovision.cell_types import OTHER_TYPES
+from hematovision.classifier import CLASS_NAMES, DEFAULT_MODEL_PATH, colour_normalisation_of, display_name
+from hematovision.trust import STATUS_TEXT
 from hematovision.model_card import (
     IMAGE_SPLITS,
     SPLITS,
     comparison_rows,
-    flag_rate_rows,
+    leave_one_lab_out_rows,
+    status_rows,
+    UNSEEN_SPLITS,
     ModelCardError,
     confusion_matrix,
     default_card_path,
@@ -22,6 +26,13 @@ from hematovision.model_card import (
 )
 
 support.init_state()
+
+NORMALISATION_TEXT = {
+    "background": "Colour normalisation: every crop is white-balanced on its own slide background, in training "
+                  "and in the app alike; differences in stain strength and hue are covered by training augmentation",
+    "reinhard": "Stain normalisation: every crop's L\\*a\\*b\\* colour mean and spread are moved to a shared "
+                "reference (Reinhard colour transfer), in training and in the app alike",
+}
 
 
 @st.cache_data(show_spinner=False)
@@ -254,24 +265,102 @@ else:
         st.plotly_chart(support.coverage_figure(curves, points), key="coverage_curve",
                         config={"displayModeBar": False})
 
-    # -- out of distribution -----------------------------------------------------
+    # -- statuses ------------------------------------------------------------------
     ood = trust.get("ood", {}) if isinstance(trust.get("ood"), dict) else {}
-    st.header("Does it notice an image that is not a blood cell?")
+    other = trust.get("other_types", {}) if isinstance(trust.get("other_types"), dict) else {}
+    st.header("Which status does it give, and how often?")
     st.markdown(
-        "Every image's pooled network features are compared with those of the training images "
-        f"({ood.get('method', 'a distance on the features')}). Images farther than the threshold get "
-        "the status **“Does not look like a blood-cell image”**. The threshold flags "
-        f"{format_percent(ood.get('target_validation_flag_rate'))} of validation blood-cell images by design."
+        f"- **{STATUS_TEXT['not_blood_cell']}**: the image's features (from the middle of the network) are farther "
+        "from the training cells' than validation cells get even under strong stain, light and focus changes "
+        f"({ood.get('far_threshold_rule', 'the far threshold')}).\n"
+        f"- **{STATUS_TEXT['other_cell_type']}**: a detector on the network's final features says the cell is none of "
+        f"the four types ({other.get('method', 'a classifier over eight cell types')}); "
+        f"{other.get('threshold_rule', '')}.\n"
+        f"- **{STATUS_TEXT['unfamiliar_source']}**: a stained blood cell whose features are farther from the "
+        f"training labs' than all but {format_percent(ood.get('target_validation_flag_rate'))} of validation cells: "
+        "another stain, microscope or camera. The class is still given.\n"
+        f"- **{STATUS_TEXT['check']}** and **{STATUS_TEXT['confident']}**: the calibrated confidence against the "
+        "threshold above."
     )
-    flag_rows = flag_rate_rows(card)
-    if flag_rows:
-        st.dataframe(flag_rows, hide_index=True, width="stretch", key="ood_table",
-                     column_config={"Flagged": percent})
+    rows = status_rows(card)
+    if rows:
+        st.dataframe(rows, hide_index=True, width="stretch", key="status_table",
+                     column_config={text: percent for text in STATUS_TEXT.values()})
     non_blood = evaluation.get("non_blood") if isinstance(evaluation.get("non_blood"), dict) else {}
     if non_blood.get("by_kind"):
-        st.caption("Not-blood images by kind (shipped model): " + "; ".join(
+        st.caption("Not-blood images by kind, marked “not a blood-cell image”: " + "; ".join(
             f"{kind} {v['flagged']}/{v['n']}" for kind, v in non_blood["by_kind"].items())
-            + (f". Not flagged: {', '.join(non_blood['not_flagged'])}." if non_blood.get("not_flagged") else "."))
+            + (f". Not marked: {', '.join(non_blood['not_flagged'])}." if non_blood.get("not_flagged") else "."))
+
+# ---------------------------------------------------------------------------
+# Labs it never saw
+# ---------------------------------------------------------------------------
+lisc = card.split("lisc")
+if lisc:
+    st.header("On labs it never saw")
+    st.markdown(
+        "Your microscope, stain and camera are not the ones the model learned from. These numbers say how it "
+        "does on a lab it never trained on. " + UNSEEN_SPLITS["lisc"][1]
+    )
+    previous_lisc = card.previous.get("splits", {}).get("lisc", {}) if isinstance(card.previous.get("splits"), dict) else {}
+    rows = []
+    for model, split in (("This model", lisc), ("Previous model (issue 3)", previous_lisc)):
+        if not isinstance(split, dict) or "accuracy" not in split:
+            continue
+        statuses = split.get("statuses", {})
+        rows.append({"Model": model, "Accuracy": split.get("accuracy"),
+                     "95% CI": interval_text(split.get("accuracy_ci95")),
+                     "Macro recall": split.get("macro_recall"),
+                     STATUS_TEXT["not_blood_cell"]: statuses.get("not_blood_cell", {}).get("rate"),
+                     STATUS_TEXT["unfamiliar_source"]: statuses.get("unfamiliar_source", {}).get("rate"),
+                     STATUS_TEXT["confident"]: statuses.get("confident", {}).get("rate")})
+    st.dataframe(rows, hide_index=True, width="stretch", key="lisc_table",
+                 column_config={k: percent for k in ("Accuracy", STATUS_TEXT["not_blood_cell"],
+                                                     STATUS_TEXT["unfamiliar_source"], STATUS_TEXT["confident"])}
+                 | {"Macro recall": st.column_config.NumberColumn(format="%.3f")})
+    lolo = leave_one_lab_out_rows(card)
+    if lolo:
+        st.subheader("Leave one lab out")
+        st.markdown("The same recipe trained on one lab only and tested on the other: how the *recipe* travels.")
+        st.dataframe(lolo, hide_index=True, width="stretch", key="lolo_table")
+
+other_types = evaluation.get("other_types") if isinstance(evaluation.get("other_types"), dict) else {}
+if other_types.get("all"):
+    st.header("Cells that are none of the four types")
+    st.markdown(
+        "Basophils, immature granulocytes, erythroblasts (nucleated red cells) and platelets held out from the "
+        "PBC lab. A confident four-type answer for one of them would silently change a differential."
+    )
+    previous_other = card.previous.get("other_types", {}) if isinstance(card.previous.get("other_types"), dict) else {}
+    rows = []
+    for model, result in (("This model", other_types), ("Previous model (issue 3)", previous_other)):
+        for name in ("all",) + OTHER_TYPES:
+            block = result.get(name) if isinstance(result, dict) else None
+            if not isinstance(block, dict):
+                continue
+            no_confident = block.get("no_confident_four_type_answer", {})
+            flagged = block.get("statuses", {}).get("other_cell_type", {})
+            named = block.get("type_named_right_when_flagged", {})
+            rows.append({"Model": model, "Cells": "all" if name == "all" else name, "n": no_confident.get("n"),
+                         "No confident four-type answer": no_confident.get("rate"),
+                         "95% CI": interval_text(no_confident.get("ci95")),
+                         "Marked “another cell type”": flagged.get("rate"),
+                         "Type named right (of marked)": named.get("rate")})
+    st.dataframe(rows, hide_index=True, width="stretch", key="other_types_table",
+                 column_config={k: percent for k in ("No confident four-type answer", "Marked “another cell type”",
+                                                     "Type named right (of marked)")})
+
+rescaling = evaluation.get("rescaling") if isinstance(evaluation.get("rescaling"), dict) else {}
+if rescaling:
+    st.header("The same cell at another magnification")
+    st.markdown("Each photo rescaled, or cut to a tight ~110 px crop where the cell fills the frame, and classified "
+                "again: how often the label stays the same as at the original size.")
+    rows = [{"Change": name, "Label kept": block["label_kept"]["rate"],
+             "95% CI": interval_text(block["label_kept"].get("ci95")), "Right": block["right"]["rate"]}
+            for name, block in rescaling.items() if isinstance(block, dict) and "label_kept" in block]
+    st.dataframe(rows, hide_index=True, width="stretch", key="rescaling_table",
+                 column_config={"Label kept": percent, "Right": percent})
+    st.caption("Images: " + ", ".join(f"{source} {count}" for source, count in rescaling.get("images", {}).items()))
 
 # ---------------------------------------------------------------------------
 # Whole fields
@@ -308,9 +397,9 @@ if isinstance(size, int):
     facts.append(f"Input: {size}×{size} pixels, RGB")
 if card.data.get("framing"):
     facts.append(f"Framing: {card.data['framing']}")
-if isinstance(training.get("settings"), dict) and training["settings"].get("stain_normalise"):
-    facts.append("Stain normalisation: every crop's L\*a\*b\* colour mean and spread are moved to a shared "
-                 "reference (Reinhard colour transfer), in training and in the app alike")
+normalisation = colour_normalisation_of(training.get("settings") or {})
+if normalisation in NORMALISATION_TEXT:
+    facts.append(NORMALISATION_TEXT[normalisation])
 if training.get("imagenet_weights"):
     facts.append(f"Starting weights: {training['imagenet_weights']}")
 if isinstance(training.get("seconds"), (int, float)):
@@ -359,6 +448,8 @@ if training.get("command"):
     commands.append(("Train", str(training["command"])))
 if trust.get("command"):
     commands.append(("Calibrate, choose the abstain threshold, fit the OOD check", str(trust["command"])))
+if isinstance(trust.get("other_types"), dict) and trust["other_types"].get("command"):
+    commands.append(("Fit the other-cell-type detector", str(trust["other_types"]["command"])))
 if evaluation.get("command"):
     commands.append(("Evaluate", str(evaluation["command"])))
 for title, command in commands:

@@ -49,7 +49,7 @@ def restart() -> None:
 
 
 def model_prediction(sample: Sample) -> Prediction:
-    """The model's answer for a sample's main (biggest) white cell, cached."""
+    """The model's answer for a sample's main (most strongly stained) white cell, cached."""
     data = sample.read_bytes()
     return support.predict_cells(image_digest(data), data)[0]
 

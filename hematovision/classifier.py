@@ -158,7 +158,7 @@ class Classifier:
         return self.predict_crops([self.prepare(image) for image in images])
 
     def predict_cells(self, image: ImageSource) -> list[Prediction]:
-        """One prediction per white cell in the image, biggest nucleus first."""
+        """One prediction per white cell in the image, the most strongly stained nucleus first."""
         return self.predict_crops(self.prepare_cells(image))
 
     def predict_crops(self, prepared: list[tuple[np.ndarray, CellBox]]) -> list[Prediction]:
@@ -249,7 +249,7 @@ def class_index(name: str) -> int:
 
 
 def image_answer(cells: list[Prediction]) -> dict:
-    """One image's answer as JSON: its biggest cell's prediction at the top, every cell in ``cells``.
+    """One image's answer as JSON: its first cell's prediction at the top, every cell in ``cells``.
 
     Shared by ``predict --json`` and the HTTP API so both describe an image the same way.
     """

@@ -82,7 +82,7 @@ def _build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--out", required=True, metavar="FILE.png")
     explain.add_argument("--target", help="class to explain (default: the predicted class)")
     explain.add_argument("--cell", type=int, default=1,
-                         help="in a field with several white cells, which one (1 = biggest; see predict)")
+                         help="in a field with several white cells, which one (1 = the most strongly stained nucleus; see predict)")
     explain.add_argument("--seed", type=int, default=0)
     explain.add_argument("--opacity", type=float, default=0.6, help="heatmap opacity, 0-1")
     explain.add_argument(
@@ -184,7 +184,7 @@ def _predict(args) -> int:
             results.append(entry)
             continue
         try:
-            # The biggest cell first: its prediction is also the image's top-level answer,
+            # The most strongly stained cell first: its prediction is also the image's top-level answer,
             # and a whole smear field lists every white cell found.
             entry.update(image_answer(classifier.predict_cells(load_image(Path(name)))))
         except (ImageError, OSError, ValueError) as exc:

@@ -95,3 +95,21 @@ def majority_vote(groups: Sequence[str], probabilities: np.ndarray) -> dict[str,
         means = probs.mean(axis=0)
         votes[group] = int(tied[np.argmax(means[tied])])
     return votes
+
+
+def rate(count: int, n: int) -> dict:
+    """A share with its Wilson 95% interval, as the model card stores it."""
+    low, high = wilson_interval(count, n)
+    return {"count": int(count), "n": int(n), "rate": round(_ratio(count, n), 6),
+            "ci95": [round(low, 6), round(high, 6)]}
+
+
+def macro_recall(summary: dict) -> float:
+    """Mean recall over the classes present in an ``accuracy_summary`` block."""
+    recalls = [c["recall"] for c in summary["per_class"].values() if c["support"]]
+    return round(float(np.mean(recalls)), 6) if recalls else 0.0
+
+
+def status_mix(statuses: Sequence[str], names: Sequence[str]) -> dict:
+    """How many predictions got each status, each with its Wilson interval."""
+    return {name: rate(sum(s == name for s in statuses), len(statuses)) for name in names}

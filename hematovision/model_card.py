@@ -41,6 +41,14 @@ SPLITS: dict[str, tuple[str, str]] = {
         "for training or for any choice. New cells, but the same lab as the PBC training images.",
     ),
 }
+# Labs the model never trained on (validation only: nothing was chosen on them alone).
+UNSEEN_SPLITS: dict[str, tuple[str, str]] = {
+    "lisc": (
+        "LISC (a lab it never saw)",
+        "181 cells from a third lab (Tehran, Giemsa-Wright stain, 100x lens): it stands for your own lab. "
+        "Never trained on; no epoch, threshold or recipe was chosen on it alone.",
+    ),
+}
 # The splits calibration and abstention are reported on (cell-level votes have no probabilities).
 IMAGE_SPLITS = ("test_image", "test_simple", "pbc_test")
 
@@ -100,11 +108,16 @@ class ModelCard:
         split = _as_dict(self.evaluation.get("splits")).get(name)
         return split if isinstance(split, dict) else None
 
+    @property
+    def previous(self) -> dict[str, Any]:
+        """The model this one replaced, measured with its own code (``previous_model``)."""
+        return _as_dict(self.data.get("previous_model"))
+
     def available_splits(self) -> list[str]:
         known = [name for name in SPLITS if self.split(name) is not None]
         extra = [
             name for name in _as_dict(self.evaluation.get("splits"))
-            if name not in SPLITS and self.split(name) is not None
+            if name not in SPLITS and name not in UNSEEN_SPLITS and self.split(name) is not None
         ]
         return known + sorted(extra)
 
@@ -251,34 +264,55 @@ def comparison_rows(card: "ModelCard") -> list[dict[str, str]]:
         splits = _as_dict(result.get("splits"))
         trained = result.get("trained_on") or []
         row = {"Model": name, "Trained on": " + ".join(SOURCE_NAMES.get(t, str(t)) for t in trained) or "?"}
-        for split in SPLITS:
-            row[SPLITS[split][0]] = accuracy_cell(splits.get(split))
+        for split, (title, _) in {**SPLITS, **UNSEEN_SPLITS}.items():
+            row[title] = accuracy_cell(splits.get(split))
         rows.append(row)
     return rows
 
 
-SOURCE_NAMES = {"kaggle": "Kaggle/BCCD", "pbc": "PBC"}
-
-
-def flag_rate_rows(card: "ModelCard") -> list[dict[str, Any]]:
-    """How often each model's OOD check flags each image set, marking sources it never saw."""
+def leave_one_lab_out_rows(card: "ModelCard") -> list[dict[str, str]]:
+    """Each recipe's single-lab models on the lab they did not see: this model's recipe and,
+    where the card has it, the previous model's (its ``comparison`` of the same kind)."""
     rows = []
-    split_source = {"test_image": "kaggle", "test_simple": "kaggle", "pbc_test": "pbc"}
-    for name, result in _models(card).items():
-        result = _as_dict(result)
-        trained = set(result.get("trained_on") or [])
-        for split, source in split_source.items():
-            rate = _as_dict(_as_dict(result.get("splits")).get(split)).get("ood_flag_rate")
-            if _is_number(rate):
-                rows.append({"Model": name, "Images": SPLITS[split][0],
-                             "Kind": "blood cells, source seen in training" if source in trained
-                             else "blood cells, source NOT seen in training",
-                             "Flagged": float(rate)})
-        non_blood = _as_dict(result.get("non_blood"))
-        if _is_number(non_blood.get("flag_rate")):
-            rows.append({"Model": name, "Images": f"Not blood cells ({non_blood.get('n')} images)",
-                         "Kind": "photos, other microscopy, colours, noise", "Flagged": float(non_blood["flag_rate"])})
+    for recipe, models in (("This model's recipe", card.comparison),
+                           ("Previous recipe (issue 3)", _as_dict(card.previous.get("comparison")))):
+        for name, result in models.items():
+            result = _as_dict(result)
+            trained = result.get("trained_on") or []
+            splits = _as_dict(result.get("splits"))
+            if trained == ["kaggle"]:
+                rows.append({"Recipe": recipe, "Trained on": "Kaggle/BCCD only", "Tested on": "PBC test split",
+                             "Accuracy (95% CI)": accuracy_cell(splits.get("pbc_test")), "Model": name})
+            elif trained == ["pbc"]:
+                rows.append({"Recipe": recipe, "Trained on": "PBC only", "Tested on": "Kaggle TEST, per cell",
+                             "Accuracy (95% CI)": accuracy_cell(splits.get("test_cell")), "Model": name})
     return rows
+
+
+def status_rows(card: "ModelCard") -> list[dict[str, Any]]:
+    """Share of each status on every image set, for this model and the previous one."""
+    from hematovision.trust import STATUS_TEXT, STATUSES
+
+    sets = {**{k: v[0] for k, v in SPLITS.items()}, **{k: v[0] for k, v in UNSEEN_SPLITS.items()}}
+    rows = []
+    for model, evaluation in (("This model", card.evaluation), ("Previous model", card.previous)):
+        blocks = [(sets[name], _as_dict(_as_dict(evaluation.get("splits")).get(name)).get("statuses"))
+                  for name in sets]
+        other = _as_dict(_as_dict(evaluation.get("other_types")).get("all"))
+        blocks.append(("Other cell types (PBC, held out)", other.get("statuses")))
+        blocks.append(("Not blood cells", _as_dict(evaluation.get("non_blood")).get("statuses")))
+        for title, mix in blocks:
+            mix = _as_dict(mix)
+            if not mix:
+                continue
+            n = next((_as_dict(v).get("n") for v in mix.values()), None)
+            row = {"Model": model, "Images": title, "n": n}
+            row.update({STATUS_TEXT[s]: _as_dict(mix.get(s)).get("rate") for s in STATUSES})
+            rows.append(row)
+    return rows
+
+
+SOURCE_NAMES = {"kaggle": "Kaggle/BCCD", "pbc": "PBC"}
 
 
 def interval_text(ci: Any, digits: int = 1) -> str:

@@ -137,7 +137,7 @@ TEACHING_SEED = 0
 
 
 def teaching_explanation_key(digest: str) -> tuple:
-    """Cache key of the Grad-CAM map for the first (biggest) white cell of an image."""
+    """Cache key of the Grad-CAM map for the first (most strongly stained) white cell of an image."""
     return explanation_key(f"{digest}/cell0", TEACHING_METHOD, None, {}, TEACHING_SEED)
 
 

@@ -54,8 +54,7 @@ STATUS_ADVICE = {
            "on validation cells. Confirm the class yourself.",
     UNFAMILIAR_SOURCE: "This looks like a stained blood cell, but its stain, microscope or camera is unlike the "
                        "labs the model learned from, so its confidence is less reliable here. The class shown "
-                       "is the model's best answer: confirm it yourself. A lab profile built from a few of "
-                       "your own labelled cells makes the model fit your lab.",
+                       "is the model's best answer: confirm it yourself.",
     OTHER_CELL_TYPE: "This cell does not look like an eosinophil, lymphocyte, monocyte or neutrophil; it looks "
                      "most like {other_type}. It is kept out of the four-type counts: review it yourself.",
     NOT_BLOOD_CELL: "This image is unlike stained blood-smear cells, so the model's answer is not "

@@ -8,7 +8,12 @@ For a trained model (default: the shipped one) this fits, and stores beside the 
 * the abstain threshold: the lowest calibrated confidence at which the kept validation
   predictions are right at least ``--target-accuracy`` of the time,
 * the out-of-distribution detector on pooled features of training images, with its
-  threshold set to flag ``--ood-flag-rate`` of validation images.
+  near threshold (status ``unfamiliar_source``) set to flag ``--ood-flag-rate`` of
+  validation images, and its far threshold (``not_blood_cell``) set to flag
+  ``--ood-far-flag-rate`` of validation images seen through strong lab-to-lab changes
+  (``training.train.unseen_lab_augment`` at ``--shift-strength``, two copies of each).
+
+The other-cell-type detector is fitted after this, by ``training.other_types``.
 
 Validation images are exactly those the training run held out: Kaggle TRAIN's
 validation cells (``data.split_cells``) and PBC's validation split (``data.split_pbc``),
@@ -47,14 +52,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_PATH)
     parser.add_argument("--target-accuracy", type=float, default=0.98)
     parser.add_argument("--ood-flag-rate", type=float, default=0.015)
+    parser.add_argument("--ood-far-flag-rate", type=float, default=0.01)
+    parser.add_argument("--shift-strength", type=float, default=0.45,
+                        help="strength of the lab-to-lab changes the far threshold is set on")
     args = parser.parse_args(argv)
     if args.pbc_dir is None:
         args.pbc_dir = args.data_dir.parent / "pbc"
     return args
 
 
-def held_out_and_training(args, sources: list[str], seed: int, val_fraction: float):
-    """(validation jobs, OOD-fitting jobs), each a list of (path, label, source)."""
+def held_out_and_training(args, sources: list[str], seed: int, val_fraction: float,
+                          kaggle_per_cell: int = OOD_IMAGES_PER_KAGGLE_CELL):
+    """(validation jobs, fitting jobs), each a list of (path, label, source)."""
     validation, fitting = [], []
     rng = np.random.default_rng(seed)
     if "kaggle" in sources:
@@ -66,7 +75,7 @@ def held_out_and_training(args, sources: list[str], seed: int, val_fraction: flo
         validation += [(r.path, r.label, "kaggle") for r in records if r.cell in val_cells]
         for cell in sorted(train_cells):
             members = by_cell[cell]
-            for index in rng.choice(len(members), min(OOD_IMAGES_PER_KAGGLE_CELL, len(members)), replace=False):
+            for index in rng.choice(len(members), min(kaggle_per_cell, len(members)), replace=False):
                 fitting.append((members[index].path, members[index].label, "kaggle"))
     if "pbc" in sources:
         records = data.read_pbc(args.pbc_dir)
@@ -74,6 +83,26 @@ def held_out_and_training(args, sources: list[str], seed: int, val_fraction: flo
         validation += [(r.path, r.label, "pbc") for r, part in zip(records, split) if part == "val"]
         fitting += [(r.path, r.label, "pbc") for r, part in zip(records, split) if part == "train"]
     return validation, fitting
+
+
+def shifted_features(classifier, paths: list[Path], strength: float, copies: int = 2) -> np.ndarray:
+    """OOD features of these images' cells after strong lab-to-lab changes (seeded)."""
+    from hematovision.cells import crop_to_box, locate_white_cell
+    from hematovision.imaging import load_image
+    from hematovision.stain import normalise_colour
+    from training.train import augmented_copy
+
+    crops = []
+    for path in paths:
+        rgb = load_image(path)
+        crops.append(crop_to_box(rgb, locate_white_cell(rgb), classifier.input_size))
+    crops = np.stack(crops)
+    features = []
+    for copy in range(1, copies + 1):
+        shifted = augmented_copy(crops, copy, seed=7, strength=strength, kind="unseen_lab")
+        images = np.stack([normalise_colour(image, classifier.colour_normalisation) for image in shifted])
+        features.append(classifier.outputs(images).ood_features)
+    return np.concatenate(features)
 
 
 def calibrate(args) -> dict:
@@ -99,6 +128,8 @@ def calibrate(args) -> dict:
 
     detector = OODDetector.fit(fit.features, np.asarray(fit.labels))
     detector.set_threshold(val.features, args.ood_flag_rate)
+    shifted = shifted_features(classifier, [path for path, _, _ in validation_jobs], args.shift_strength)
+    detector.set_far_threshold(shifted, args.ood_far_flag_rate)
     ood_path = card_path.parent / OOD_FILE
     detector.save(ood_path)
 
@@ -135,11 +166,19 @@ def calibrate(args) -> dict:
             "fitted_on_images": int(len(fit.labels)),
             "threshold": round(detector.threshold, 4),
             "target_validation_flag_rate": args.ood_flag_rate,
+            "far_threshold": round(detector.far_threshold, 4),
+            "far_threshold_rule": f"flags {args.ood_far_flag_rate:.1%} of {len(shifted)} validation images put "
+                                  f"through strong lab-to-lab changes (training.train.unseen_lab_augment, "
+                                  f"strength {args.shift_strength}, 2 copies each)",
+            "statuses": "score above far_threshold: not_blood_cell; between threshold and far_threshold: "
+                        "unfamiliar_source",
         },
         "ood_file": OOD_FILE,
         "ood_file_sha256": file_sha256(ood_path),
     }
-    card["trust"] = trust
+    # The other-type detector (training.other_types) is fitted after this and kept.
+    kept = {k: v for k, v in card.get("trust", {}).items() if k.startswith("other_types")}
+    card["trust"] = {**trust, **kept}
     card_path.write_text(json.dumps(card, indent=2) + "\n")
     return trust
 

@@ -161,3 +161,51 @@ def split_pbc(records: list[Record], seed: int = 2026) -> np.ndarray:
         split[members[:n_test]] = "test"
         split[members[n_test : n_test + n_val]] = "val"
     return split
+
+
+# -- cells of other types (PBC) and the unseen validation lab (LISC) ----------------
+
+OTHER_FOLDERS = {"basophil": "basophil", "immature granulocyte": "ig", "erythroblast": "erythroblast",
+                 "platelet": "platelet"}
+OTHER_SPLIT_FRACTIONS = {"test": 0.2, "val": 0.2}
+
+
+def read_pbc_other(other_dir: Path) -> list[Record]:
+    """PBC cells of the other types; ``label`` indexes ``cell_types.OTHER_TYPES``."""
+    from hematovision.cell_types import OTHER_TYPES
+
+    other_dir = Path(other_dir)
+    records = []
+    for label, name in enumerate(OTHER_TYPES):
+        for path in sorted((other_dir / OTHER_FOLDERS[name]).glob("*.jpg")):
+            records.append(Record(path, label, f"pbc-other/{path.stem}"))
+    if not records:
+        raise FileNotFoundError(f"No images under {other_dir}/<type>/*.jpg")
+    return records
+
+
+def split_other(records: list[Record], seed: int = 2026) -> np.ndarray:
+    """'train' / 'val' / 'test' per record: seeded, stratified by type, 60/20/20.
+
+    The test part is only ever reported; validation sets the detector's threshold.
+    """
+    rng = np.random.default_rng(seed)
+    labels = np.array([r.label for r in records])
+    split = np.full(len(records), "train", dtype=object)
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        n_test = int(round(OTHER_SPLIT_FRACTIONS["test"] * len(members)))
+        n_val = int(round(OTHER_SPLIT_FRACTIONS["val"] * len(members)))
+        split[members[:n_test]] = "test"
+        split[members[n_test : n_test + n_val]] = "val"
+    return split
+
+
+def read_lisc(lisc_dir: Path) -> list[Record]:
+    """LISC crops (validation only: never trained or tuned on), one per LISC image."""
+    lisc_dir = Path(lisc_dir)
+    records = []
+    for label, name in enumerate(CLASS_NAMES):
+        for path in sorted((lisc_dir / name.lower()).glob("*.png")):
+            records.append(Record(path, label, f"lisc/{path.stem}"))
+    return records

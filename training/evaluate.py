@@ -38,9 +38,12 @@ from hematovision.calibration import (apply_temperature, coverage_accuracy_curve
                                       reliability_bins)
 from hematovision.classifier import CLASS_NAMES, DEFAULT_MODEL_PATH, card_beside, class_index, load_classifier
 from hematovision.evaluation import predict_files
-from hematovision.metrics import accuracy_summary, majority_vote
+from hematovision.cell_types import OTHER_TYPES
+from hematovision.cells import crop_to_box, locate_white_cell
+from hematovision.imaging import load_image
+from hematovision.metrics import accuracy_summary, macro_recall, majority_vote, rate, status_mix
 from hematovision.model_card import file_sha256
-from hematovision.trust import NOT_BLOOD_CELL
+from hematovision.trust import CONFIDENT, NOT_BLOOD_CELL, OTHER_CELL_TYPE, STATUSES
 from training import data
 from training.nonblood import non_blood_images
 
@@ -51,12 +54,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--pbc-dir", type=Path, default=None)
+    parser.add_argument("--lisc-dir", type=Path, default=None, help="default: lisc beside --data-dir")
+    parser.add_argument("--other-dir", type=Path, default=None, help="default: pbc-other beside --data-dir")
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_PATH)
     parser.add_argument("--compare", action="append", default=[], metavar="NAME=PATH",
                         help="another model to evaluate side by side (repeatable)")
     args = parser.parse_args(argv)
     if args.pbc_dir is None:
         args.pbc_dir = args.data_dir.parent / "pbc"
+    args.lisc_dir = args.lisc_dir or args.data_dir.parent / "lisc"
+    args.other_dir = args.other_dir or args.data_dir.parent / "pbc-other"
     return args
 
 
@@ -75,6 +82,8 @@ def test_splits(args) -> dict[str, list[tuple[Path, int]]]:
     if args.pbc_dir.is_dir():
         pbc = data.read_pbc(args.pbc_dir)
         splits["pbc_test"] = [(r.path, r.label) for r, part in zip(pbc, data.split_pbc(pbc)) if part == "test"]
+    if args.lisc_dir.is_dir():
+        splits["lisc"] = [(r.path, r.label) for r in data.read_lisc(args.lisc_dir)]
     return splits
 
 
@@ -82,6 +91,8 @@ SPLIT_NOTES = {
     "test_image": "Kaggle TEST images (augmented copies of 71 held-out cells), each counted once",
     "test_simple": "Kaggle TEST_SIMPLE: the held-out cells' un-augmented images (69 distinct cells, 71 files)",
     "pbc_test": "PBC test split: 20% of each class, seeded (training.data.split_pbc); never trained or tuned on",
+    "lisc": "LISC (Tehran, Giemsa-Wright, 100x): a lab never trained on, one crop per LISC image; "
+            "validation only, no epoch, threshold or recipe was picked on it alone",
 }
 
 
@@ -116,11 +127,13 @@ def trust_report(classifier, result) -> dict:
                     "accuracy_kept": round(float(correct[kept].mean()), 6) if kept.any() else None},
         "coverage_curve": coverage_accuracy_curve(confidence, correct),
     }
-    if trust.ood is not None:
-        flagged = trust.ood.is_unfamiliar(result.features)
-        report["ood_flagged"] = int(flagged.sum())
-        report["ood_flag_rate"] = round(float(flagged.mean()), 6)
     return report
+
+
+def statuses_of(classifier, result) -> list[str]:
+    """The status each image of ``result`` gets, exactly as in the app."""
+    assessments = classifier.trust.assess(result.probabilities, result.features, result.type_features)
+    return [a.status for a in assessments]
 
 
 def evaluate_splits(classifier, args, with_trust: bool) -> dict:
@@ -131,10 +144,11 @@ def evaluate_splits(classifier, args, with_trust: bool) -> dict:
         summary = accuracy_summary(result.labels, result.predicted, CLASS_NAMES, SPLIT_NOTES[name])
         if result.unreadable:
             summary["unreadable"] = result.unreadable
+        summary["macro_recall"] = macro_recall(summary)
         if with_trust:
             summary.update(trust_report(classifier, result))
-        elif classifier.trust.ood is not None:
-            summary["ood_flag_rate"] = round(float(classifier.trust.ood.is_unfamiliar(result.features).mean()), 6)
+        if classifier.trust.ood is not None:
+            summary["statuses"] = status_mix(statuses_of(classifier, result), STATUSES)
         splits[name] = summary
         if name == "test_image":
             splits["test_cell"] = cell_level(result, args.data_dir)
@@ -149,15 +163,94 @@ def evaluate_non_blood(classifier) -> dict:
     images = non_blood_images()
     predictions = classifier.predict_batch([image.rgb for image in images])
     flagged = np.array([p.status == NOT_BLOOD_CELL for p in predictions])
+    mix = status_mix([p.status for p in predictions], STATUSES)
     kinds = {}
     for kind in sorted({image.kind for image in images}):
         rows = np.array([image.kind == kind for image in images])
         kinds[kind] = {"n": int(rows.sum()), "flagged": int(flagged[rows].sum())}
     missed = [image.name for image, hit in zip(images, flagged) if not hit]
     return {"n": len(images), "flagged": int(flagged.sum()), "flag_rate": round(float(flagged.mean()), 6),
-            "by_kind": kinds, "not_flagged": missed,
+            "by_kind": kinds, "not_flagged": missed, "statuses": mix,
             "source": "training.nonblood: scikit-image's bundled photos and microscopy images (whole and 3 "
                       "seeded crops each), plain colours, noise and patterns"}
+
+
+# -- cells that are none of the four types ------------------------------------------
+
+def evaluate_other_types(classifier, other_dir: Path) -> dict:
+    """Statuses of the held-out other-type cells (the pbc-other test split, by type)."""
+    records = data.read_pbc_other(other_dir)
+    jobs = [(r.path, r.label) for r, part in zip(records, data.split_other(records)) if part == "test"]
+    result = predict_files(classifier, jobs)
+    assessments = classifier.trust.assess(result.probabilities, result.features, result.type_features)
+    labels = np.asarray(result.labels)
+    summary = {"description": "pbc-other test split (training.data.split_other: seeded 20% of each type), "
+                              "never fitted or tuned on"}
+    statuses = np.array([a.status for a in assessments])
+    named = np.array([a.other_type == OTHER_TYPES[label] for a, label in zip(assessments, labels)])
+    predicted = np.array([CLASS_NAMES[p] for p in result.predicted])
+    for name, rows in [("all", np.ones(len(labels), bool))] + [(t, labels == i) for i, t in enumerate(OTHER_TYPES)]:
+        flagged = rows & (statuses == OTHER_CELL_TYPE)
+        answered = rows & (statuses != OTHER_CELL_TYPE)
+        summary[name] = {
+            "statuses": status_mix(list(statuses[rows]), STATUSES),
+            "no_confident_four_type_answer": rate(int(np.sum(rows & (statuses != CONFIDENT))), int(rows.sum())),
+            "type_named_right_when_flagged": rate(int(np.sum(named & flagged)), int(flagged.sum())),
+            "four_type_labels_given": {c: int(np.sum(answered & (predicted == c))) for c in CLASS_NAMES},
+        }
+    return summary
+
+
+# -- the same cell at another magnification -----------------------------------------
+
+RESCALE_FACTORS = (0.5, 0.75, 1.5, 2.0, 3.0)
+# A tight crop as some analysers export it: the cell fills the frame, ~110 px square.
+TIGHT_SIDE = 110
+
+
+def tight_crop(rgb: np.ndarray) -> np.ndarray:
+    """The cell alone, filling a TIGHT_SIDE-pixel square (half the usual crop's side)."""
+    box = locate_white_cell(rgb)
+    inner = box.side // 2
+    inner_box = type(box)(box.x + (box.side - inner) // 2, box.y + (box.side - inner) // 2, inner, True)
+    return crop_to_box(rgb, inner_box, TIGHT_SIDE)
+
+
+def evaluate_rescaling(classifier, jobs: list[tuple[Path, int, str]]) -> dict:
+    """Does the label survive rescaling the photo 0.5x-3x, or a tight ~110 px crop?"""
+    from PIL import Image
+
+    images = [load_image(path) for path, _, _ in jobs]
+    base = [p.label for p in classifier.predict_batch(images)]
+    truth = [CLASS_NAMES[label] for _, label, _ in jobs]
+    sources = sorted({source for _, _, source in jobs})
+    summary = {"images": {s: sum(1 for *_, src in jobs if src == s) for s in sources},
+               "at_1x_right": rate(sum(b == t for b, t in zip(base, truth)), len(jobs))}
+    variants = {f"{f:g}x": (lambda rgb, f=f: np.asarray(Image.fromarray(rgb).resize(
+        (max(8, round(rgb.shape[1] * f)), max(8, round(rgb.shape[0] * f))), Image.Resampling.BILINEAR)))
+        for f in RESCALE_FACTORS}
+    variants[f"tight {TIGHT_SIDE} px crop"] = tight_crop
+    for name, change in variants.items():
+        labels = [p.label for p in classifier.predict_batch([change(rgb) for rgb in images])]
+        kept = [a == b for a, b in zip(labels, base)]
+        summary[name] = {"label_kept": rate(sum(kept), len(kept)),
+                         "right": rate(sum(a == t for a, t in zip(labels, truth)), len(labels)),
+                         "label_kept_by_source": {s: rate(sum(k for k, (*_, src) in zip(kept, jobs) if src == s),
+                                                          summary["images"][s]) for s in sources}}
+    return summary
+
+
+def rescaling_jobs(args) -> list[tuple[Path, int, str]]:
+    """TEST_SIMPLE, LISC and 100 seeded PBC test images: every lab there is."""
+    jobs = [(p, label, "kaggle TEST_SIMPLE") for p, label in test_splits(args)["test_simple"]]
+    if args.lisc_dir.is_dir():
+        jobs += [(r.path, r.label, "lisc") for r in data.read_lisc(args.lisc_dir)]
+    if args.pbc_dir.is_dir():
+        pbc = data.read_pbc(args.pbc_dir)
+        test = [r for r, part in zip(pbc, data.split_pbc(pbc)) if part == "test"]
+        picked = np.random.default_rng(0).choice(len(test), min(100, len(test)), replace=False)
+        jobs += [(test[i].path, test[i].label, "pbc test") for i in sorted(picked)]
+    return jobs
 
 
 # -- whole smear fields -----------------------------------------------------------
@@ -225,7 +318,7 @@ def evaluate_model(path: Path, args, full: bool) -> dict:
     started = time.time()
     splits = evaluate_splits(classifier, args, with_trust=full and classifier.trust.is_fitted)
     result = {"model_sha256": file_sha256(path), "splits": splits,
-              "stain_normalisation": classifier.stain_normalise}
+              "colour_normalisation": classifier.colour_normalisation}
     card_path = card_beside(path)
     if card_path is not None:
         card = json.loads(card_path.read_text())
@@ -233,8 +326,11 @@ def evaluate_model(path: Path, args, full: bool) -> dict:
         result["training_command"] = card.get("training", {}).get("command")
     if classifier.trust.is_fitted:
         result["non_blood"] = evaluate_non_blood(classifier)
+    if classifier.trust.other_types is not None and args.other_dir.is_dir():
+        result["other_types"] = evaluate_other_types(classifier, args.other_dir)
     if full:
         result["fields"] = evaluate_fields(classifier, args.data_dir)
+        result["rescaling"] = evaluate_rescaling(classifier, rescaling_jobs(args))
     result["seconds"] = round(time.time() - started, 1)
     return result
 

@@ -1,0 +1,136 @@
+"""Fit the other-cell-type detector (``hematovision.cell_types``) for a trained model.
+
+    python -m training.other_types --data-dir ../shared/data/blood-cells [--model PATH]
+
+Run after ``training.calibrate`` (it adds to the card's ``trust`` section). Data:
+
+* the other types, ``pbc-other/`` beside ``--data-dir``: split 60/20/20 by type, seeded
+  (``data.split_other``); the test part is never read here;
+* the four types: PBC training images and 4 images per Kaggle training cell to fit; the
+  validation images that training held out (PBC validation split, Kaggle validation
+  cells) to set the threshold.
+
+Threshold rule, fixed before any number was seen: the highest p(other) threshold that
+flags at least ``--target-recall`` (95%) of the validation cells of other types, unless
+that flags more than ``--max-false-rate`` (5%) of the four-type validation images; then
+the threshold that flags exactly that many.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+
+from hematovision.cell_types import OTHER_TYPES, OtherTypeDetector
+from hematovision.classifier import CLASS_NAMES, DEFAULT_MODEL_PATH, OTHER_TYPE_LAYER, card_beside, load_classifier
+from hematovision.evaluation import predict_files
+from hematovision.model_card import file_sha256
+from training import data
+from training.calibrate import held_out_and_training
+
+OTHER_TYPES_FILE = "other-types.npz"
+KAGGLE_PER_CELL = 4
+# Inverse regularisation strength of the logistic regression on standardised features.
+C = 0.05
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--pbc-dir", type=Path, default=None)
+    parser.add_argument("--other-dir", type=Path, default=None)
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_PATH)
+    parser.add_argument("--target-recall", type=float, default=0.95)
+    parser.add_argument("--max-false-rate", type=float, default=0.05)
+    args = parser.parse_args(argv)
+    args.pbc_dir = args.pbc_dir or args.data_dir.parent / "pbc"
+    args.other_dir = args.other_dir or args.data_dir.parent / "pbc-other"
+    return args
+
+
+def choose_threshold(other_scores: np.ndarray, four_scores: np.ndarray, target_recall: float,
+                     max_false_rate: float) -> float:
+    """The rule in the module docstring; scores are p(other type)."""
+    by_recall = float(np.quantile(other_scores, 1.0 - target_recall))
+    by_false_rate = float(np.quantile(four_scores, 1.0 - max_false_rate))
+    return max(by_recall, by_false_rate)
+
+
+def fit(args) -> dict:
+    from sklearn.linear_model import LogisticRegression
+
+    card_path = card_beside(args.model)
+    card = json.loads(card_path.read_text())
+    settings = card["training"]["settings"]
+    sources = card["training"].get("sources", ["kaggle"])
+    validation_jobs, fitting_jobs = held_out_and_training(args, sources, settings["seed"], settings["val_fraction"],
+                                                          kaggle_per_cell=KAGGLE_PER_CELL)
+    others = data.read_pbc_other(args.other_dir)
+    split = data.split_other(others)
+    n_four = len(CLASS_NAMES)
+    other_fit = [(r.path, n_four + r.label) for r, part in zip(others, split) if part == "train"]
+    other_val = [(r.path, n_four + r.label) for r, part in zip(others, split) if part == "val"]
+
+    classifier = load_classifier(args.model)
+    print(f"Features of {len(fitting_jobs) + len(other_fit)} fitting and "
+          f"{len(validation_jobs) + len(other_val)} validation images ...", flush=True)
+    fit_four = predict_files(classifier, [(p, label) for p, label, _ in fitting_jobs])
+    fit_other = predict_files(classifier, other_fit)
+    val_four = predict_files(classifier, [(p, label) for p, label, _ in validation_jobs])
+    val_other = predict_files(classifier, other_val)
+
+    x = np.concatenate([fit_four.type_features, fit_other.type_features])
+    y = np.concatenate([fit_four.labels, fit_other.labels])
+    mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
+    model = LogisticRegression(C=C, max_iter=3000, class_weight="balanced").fit((x - mean) / scale, y)
+    detector = OtherTypeDetector(mean.astype(np.float32), scale.astype(np.float32),
+                                 model.coef_.T.astype(np.float32), model.intercept_.astype(np.float32))
+    four_scores = detector.other_probability(val_four.type_features)
+    other_scores = detector.other_probability(val_other.type_features)
+    detector.threshold = choose_threshold(other_scores, four_scores, args.target_recall, args.max_false_rate)
+    path = card_path.parent / OTHER_TYPES_FILE
+    detector.save(path)
+
+    flagged_other = other_scores > detector.threshold
+    named = np.array([OTHER_TYPES[i] for i in detector.probabilities(val_other.type_features)[:, n_four:].argmax(1)])
+    truth = np.array([OTHER_TYPES[label - n_four] for label in val_other.labels])
+    summary = {
+        "command": "python -m training.other_types --data-dir ../shared/data/blood-cells"
+                   + ("" if args.model == DEFAULT_MODEL_PATH else f" --model {args.model}"),
+        "method": f"multinomial logistic regression (C {C}, balanced class weights) on the standardised "
+                  f"{OTHER_TYPE_LAYER} features over the four types and {', '.join(OTHER_TYPES)}; "
+                  f"p(other) = the summed probability of the other types",
+        "fitted_on": {"other_types": len(other_fit), "four_types": len(fitting_jobs),
+                      "split": "pbc-other: seeded (2026) 60% fit / 20% validation / 20% test per type "
+                               "(training.data.split_other); four types: the training images of the model"},
+        "threshold_rule": f"highest threshold flagging >= {args.target_recall:.0%} of validation other-type cells, "
+                          f"unless that flags > {args.max_false_rate:.0%} of four-type validation images",
+        "threshold": round(detector.threshold, 6),
+        "validation": {
+            "other_type_cells": len(other_scores), "other_type_flagged": int(flagged_other.sum()),
+            "four_type_images": len(four_scores), "four_type_flagged": int((four_scores > detector.threshold).sum()),
+            "type_named_right_when_flagged": int((named == truth)[flagged_other].sum()),
+        },
+    }
+    card = json.loads(card_path.read_text())
+    card.setdefault("trust", {})
+    card["trust"]["other_types"] = summary
+    card["trust"]["other_types_file"] = OTHER_TYPES_FILE
+    card["trust"]["other_types_file_sha256"] = file_sha256(path)
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    return summary
+
+
+def main(argv=None) -> None:
+    summary = fit(parse_args(argv))
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
