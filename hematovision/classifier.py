@@ -166,7 +166,8 @@ class Classifier:
             return []
         crops = np.stack([crop for crop, _ in prepared])
         out = self.outputs(crops)
-        assessments = self.trust.assess(out.probabilities, out.ood_features, out.type_features)
+        assessments = self.trust.assess(out.probabilities, out.ood_features, out.type_features,
+                                        [box.found for _, box in prepared])
         return [_to_prediction(probs, assessment, box, crop)
                 for probs, assessment, (crop, box) in zip(out.probabilities, assessments, prepared)]
 

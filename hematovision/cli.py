@@ -247,12 +247,13 @@ def _write_predictions_csv(results: list[dict], destination: str) -> None:
 
     probability_columns = {name: f"probability_{name.lower()}" for name in CLASS_NAMES}
     columns = ["file", "label", "confidence", *probability_columns.values(),
-               "status", "cell_count", "error"]
+               "status", "other_type", "cell_count", "error"]
     rows = []
     for entry in results:
         row = {"file": entry["file"], "error": entry.get("error", "")}
         if "error" not in entry:
             row.update({key: entry[key] for key in ("label", "confidence", "status", "cell_count")})
+            row["other_type"] = entry.get("other_type") or ""
             row.update({column: entry["probabilities"][name]
                         for name, column in probability_columns.items()})
         rows.append(row)

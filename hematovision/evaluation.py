@@ -62,6 +62,7 @@ class FolderPredictions:
     probabilities: np.ndarray = field(default_factory=lambda: np.zeros((0, len(CLASS_NAMES))))
     features: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     type_features: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    nucleus_found: list[bool] = field(default_factory=list)
     unreadable: list[dict] = field(default_factory=list)
 
     @property
@@ -93,11 +94,12 @@ def predict_files(
         crops = []
         for path, label in jobs[start : start + batch_size]:
             try:
-                crop, _ = classifier.prepare(load_image(path))
+                crop, box = classifier.prepare(load_image(path))
             except (ImageError, OSError, ValueError) as exc:
                 result.unreadable.append({"file": str(path), "error": str(exc)})
                 continue
             crops.append(crop)
+            result.nucleus_found.append(bool(getattr(box, "found", True)))
             result.paths.append(path)
             result.labels.append(label)
         if crops:

@@ -15,8 +15,9 @@ Two thresholds, both set on held-out validation images, never on test or non-blo
 * ``threshold`` flags a chosen small share (about 1.5%) of the validation images as they
   are: beyond it a cell is unlike the training labs (status ``unfamiliar_source``);
 * ``far_threshold`` flags a small share of validation images put through strong
-  lab-to-lab changes (stain, light, optics, framing; ``training.calibrate``): beyond it
-  the image is unlike any stained blood cell (status ``not_blood_cell``).
+  lab-to-lab changes (stain, light, optics, framing; ``training.calibrate``), or a lower
+  line where needed to flag most of a validation set of non-blood images: beyond it the
+  image is unlike any stained blood cell (status ``not_blood_cell``).
 """
 
 from __future__ import annotations
@@ -74,9 +75,14 @@ class OODDetector:
             self.far_threshold = self.threshold
         return self.threshold
 
-    def set_far_threshold(self, shifted_features: np.ndarray, flag_rate: float) -> float:
-        """Flag about ``flag_rate`` of these blood cells seen through strong lab-to-lab changes."""
-        self.far_threshold = max(float(np.quantile(self.score(shifted_features), 1.0 - flag_rate)), self.threshold)
+    def set_far_threshold(self, shifted_features: np.ndarray, flag_rate: float,
+                          non_blood_features: np.ndarray | None = None, non_blood_target: float = 0.97) -> float:
+        """Flag about ``flag_rate`` of these blood cells seen through strong lab-to-lab changes,
+        or more where needed to flag ``non_blood_target`` of these non-blood images."""
+        far = float(np.quantile(self.score(shifted_features), 1.0 - flag_rate))
+        if non_blood_features is not None and len(non_blood_features):
+            far = min(far, float(np.quantile(self.score(non_blood_features), 1.0 - non_blood_target)))
+        self.far_threshold = max(far, self.threshold)
         return self.far_threshold
 
     def is_unfamiliar(self, features: np.ndarray) -> np.ndarray:

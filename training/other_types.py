@@ -10,10 +10,14 @@ Run after ``training.calibrate`` (it adds to the card's ``trust`` section). Data
   validation images that training held out (PBC validation split, Kaggle validation
   cells) to set the threshold.
 
+Every image is used as it is and once more through lab-to-lab augmentation, so that a
+stain or camera the detector never saw does not read as "another cell type".
+
 Threshold rule, fixed before any number was seen: the highest p(other) threshold that
 flags at least ``--target-recall`` (95%) of the validation cells of other types, unless
 that flags more than ``--max-false-rate`` (5%) of the four-type validation images; then
-the threshold that flags exactly that many.
+the threshold that flags exactly that many. Validation images count as they are and once
+through a stronger augmentation.
 """
 
 from __future__ import annotations
@@ -32,12 +36,15 @@ from hematovision.classifier import CLASS_NAMES, DEFAULT_MODEL_PATH, OTHER_TYPE_
 from hematovision.evaluation import predict_files
 from hematovision.model_card import file_sha256
 from training import data
-from training.calibrate import held_out_and_training
+from training.calibrate import held_out_and_training, shifted_outputs
 
 OTHER_TYPES_FILE = "other-types.npz"
 KAGGLE_PER_CELL = 4
 # Inverse regularisation strength of the logistic regression on standardised features.
 C = 0.05
+# Augmentation strength for the fitting copies (as in training) and the validation copies.
+FIT_SHIFT = 0.3
+VALIDATION_SHIFT = 0.45
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -85,21 +92,30 @@ def fit(args) -> dict:
     val_four = predict_files(classifier, [(p, label) for p, label, _ in validation_jobs])
     val_other = predict_files(classifier, other_val)
 
-    x = np.concatenate([fit_four.type_features, fit_other.type_features])
-    y = np.concatenate([fit_four.labels, fit_other.labels])
+    # Each fitting image also once through the training's lab-to-lab augmentation, and each
+    # validation image once through a stronger one: the detector must hold on labs it never
+    # saw, and nothing but the cell itself tells the eight types apart across those changes.
+    fit_shifted = shifted_outputs(classifier, fit_four.paths + fit_other.paths, FIT_SHIFT, copies=1, seed=11)
+    val_shifted = shifted_outputs(classifier, val_four.paths + val_other.paths, VALIDATION_SHIFT, copies=1, seed=13)
+    x = np.concatenate([fit_four.type_features, fit_other.type_features, fit_shifted.type_features])
+    y = np.concatenate([fit_four.labels, fit_other.labels, fit_four.labels, fit_other.labels])
     mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
     model = LogisticRegression(C=C, max_iter=3000, class_weight="balanced").fit((x - mean) / scale, y)
     detector = OtherTypeDetector(mean.astype(np.float32), scale.astype(np.float32),
                                  model.coef_.T.astype(np.float32), model.intercept_.astype(np.float32))
-    four_scores = detector.other_probability(val_four.type_features)
-    other_scores = detector.other_probability(val_other.type_features)
+    shifted_scores = detector.other_probability(val_shifted.type_features)
+    four_scores = np.concatenate([detector.other_probability(val_four.type_features),
+                                  shifted_scores[: len(val_four.paths)]])
+    other_scores = np.concatenate([detector.other_probability(val_other.type_features),
+                                   shifted_scores[len(val_four.paths):]])
     detector.threshold = choose_threshold(other_scores, four_scores, args.target_recall, args.max_false_rate)
     path = card_path.parent / OTHER_TYPES_FILE
     detector.save(path)
 
     flagged_other = other_scores > detector.threshold
-    named = np.array([OTHER_TYPES[i] for i in detector.probabilities(val_other.type_features)[:, n_four:].argmax(1)])
-    truth = np.array([OTHER_TYPES[label - n_four] for label in val_other.labels])
+    other_features = np.concatenate([val_other.type_features, val_shifted.type_features[len(val_four.paths):]])
+    named = np.array([OTHER_TYPES[i] for i in detector.probabilities(other_features)[:, n_four:].argmax(1)])
+    truth = np.array([OTHER_TYPES[label - n_four] for label in val_other.labels] * 2)
     summary = {
         "command": "python -m training.other_types --data-dir ../shared/data/blood-cells"
                    + ("" if args.model == DEFAULT_MODEL_PATH else f" --model {args.model}"),
@@ -107,10 +123,14 @@ def fit(args) -> dict:
                   f"{OTHER_TYPE_LAYER} features over the four types and {', '.join(OTHER_TYPES)}; "
                   f"p(other) = the summed probability of the other types",
         "fitted_on": {"other_types": len(other_fit), "four_types": len(fitting_jobs),
+                      "augmentation": f"each image as it is and once through training.train.unseen_lab_augment "
+                                      f"(strength {FIT_SHIFT})",
                       "split": "pbc-other: seeded (2026) 60% fit / 20% validation / 20% test per type "
                                "(training.data.split_other); four types: the training images of the model"},
         "threshold_rule": f"highest threshold flagging >= {args.target_recall:.0%} of validation other-type cells, "
-                          f"unless that flags > {args.max_false_rate:.0%} of four-type validation images",
+                          f"unless that flags > {args.max_false_rate:.0%} of four-type validation images; each "
+                          f"validation image counted as it is and once through strong lab-to-lab changes "
+                          f"(strength {VALIDATION_SHIFT})",
         "threshold": round(detector.threshold, 6),
         "validation": {
             "other_type_cells": len(other_scores), "other_type_flagged": int(flagged_other.sum()),
