@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import html
 import io
 import zipfile
@@ -13,6 +14,7 @@ from PIL import Image
 
 from hematovision.batch import (MAX_FILE_BYTES, NOT_CLASSED, classify_batch, cells_csv, differential, expand_uploads,
                                 set_review)
+from hematovision.classifier import MODEL_CARD_PATH
 from hematovision.samples import list_samples
 
 
@@ -129,7 +131,8 @@ def test_batch_report_pdf_and_html_carry_the_differential_model_and_disclaimer(b
     flat = " ".join(text.split())
     assert "Decision support, not a diagnosis" in flat
     assert f"Neutrophil {counts['NEUTROPHIL']} " in flat and "40–70%" in flat
-    assert "Kaggle TEST images: 87.3%" in flat  # the measured accuracy, from the model card
+    measured = json.loads(MODEL_CARD_PATH.read_text())["evaluation"]["splits"]["test_image"]["accuracy"]
+    assert f"Kaggle TEST images: {100 * measured:.1f}%" in flat  # the measured accuracy, from the model card
     assert "Reviewed by a person: 1 of 12 cells" in flat
     assert "cells.zip: notes.txt" in flat  # files not used are listed
     page = batch_report_html(report)

@@ -206,7 +206,7 @@ def test_bench_refuses_a_zero_image_count(capsys):
 
 
 CSV_COLUMNS = ["file", "label", "confidence", "probability_eosinophil", "probability_lymphocyte",
-               "probability_monocyte", "probability_neutrophil", "status", "cell_count", "error"]
+               "probability_monocyte", "probability_neutrophil", "status", "other_type", "cell_count", "error"]
 
 
 def read_csv(text: str) -> list[dict]:

@@ -89,5 +89,5 @@ def test_lab_augmentation_changes_colour_and_keeps_the_image_shape():
     assert np.abs(first.astype(int) - crops).mean() > 5
     assert np.array_equal(first, augmented_copy(crops, 1, seed=0, strength=0.25, kind="lab"))
     assert np.array_equal(augmented_copy(crops, 0, seed=0, strength=0.25, kind="lab"), crops)
-    fed = model_inputs(crops, 0, 0, 0.25, "lab", normalise=True)
+    fed = model_inputs(crops, 0, 0, 0.25, "lab", "background")
     assert fed.dtype == np.float32 and fed.shape == crops.shape

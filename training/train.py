@@ -574,14 +574,17 @@ def train(args) -> dict:
 
 LIMITS = [
     "It learned from 277 white cells of one lab (Kaggle/BCCD, each photographed once and augmented "
-    "about 35 times) and about 2,300 cells of a second lab (PBC, Barcelona); other stains, "
-    "microscopes, magnifications or scanners were not tested and may lower accuracy.",
-    "It knows only four classes: basophils, blasts, immature granulocytes, nucleated red cells or "
-    "anything else is still called one of the four; the out-of-distribution check catches images "
-    "unlike the training data, not unfamiliar cell types that look like blood cells.",
-    "Cells are found by their purple nucleus; touching or overlapping white cells may be counted as "
-    "one, and a cell cut by the image border is framed off-centre.",
-    "Its weakest distinctions are monocyte versus neutrophil and eosinophil versus neutrophil.",
+    "about 35 times) and about 2,300 cells of a second lab (PBC, Barcelona), and was measured on a third "
+    "(LISC, Tehran); other stains, microscopes, magnifications or scanners may do worse. Cells from a new lab "
+    "are often marked 'unfamiliar lab': check them.",
+    "It names four classes. Basophils, immature granulocytes, erythroblasts and platelets are recognised "
+    "as another cell type most of the time (learned from one lab's cells); blasts, smudged or broken cells "
+    "were not in that training and may still be called one of the four. On LISC the check takes some "
+    "lymphocytes for erythroblasts.",
+    "Cells are found by their stained nucleus; touching or overlapping white cells may be counted as one.",
+    "Its weakest distinctions are eosinophil versus neutrophil and lymphocyte versus erythroblast.",
+    "The recipe trained on one lab only does poorly on the other (leave-one-lab-out): a user's lab unlike "
+    "both may do worse than the LISC numbers.",
     "The Kaggle test set holds only 71 distinct cells (4 monocytes), so its accuracy is uncertain by "
     "several points; see the confidence intervals.",
     "The PBC test split comes from the same lab as PBC training images: it measures new cells, not a new lab.",
