@@ -277,6 +277,8 @@ def leave_one_lab_out_rows(card: "ModelCard") -> list[dict[str, str]]:
     for recipe, models in (("This model's recipe", card.comparison),
                            ("Previous recipe (issue 3)", _as_dict(card.previous.get("comparison")))):
         for name, result in models.items():
+            if "this recipe" not in name:  # an older model kept for comparison, not a single-lab run of the recipe
+                continue
             result = _as_dict(result)
             trained = result.get("trained_on") or []
             splits = _as_dict(result.get("splits"))

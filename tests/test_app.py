@@ -500,6 +500,17 @@ def test_model_page_renders_the_real_card():
     assert card.problems == [], card.problems
     assert len(at.metric) == 4
     assert len(at.get("plotly_chart")) == 8
+    # Issue 12: how it does on a lab it never saw, and on cells of other types, beside the
+    # previous model; every status's share on every image set.
+    headers = [h.value for h in at.header]
+    assert {"On labs it never saw", "Cells that are none of the four types",
+            "The same cell at another magnification"} <= set(headers)
+    [lisc] = [t.value for t in at.dataframe if "Macro recall" in t.value.columns]
+    assert list(lisc["Model"]) == ["This model", "Previous model (issue 3)"]
+    lolo = [t for t in at.dataframe if "Tested on" in t.value.columns]
+    assert len(lolo) == 1 and {"PBC test split", "Kaggle TEST, per cell"} == set(lolo[0].value["Tested on"])
+    statuses = [t for t in at.dataframe if "Another cell type, not one of the four" in t.value.columns]
+    assert statuses and "Not blood cells" in set(statuses[0].value["Images"])
 
 
 # ---------------------------------------------------------------------------
