@@ -132,13 +132,32 @@ def cached_crops(records: list[Record], name: str, workers: int = 2) -> np.ndarr
 PBC_SPLIT_FRACTIONS = {"test": 0.2, "val": 0.16}
 
 
+def read_class_folders(root: Path, folders: list[str], pattern: str, prefix: str) -> list[Record]:
+    """Every image matching ``pattern`` in ``root/<folder>``, labelled by the folder's index,
+    sorted by path within a folder; each file is its own cell (``prefix/<stem>``)."""
+    root = Path(root)
+    return [Record(path, label, f"{prefix}/{path.stem}")
+            for label, folder in enumerate(folders) for path in sorted((root / folder).glob(pattern))]
+
+
+def stratified_split(records: list[Record], fractions: dict[str, float], seed: int) -> np.ndarray:
+    """'train' / 'val' / 'test' for each record: per label, a seeded ``fractions["test"]`` for
+    test, then ``fractions["val"]`` for validation, the rest training."""
+    rng = np.random.default_rng(seed)
+    labels = np.array([r.label for r in records])
+    split = np.full(len(records), "train", dtype=object)
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        n_test = int(round(fractions["test"] * len(members)))
+        n_val = int(round(fractions["val"] * len(members)))
+        split[members[:n_test]] = "test"
+        split[members[n_test : n_test + n_val]] = "val"
+    return split
+
+
 def read_pbc(pbc_dir: Path) -> list[Record]:
     """Every PBC image, sorted by path; each photo is its own cell."""
-    pbc_dir = Path(pbc_dir)
-    records = []
-    for label, name in enumerate(CLASS_NAMES):
-        for path in sorted((pbc_dir / name.lower()).glob("*.jpg")):
-            records.append(Record(path, label, f"pbc/{path.stem}"))
+    records = read_class_folders(pbc_dir, [name.lower() for name in CLASS_NAMES], "*.jpg", "pbc")
     if not records:
         raise FileNotFoundError(f"No PBC images under {pbc_dir}/<class>/*.jpg")
     return records
@@ -151,16 +170,7 @@ def split_pbc(records: list[Record], seed: int = 2026) -> np.ndarray:
     (early stopping, calibration, abstention and OOD thresholds), the rest training.
     The seed is fixed apart from the training seed so the test split never moves.
     """
-    rng = np.random.default_rng(seed)
-    labels = np.array([r.label for r in records])
-    split = np.full(len(records), "train", dtype=object)
-    for label in range(len(CLASS_NAMES)):
-        members = rng.permutation(np.flatnonzero(labels == label))
-        n_test = int(round(PBC_SPLIT_FRACTIONS["test"] * len(members)))
-        n_val = int(round(PBC_SPLIT_FRACTIONS["val"] * len(members)))
-        split[members[:n_test]] = "test"
-        split[members[n_test : n_test + n_val]] = "val"
-    return split
+    return stratified_split(records, PBC_SPLIT_FRACTIONS, seed)
 
 
 # -- cells of other types (PBC) and the unseen validation lab (LISC) ----------------
@@ -174,11 +184,7 @@ def read_pbc_other(other_dir: Path) -> list[Record]:
     """PBC cells of the other types; ``label`` indexes ``cell_types.OTHER_TYPES``."""
     from hematovision.cell_types import OTHER_TYPES
 
-    other_dir = Path(other_dir)
-    records = []
-    for label, name in enumerate(OTHER_TYPES):
-        for path in sorted((other_dir / OTHER_FOLDERS[name]).glob("*.jpg")):
-            records.append(Record(path, label, f"pbc-other/{path.stem}"))
+    records = read_class_folders(other_dir, [OTHER_FOLDERS[name] for name in OTHER_TYPES], "*.jpg", "pbc-other")
     if not records:
         raise FileNotFoundError(f"No images under {other_dir}/<type>/*.jpg")
     return records
@@ -189,23 +195,9 @@ def split_other(records: list[Record], seed: int = 2026) -> np.ndarray:
 
     The test part is only ever reported; validation sets the detector's threshold.
     """
-    rng = np.random.default_rng(seed)
-    labels = np.array([r.label for r in records])
-    split = np.full(len(records), "train", dtype=object)
-    for label in np.unique(labels):
-        members = rng.permutation(np.flatnonzero(labels == label))
-        n_test = int(round(OTHER_SPLIT_FRACTIONS["test"] * len(members)))
-        n_val = int(round(OTHER_SPLIT_FRACTIONS["val"] * len(members)))
-        split[members[:n_test]] = "test"
-        split[members[n_test : n_test + n_val]] = "val"
-    return split
+    return stratified_split(records, OTHER_SPLIT_FRACTIONS, seed)
 
 
 def read_lisc(lisc_dir: Path) -> list[Record]:
     """LISC crops (validation only: never trained or tuned on), one per LISC image."""
-    lisc_dir = Path(lisc_dir)
-    records = []
-    for label, name in enumerate(CLASS_NAMES):
-        for path in sorted((lisc_dir / name.lower()).glob("*.png")):
-            records.append(Record(path, label, f"lisc/{path.stem}"))
-    return records
+    return read_class_folders(lisc_dir, [name.lower() for name in CLASS_NAMES], "*.png", "lisc")
