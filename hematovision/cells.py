@@ -67,13 +67,6 @@ def nucleus_cue(rgb: np.ndarray, background: np.ndarray | None = None) -> np.nda
     return ndimage.uniform_filter(cue, size=3)
 
 
-def nucleus_mask(rgb: np.ndarray) -> np.ndarray:
-    """Boolean mask of nucleus pixels."""
-    cue = nucleus_cue(rgb)
-    threshold = max(MIN_NUCLEUS_CUE, SHARE_OF_PEAK_CUE * float(np.percentile(cue, 99.5)))
-    return cue > threshold
-
-
 def locate_white_cells(rgb: np.ndarray) -> list[CellBox]:
     """Square boxes around each white cell, most nucleus stain first.
 

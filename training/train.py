@@ -602,8 +602,9 @@ def write_card(args, training_summary: dict, sources: dict) -> None:
         "model_sha256": file_sha256(args.output),
         "class_names": list(CLASS_NAMES),
         "input_size": 224,
-        "framing": "cropped around the white cell (hematovision.cells.frame_cell): a square "
-                   "centred on the largest purple nucleus, resized to 224x224",
+        "framing": "cropped around the white cell (hematovision.cells.frame_cell): a square 2.2 times the "
+                   "extent of the most strongly stained nucleus, centred on it, filled with the slide's background "
+                   "colour where it passes the photo's edge, resized to 224x224",
         "training": training_summary,
         "data": sources,
     })
