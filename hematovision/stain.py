@@ -7,6 +7,9 @@ Two ways, chosen per model (its card's ``colour_normalisation`` setting):
   every smear photo has, so it holds when the cell fills most of the crop; a yellow,
   grey or blue slide becomes the same grey. Stain strength and hue are left to the
   training augmentation.
+* ``background_lightness`` (an issue-12 candidate): that white balance, then the L*
+  channel's mean and spread moved to the reference, as Reinhard does, but a* and b* kept:
+  pale, soft photos get the contrast of the training labs without a colour cast.
 * ``reinhard`` (the issue-3 model): the method described next.
 
 Labs differ in stain, lamp and camera: Kaggle/BCCD crops are soft and blue-grey, PBC
@@ -32,7 +35,7 @@ from PIL import Image, ImageCms
 BACKGROUND_LEVEL = 235.0
 # The background is the median colour of this brightest share of the pixels.
 BACKGROUND_SHARE = 0.10
-NORMALISATIONS = ("background", "reinhard", "none")
+NORMALISATIONS = ("background", "background_lightness", "reinhard", "none")
 
 
 def background_colour(rgb: np.ndarray) -> np.ndarray:
@@ -58,6 +61,8 @@ def normalise_colour(rgb: np.ndarray, method: str) -> np.ndarray:
     """The crop as the model expects it under ``method`` (one of ``NORMALISATIONS``)."""
     if method == "background":
         return white_balance(rgb)
+    if method == "background_lightness":
+        return match_lightness(white_balance(rgb))
     if method == "reinhard":
         return normalise_stain(rgb)
     if method == "none":
@@ -124,3 +129,17 @@ def normalise_stain(rgb: np.ndarray) -> np.ndarray:
             table = np.clip(target, -128, 127).astype(np.int8).view(np.uint8)
         normalised[..., channel] = table[raw[..., channel]]
     return np.asarray(ImageCms.applyTransform(Image.fromarray(normalised, "LAB"), to_rgb))
+
+
+def match_lightness(rgb: np.ndarray) -> np.ndarray:
+    """The crop with only its L* mean and spread moved to the reference (a* and b* kept)."""
+    to_lab, to_rgb = _transforms()
+    raw = np.array(ImageCms.applyTransform(Image.fromarray(np.ascontiguousarray(rgb)), to_lab))
+    codes = np.arange(256, dtype=np.float64)
+    counts = np.bincount(raw[..., 0].ravel(), minlength=256)
+    mean = counts @ codes / counts.sum()
+    std = np.sqrt(counts @ (codes - mean) ** 2 / counts.sum())
+    scale = REFERENCE_STD[0] / std if std > 1.0 else 1.0
+    table = np.clip(np.round((codes - mean) * scale + REFERENCE_MEAN[0]), 0, 255).astype(np.uint8)
+    raw[..., 0] = table[raw[..., 0]]
+    return np.asarray(ImageCms.applyTransform(Image.fromarray(raw, "LAB"), to_rgb))

@@ -26,3 +26,35 @@ def test_two_stainings_of_one_cell_look_alike_after_normalisation():
 def test_plain_image_survives_normalisation():
     out = normalise_stain(np.full((64, 64, 3), 200, np.uint8))
     assert out.shape == (64, 64, 3) and out.dtype == np.uint8
+
+
+def test_white_balance_turns_a_yellow_or_blue_slide_the_same_grey():
+    from hematovision.stain import BACKGROUND_LEVEL, background_colour, white_balance
+
+    cell = synthetic_smear(224, 224, nucleus_at=(112, 112)).astype(np.float32)
+    yellow = np.clip(cell * [1.0, 0.95, 0.7], 0, 255).astype(np.uint8)
+    blue = np.clip(cell * [0.8, 0.9, 1.0], 0, 255).astype(np.uint8)
+    for slide in (yellow, blue):
+        background = background_colour(white_balance(slide))
+        assert np.allclose(background, BACKGROUND_LEVEL, atol=3)
+    assert np.abs(white_balance(yellow).astype(int) - white_balance(blue)).mean() < 6
+
+
+def test_lightness_matching_gives_a_pale_photo_the_reference_contrast_without_a_colour_cast():
+    from hematovision.stain import lab_statistics, normalise_colour
+
+    cell = synthetic_smear(224, 224, nucleus_at=(112, 112)).astype(np.float32)
+    pale = np.clip(cell * 0.4 + 150, 0, 255).astype(np.uint8)  # washed out, low contrast
+    mean, std = lab_statistics(normalise_colour(pale, "background_lightness"))
+    assert abs(mean[0] - REFERENCE_MEAN[0]) < 3 and abs(std[0] - REFERENCE_STD[0]) < 3
+    balanced_mean, _ = lab_statistics(normalise_colour(pale, "background"))
+    assert np.allclose(mean[1:], balanced_mean[1:], atol=4)  # a* and b* as white balance left them
+
+
+def test_an_unknown_normalisation_is_refused_by_name():
+    import pytest
+
+    from hematovision.stain import normalise_colour
+
+    with pytest.raises(ValueError, match="background, background_lightness, reinhard, none"):
+        normalise_colour(np.zeros((8, 8, 3), np.uint8), "histogram")
