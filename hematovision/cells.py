@@ -60,9 +60,9 @@ class CellBox:
                 "cell_found": self.found}
 
 
-def nucleus_cue(rgb: np.ndarray, background: np.ndarray | None = None) -> np.ndarray:
+def nucleus_cue(rgb: np.ndarray) -> np.ndarray:
     """How nucleus-like each pixel is (float, 0-255 scale; high = dark blue-purple)."""
-    balanced = white_balance(rgb, background_colour(rgb) if background is None else background, as_float=True)
+    balanced = white_balance(rgb, background_colour(rgb), as_float=True)
     cue = np.minimum(balanced[..., 2] - balanced[..., 1], BACKGROUND_LEVEL - balanced[..., 0])
     return ndimage.uniform_filter(cue, size=3)
 
@@ -92,32 +92,36 @@ def locate_white_cells(rgb: np.ndarray) -> list[CellBox]:
         # nucleus but is far less strongly stained.
         mass = ndimage.sum(np.where(mask, cue, 0.0), labels, index=index)
         minimum = max(MIN_NUCLEUS_FRACTION * mask.size, MIN_SHARE_OF_BIGGEST * sizes.max())
+        extents = ndimage.find_objects(labels)  # each blob's bounding slices, found once
+        own_boxes = [_box_around([extent], step) for extent in extents]
         for blob in np.argsort(-mass, kind="stable"):
             if len(boxes) == MAX_CELLS:
                 break
             if sizes[blob] < minimum:
                 continue
-            box = _box_around(labels == blob + 1, step)
+            box = own_boxes[blob]
             # A blob centred inside an accepted cell's box is part of that cell (a lobe).
             if any(_centre_inside(box, b) for b in boxes):
                 continue
             # Lobes the closing did not join (an eosinophil's two, a neutrophil's four)
             # belong to this cell when they sit inside its first box: frame them all.
             lobes = [other for other in range(count) if other != blob and sizes[other] >= 0.05 * sizes[blob]
-                     and _centre_inside(_box_around(labels == other + 1, step), box)]
+                     and _centre_inside(own_boxes[other], box)]
             if lobes:
-                box = _box_around(np.isin(labels, [blob + 1] + [other + 1 for other in lobes]), step)
+                box = _box_around([extents[i] for i in [blob] + lobes], step)
             side = min(box.side, 2 * max(height, width))
             boxes.append(CellBox(box.x + (box.side - side) // 2, box.y + (box.side - side) // 2, side, True))
     return boxes or [CellBox((width - short_side) // 2, (height - short_side) // 2, short_side, False)]
 
 
-def _box_around(blob: np.ndarray, step: int) -> CellBox:
-    """The crop box for a nucleus mask (in search pixels): centred on it, CROP_PER_NUCLEUS x its extent."""
-    rows, cols = np.nonzero(blob)
-    centre_y = (rows.min() + rows.max() + 1) / 2 * step
-    centre_x = (cols.min() + cols.max() + 1) / 2 * step
-    side = int(round((max(rows.max() - rows.min(), cols.max() - cols.min()) + 1) * step * CROP_PER_NUCLEUS))
+def _box_around(extents: list[tuple[slice, slice]], step: int) -> CellBox:
+    """The crop box for nucleus blobs' bounding slices (in search pixels): centred on their
+    joint bounding box, CROP_PER_NUCLEUS x its longer side."""
+    top, bottom = min(rows.start for rows, _ in extents), max(rows.stop for rows, _ in extents)
+    left, right = min(cols.start for _, cols in extents), max(cols.stop for _, cols in extents)
+    centre_y = (top + bottom) / 2 * step
+    centre_x = (left + right) / 2 * step
+    side = int(round(max(bottom - top, right - left) * step * CROP_PER_NUCLEUS))
     return CellBox(int(round(centre_x - side / 2)), int(round(centre_y - side / 2)), side, True)
 
 
