@@ -96,8 +96,7 @@ def shifted_outputs(classifier, paths: list[Path], strength: float, copies: int 
     from hematovision.cells import crop_to_box, locate_white_cell
     from hematovision.classifier import ModelOutputs
     from hematovision.imaging import load_image
-    from hematovision.stain import normalise_colour
-    from training.train import augmented_copy
+    from training.train import model_inputs
 
     crops = []
     for path in paths:
@@ -106,9 +105,8 @@ def shifted_outputs(classifier, paths: list[Path], strength: float, copies: int 
     crops = np.stack(crops)
     outputs = []
     for copy in range(1, copies + 1):
-        shifted = augmented_copy(crops, copy, seed=seed, strength=strength, kind="unseen_lab")
-        outputs.append(classifier.outputs(np.stack([normalise_colour(image, classifier.colour_normalisation)
-                                                    for image in shifted])))
+        outputs.append(classifier.outputs(model_inputs(crops, copy, seed, strength, "unseen_lab",
+                                                       classifier.colour_normalisation)))
     return ModelOutputs(*(np.concatenate([getattr(o, f) for o in outputs])
                           for f in ("ood_features", "type_features", "probabilities")))
 

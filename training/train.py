@@ -31,6 +31,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
+from hematovision.cells import CellBox, crop_to_box
 from hematovision.classifier import CLASS_NAMES, DEFAULT_MODEL_PATH, MODEL_CARD_PATH
 from hematovision.metrics import majority_vote
 from hematovision.model_card import file_sha256
@@ -145,10 +146,7 @@ def lab_augment(image: np.ndarray, rng: np.random.Generator, strength: float) ->
     """
     from PIL import Image, ImageFilter
 
-    size = image.shape[0]
-    side = int(round(size / rng.uniform(1.0, 1.25)))
-    x, y = rng.integers(0, size - side + 1, size=2)
-    picture = Image.fromarray(image[y : y + side, x : x + side]).resize((size, size), Image.Resampling.BILINEAR)
+    picture = Image.fromarray(rescale_view(image, rng, 1.0, 1.25))
     if rng.random() < 0.5:
         picture = picture.filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 2.0)))
     pixels = stain_jitter(np.asarray(picture), rng, strength)
@@ -166,20 +164,13 @@ def hue_saturation_jitter(image: np.ndarray, rng: np.random.Generator, hue: floa
 
 
 def rescale_view(image: np.ndarray, rng: np.random.Generator, low: float, high: float) -> np.ndarray:
-    """Zoom by a factor in [low, high] about a shifted centre; zooming out pads with background."""
-    from PIL import Image
-
+    """Zoom by a factor in [low, high] about a shifted centre; zooming out pads with background,
+    exactly as the app frames a box that passes a photo's edge (``cells.crop_to_box``)."""
     size = image.shape[0]
     side = int(round(size / rng.uniform(low, high)))
-    if side <= size:
-        x, y = rng.integers(0, size - side + 1, size=2)
-        patch = image[y : y + side, x : x + side]
-    else:
-        patch = np.empty((side, side, 3), np.uint8)
-        patch[:] = np.round(background_colour(image)).astype(np.uint8)
-        x, y = rng.integers(0, side - size + 1, size=2)
-        patch[y : y + size, x : x + size] = image
-    return np.asarray(Image.fromarray(patch).resize((size, size), Image.Resampling.BILINEAR))
+    x, y = rng.integers(0, abs(size - side) + 1, size=2)
+    box = CellBox(int(x), int(y), side, True) if side <= size else CellBox(-int(x), -int(y), side, True)
+    return crop_to_box(image, box, size)
 
 
 def unseen_lab_augment(image: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
