@@ -65,6 +65,10 @@ class FolderPredictions:
     nucleus_found: list[bool] = field(default_factory=list)
     unreadable: list[dict] = field(default_factory=list)
 
+    def assessments(self, trust) -> list:
+        """Each image's calibrated confidence and status (``trust.Assessment``), as the app gives them."""
+        return trust.assess(self.probabilities, self.features, self.type_features, self.nucleus_found)
+
     @property
     def predicted(self) -> np.ndarray:
         return self.probabilities.argmax(axis=1) if len(self.probabilities) else np.zeros(0, int)

@@ -57,8 +57,7 @@ def score(model_path: Path, jobs: dict) -> dict:
             entry["cell_accuracy"] = round(float(np.mean([votes[c] == truth[c] for c in votes])), 6)
             entry["cells"] = len(votes)
         if classifier.trust.ood is not None:
-            assessed = classifier.trust.assess(result.probabilities, result.features, result.type_features,
-                                          result.nucleus_found)
+            assessed = result.assessments(classifier.trust)
             entry["statuses"] = {k: v["rate"] for k, v in status_mix([a.status for a in assessed], STATUSES).items()}
         results[name] = entry
     return results

@@ -132,9 +132,7 @@ def trust_report(classifier, result) -> dict:
 
 def statuses_of(classifier, result) -> list[str]:
     """The status each image of ``result`` gets, exactly as in the app."""
-    assessments = classifier.trust.assess(result.probabilities, result.features, result.type_features,
-                                          result.nucleus_found)
-    return [a.status for a in assessments]
+    return [a.status for a in result.assessments(classifier.trust)]
 
 
 def evaluate_splits(classifier, args, with_trust: bool) -> dict:
@@ -183,8 +181,7 @@ def evaluate_other_types(classifier, other_dir: Path) -> dict:
     records = data.read_pbc_other(other_dir)
     jobs = [(r.path, r.label) for r, part in zip(records, data.split_other(records)) if part == "test"]
     result = predict_files(classifier, jobs)
-    assessments = classifier.trust.assess(result.probabilities, result.features, result.type_features,
-                                          result.nucleus_found)
+    assessments = result.assessments(classifier.trust)
     labels = np.asarray(result.labels)
     summary = {"description": "pbc-other test split (training.data.split_other: seeded 20% of each type), "
                               "never fitted or tuned on"}
