@@ -270,8 +270,9 @@ else:
     other = trust.get("other_types", {}) if isinstance(trust.get("other_types"), dict) else {}
     st.header("Which status does it give, and how often?")
     st.markdown(
-        f"- **{STATUS_TEXT['not_blood_cell']}**: the image's features (from the middle of the network) are farther "
-        "from the training cells' than validation cells get even under strong stain, light and focus changes "
+        f"- **{STATUS_TEXT['not_blood_cell']}**: no stained nucleus is found in the image at all, or its features "
+        "(from the middle of the network) are farther from the training cells' than validation cells get even "
+        "under strong stain, light and focus changes "
         f"({ood.get('far_threshold_rule', 'the far threshold')}).\n"
         f"- **{STATUS_TEXT['other_cell_type']}**: a detector on the network's final features says the cell is none of "
         f"the four types ({other.get('method', 'a classifier over eight cell types')}); "

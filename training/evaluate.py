@@ -39,7 +39,7 @@ from hematovision.calibration import (apply_temperature, coverage_accuracy_curve
 from hematovision.classifier import CLASS_NAMES, DEFAULT_MODEL_PATH, card_beside, class_index, load_classifier
 from hematovision.evaluation import predict_files
 from hematovision.cell_types import OTHER_TYPES
-from hematovision.cells import crop_to_box, locate_white_cell
+from hematovision.cells import CellBox, crop_to_box, locate_white_cell
 from hematovision.imaging import load_image
 from hematovision.metrics import accuracy_summary, macro_recall, majority_vote, rate, status_mix
 from hematovision.model_card import file_sha256
@@ -211,7 +211,7 @@ def tight_crop(rgb: np.ndarray) -> np.ndarray:
     """The cell alone, filling a TIGHT_SIDE-pixel square (half the usual crop's side)."""
     box = locate_white_cell(rgb)
     inner = box.side // 2
-    inner_box = type(box)(box.x + (box.side - inner) // 2, box.y + (box.side - inner) // 2, inner, True)
+    inner_box = CellBox(box.x + (box.side - inner) // 2, box.y + (box.side - inner) // 2, inner, True)
     return crop_to_box(rgb, inner_box, TIGHT_SIDE)
 
 
