@@ -206,15 +206,16 @@ def pick_images(data_dir: Path, per_class: int, seed: int) -> list[tuple[Path, s
 
 def mean_ci(values: list[float]) -> dict:
     """Mean with a Student-t 95% interval (NaN bounds for a single value; None for no values)."""
-    from scipy.stats import t
+    from scipy import stats
 
     if not values:
         return {"mean": None, "ci95": [None, None], "n": 0}
     array = np.asarray(values, float)
     mean = float(array.mean())
-    n = len(array)
-    half = float(t.ppf(0.975, n - 1)) * float(array.std(ddof=1)) / math.sqrt(n) if n > 1 else float("nan")
-    return {"mean": round(mean, 6), "ci95": [round(mean - half, 6), round(mean + half, 6)], "n": len(array)}
+    sem = float(stats.sem(array)) if len(array) > 1 else float("nan")
+    # t.interval wants a positive scale: identical values have a zero-width interval.
+    low, high = (mean, mean) if sem == 0 else stats.t.interval(0.95, len(array) - 1, loc=mean, scale=sem)
+    return {"mean": round(mean, 6), "ci95": [round(float(low), 6), round(float(high), 6)], "n": len(array)}
 
 
 def run_comparison(classifier, data_dir: Path, per_class: int, methods: list[str], out: Path, seed: int = 0,

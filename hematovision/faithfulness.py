@@ -50,7 +50,7 @@ def pixel_order(attribution: np.ndarray) -> np.ndarray:
 
 
 def _auc(fractions: np.ndarray, scores: np.ndarray) -> float:
-    return float(np.sum((scores[1:] + scores[:-1]) / 2 * np.diff(fractions)))
+    return float(np.trapezoid(scores, fractions))
 
 
 def deletion_insertion(
