@@ -193,8 +193,7 @@ def _tutorial_timings(classifier: Classifier, image: np.ndarray,
     import shap
     from lime.lime_image import LimeImageExplainer
 
-    from hematovision.explainers.base import baseline_image
-    from hematovision.explainers.shap_explainer import background_masker
+    from hematovision.explainers.maskers import background_masker, baseline_image
 
     calls = {"count": 0}
 

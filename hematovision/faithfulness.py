@@ -14,10 +14,10 @@ method and run in batches.
 * Model-parameter randomisation (Adebayo et al. 2018): a faithful map changes when the
   weights it claims to explain are replaced by random ones.
 
-"Removed" pixels take a replacement image: ``"blur(N)"``, the same box-blurred copy LIME,
-SHAP and the perturbation explainers hide regions with (default N = 64; keeps colour,
-removes detail), or ``"constant(V)"``, plain grey level V. Every result records the
-parameters it was computed with, since they change rankings.
+"Removed" pixels take a replacement image (explainers.maskers): ``"blur(N)"``, the same
+box-blurred copy LIME, SHAP and the perturbation explainers hide regions with (default
+N = 64; keeps colour, removes detail), or ``"constant(V)"``, plain grey level V. Every
+result records the parameters it was computed with, since they change rankings.
 """
 
 from __future__ import annotations
@@ -26,27 +26,30 @@ from typing import Callable
 
 import numpy as np
 
-from hematovision.explainers.base import DEFAULT_BLUR, baseline_image
+from hematovision.explainers.maskers import DEFAULT_BASELINE, baseline_image, masked_batch
 
 Predict = Callable[[np.ndarray], np.ndarray]
 DEFAULT_STEPS = 20
-DEFAULT_BASELINE = f"blur({DEFAULT_BLUR})"
 DEFAULT_KEEP_FRACTION = 0.15
 
 
 def replacement_image(image: np.ndarray, baseline: str = DEFAULT_BASELINE) -> np.ndarray:
-    """What a removed pixel becomes: ``"blur(N)"`` (box blur) or ``"constant(V)"`` (grey V)."""
-    text = str(baseline).strip().lower().replace(" ", "")
-    if text.startswith("constant(") and text.endswith(")") and text[9:-1].isdigit() and int(text[9:-1]) <= 255:
-        return np.full(np.shape(image), int(text[9:-1]), np.uint8)
-    if text.startswith("blur("):
-        return np.clip(np.round(baseline_image(image, text)), 0, 255).astype(np.uint8)
-    raise ValueError(f"Unknown baseline {baseline!r}; use 'blur(N)' or 'constant(V)', e.g. 'blur(64)'.")
+    """What a removed pixel becomes, in uint8 like the image: ``"blur(N)"`` (box blur) or
+    ``"constant(V)"`` (grey V)."""
+    hidden = baseline_image(image, baseline, kinds=("blur", "constant"))
+    return np.clip(np.round(hidden), 0, 255).astype(np.uint8)
 
 
 def pixel_order(attribution: np.ndarray) -> np.ndarray:
     """Flat pixel indices, most attributed first; ties keep raster order (reproducible)."""
     return np.argsort(-np.asarray(attribution, np.float64).ravel(), kind="stable")
+
+
+def _top_pixels(attribution: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """(len(counts), H, W) masks: each count's most attributed pixels, by ``pixel_order``."""
+    rank = np.empty(np.size(attribution), np.int64)
+    rank[pixel_order(attribution)] = np.arange(rank.size)
+    return rank.reshape(np.shape(attribution))[None] < np.asarray(counts)[:, None, None]
 
 
 def _auc(fractions: np.ndarray, scores: np.ndarray) -> float:
@@ -74,20 +77,10 @@ def deletion_insertion(
     if steps < 1:
         raise ValueError("steps must be at least 1.")
     replacement = replacement_image(image, baseline)
-    order = pixel_order(attribution)
     fractions = np.linspace(0.0, 1.0, steps + 1)
-    counts = np.round(fractions * order.size).astype(int)
-    flat_image = image.reshape(-1, 3)
-    flat_replacement = replacement.reshape(-1, 3)
-    batch = np.empty((2 * (steps + 1), height, width, 3), np.uint8)
-    for k, count in enumerate(counts):
-        chosen = order[:count]
-        deleted = flat_image.copy()
-        deleted[chosen] = flat_replacement[chosen]
-        inserted = flat_replacement.copy()
-        inserted[chosen] = flat_image[chosen]
-        batch[k] = deleted.reshape(height, width, 3)
-        batch[steps + 1 + k] = inserted.reshape(height, width, 3)
+    chosen = _top_pixels(attribution, np.round(fractions * height * width).astype(int))
+    batch = np.concatenate([masked_batch(replacement, image, chosen),  # deletion
+                            masked_batch(image, replacement, chosen)])  # insertion
     probabilities = np.asarray(predict(batch))[:, target]
     deletion, insertion = probabilities[: steps + 1], probabilities[steps + 1 :]
     return {
@@ -117,10 +110,9 @@ def drop_and_increase(
         raise ValueError("keep_fraction must be in (0, 1].")
     image = np.asarray(image, np.uint8)
     replacement = replacement_image(image, baseline)
-    keep = pixel_order(attribution)[: int(round(keep_fraction * attribution.size))]
-    kept = replacement.reshape(-1, 3).copy()
-    kept[keep] = image.reshape(-1, 3)[keep]
-    original, masked = np.asarray(predict(np.stack([image, kept.reshape(image.shape)])))[:, target]
+    keep = _top_pixels(attribution, [int(round(keep_fraction * attribution.size))])[0]
+    kept = masked_batch(image, replacement, keep)
+    original, masked = np.asarray(predict(np.stack([image, kept])))[:, target]
     return {
         "probability": round(float(original), 6),
         "probability_kept": round(float(masked), 6),

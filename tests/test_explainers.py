@@ -106,7 +106,7 @@ def test_map_depends_on_the_target_class(classifier, images, method):
 
 @pytest.mark.parametrize("features", ["regions", "pixels"])
 def test_shap_values_add_up_to_the_probability_change_blurring_makes(classifier, images, features):
-    from hematovision.explainers.base import baseline_image
+    from hematovision.explainers.maskers import baseline_image
 
     result = explain(classifier, images[0], "shap", features=features, max_evals=64)
     full, blurred = classifier.predict_proba(
@@ -115,7 +115,7 @@ def test_shap_values_add_up_to_the_probability_change_blurring_makes(classifier,
 
 
 def test_shap_over_superpixels_is_exact_at_the_default_budget(classifier):
-    from hematovision.explainers.lime_explainer import cell_superpixels
+    from hematovision.explainers.maskers import cell_superpixels
 
     # The first sample crop whose whole tree of superpixels fits in the 160 evaluations allowed
     # (most do: 12-16 superpixels take 109-161 evaluations).
@@ -186,8 +186,8 @@ def test_split_network_matches_tf_keras_vis_on_the_full_model(classifier, images
 def test_fast_lime_sampling_equals_lime_itself(images):
     from lime.lime_image import LimeImageExplainer
 
-    from hematovision.explainers.base import baseline_image
-    from hematovision.explainers.lime_explainer import _FastLimeImage, cell_superpixels
+    from hematovision.explainers.lime_explainer import _FastLimeImage
+    from hematovision.explainers.maskers import baseline_image, cell_superpixels
 
     image = images[0].astype(np.float32)
     segments = cell_superpixels(image, 40, 20.0)

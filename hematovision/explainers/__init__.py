@@ -4,15 +4,23 @@
     result = explain(classifier, prediction.model_input, method="gradcam++", target="NEUTROPHIL")
     result.attribution  # (224, 224) float32 map; result.signed says if negatives mean "against"
 
-Every module in this package that registers an Explainer is imported here, so a new
-method is one new file (see base.py).
+Each method registers itself (``@register``) when its module is imported below; a new
+method is one new file plus its import here (see base.py). The app lists methods by
+name, sorted, so the order of these imports does not matter.
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
+from hematovision.explainers import (  # noqa: F401
+    gradcam,
+    gradcam_plusplus,
+    integrated_gradients,
+    lime_explainer,
+    occlusion,
+    scorecam,
+    shap_explainer,
+    smoothgrad,
+)
 from hematovision.explainers.base import (
     Explainer,
     Explanation,
@@ -24,10 +32,6 @@ from hematovision.explainers.base import (
     method_label,
     register,
 )
-
-for _module in pkgutil.iter_modules(__path__):
-    if _module.name != "base":
-        importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = [
     "default_params",

@@ -1,9 +1,9 @@
 """Common ground for every explanation method: the Explanation record, the Explainer base
-class, the registry of methods by name, and the shared "blurred image" baseline.
+class and the registry of methods by name. How images are hidden (the blurred baseline,
+superpixels, masked batches) lives in maskers.py.
 
 A method is one small module that subclasses ``Explainer`` and decorates it with
-``@register``; ``hematovision.explainers`` imports every module in the package, so adding
-a method means adding one file.
+``@register``; adding one means adding its file and its import in ``__init__.py``.
 """
 
 from __future__ import annotations
@@ -15,15 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
-from scipy import ndimage
 
 from hematovision.classifier import CLASS_NAMES, Classifier, class_index
-
-# Side of the box filter that makes the "blurred" baseline. A nucleus in a 224 px crop is
-# 60-120 px across: a 64 px box erases lobes, granules and the nuclear outline (what the
-# classes differ in) while keeping the crop's overall colours, so hiding a region removes
-# its shape evidence without painting an out-of-distribution grey hole into the cell.
-DEFAULT_BLUR = 64
 
 Target = int | str | None
 
@@ -163,22 +156,6 @@ def resolve_target(target: Target, probabilities: np.ndarray) -> int:
             return int(target)
         raise ValueError(f"Class index {target} is out of range 0..{len(CLASS_NAMES) - 1}.")
     raise ValueError(f"A target is a class index, a class name or None; got {target!r}.")
-
-
-def baseline_image(image: np.ndarray, baseline: str = f"blur({DEFAULT_BLUR})") -> np.ndarray:
-    """The values hidden regions take in LIME and SHAP; ``"blur(N)"`` is an N px box blur.
-
-    Same filter as shap's ``"blur(N,N)"`` masker (OpenCV's box blur, mirrored borders),
-    done with scipy so OpenCV is not a dependency. Named as a string so that an
-    Explanation's params say exactly which baseline was used.
-    """
-    text = str(baseline).strip().lower().replace(" ", "")
-    if not (text.startswith("blur(") and text.endswith(")") and text[5:-1].isdigit()):
-        raise ValueError(
-            f"Unknown baseline {baseline!r}; use 'blur(N)', e.g. 'blur({DEFAULT_BLUR})'.")
-    size = int(text[5:-1])
-    pixels = np.asarray(image, dtype=np.float32)
-    return ndimage.uniform_filter(pixels, size=(size, size, 1), mode="mirror")
 
 
 # -- registry -------------------------------------------------------------------------

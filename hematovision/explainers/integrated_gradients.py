@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from hematovision.classifier import Classifier
-from hematovision.explainers.base import Attribution, Explainer, baseline_image, register, require_int
+from hematovision.explainers.base import Attribution, Explainer, register, require_int
+from hematovision.explainers.maskers import DEFAULT_BASELINE, baseline_image
 
 # Path points per gradient batch: enough to keep both cores busy, small enough that the
 # backward pass through MobileNetV2 stays within a few hundred MB.
@@ -29,7 +30,7 @@ class IntegratedGradientsExplainer(Explainer):
     name = "integrated_gradients"
     label = "Integrated Gradients"
     signed = True
-    defaults = {"steps": 32, "baseline": "blur(64)"}
+    defaults = {"steps": 32, "baseline": DEFAULT_BASELINE}
 
     def __init__(self, classifier: Classifier) -> None:
         import tensorflow as tf

@@ -8,7 +8,7 @@ Choices, for 224 px single-cell crops:
   thin slivers along the blurry nuclear rim that 10 gives. With ~15 features, 150
   samples give maps that agree across seeds (top-20% IoU ~0.7); with 40 segments (~30)
   even 256 samples reached only 0.47 (docs/explanations.md). SLIC takes ~20 ms.
-* Hidden superpixels take the blurred image (base.baseline_image), not black or grey:
+* Hidden superpixels take the blurred image (maskers.baseline_image), not black or grey:
   the model still sees a plausible stained smear, only without that region's shape.
 * The map paints each superpixel's ridge weight for the target class onto its pixels:
   positive = evidence for the class, negative = against.
@@ -20,10 +20,10 @@ from typing import Any, Callable
 
 import numpy as np
 from lime.lime_image import LimeImageExplainer
-from skimage.segmentation import slic
 
-from hematovision.explainers.base import (DEFAULT_BLUR, Attribution, Explainer, baseline_image,
-                                          register, require_int)
+from hematovision.explainers.base import Attribution, Explainer, register, require_int
+from hematovision.explainers.maskers import (DEFAULT_BASELINE, baseline_image, cell_superpixels,
+                                             masked_batch, region_masks)
 
 KERNEL_WIDTH = 0.25  # lime_image's default locality kernel on the cosine distance
 
@@ -48,19 +48,10 @@ class _FastLimeImage(LimeImageExplainer):
         original = image.astype(np.float32)
         hidden = fudged_image.astype(np.float32)
         labels = []
-        switched_on = data.astype(bool)
         for start in range(0, num_samples, batch_size):
-            keep = switched_on[start : start + batch_size][:, segments]  # (batch, H, W)
-            labels.append(classifier_fn(np.where(keep[..., None], original, hidden)))
+            keep = region_masks(data[start : start + batch_size], segments)
+            labels.append(classifier_fn(masked_batch(original, hidden, keep)))
         return data, np.concatenate(labels, axis=0)
-
-
-def cell_superpixels(image: np.ndarray, n_segments: int, compactness: float) -> np.ndarray:
-    """SLIC labels 0..k-1 for an RGB image (labels made contiguous, as lime expects)."""
-    labels = slic(image.astype(np.uint8), n_segments=n_segments, compactness=compactness,
-                  sigma=1.0, start_label=0, convert2lab=True)
-    _, contiguous = np.unique(labels, return_inverse=True)
-    return contiguous.reshape(labels.shape)
 
 
 @register
@@ -73,7 +64,7 @@ class LimeExplainer(Explainer):
         "batch_size": 32,
         "n_segments": 20,
         "compactness": 20.0,
-        "baseline": f"blur({DEFAULT_BLUR})",
+        "baseline": DEFAULT_BASELINE,
     }
 
     def attribute(self, image: np.ndarray, target_index: int, seed: int,

@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from hematovision.explainers.base import Attribution, Explainer, baseline_image, register, require_int
+from hematovision.explainers.base import Attribution, Explainer, register, require_int
+from hematovision.explainers.maskers import DEFAULT_BASELINE, baseline_image, masked_batch
 
 
 @register
@@ -19,7 +20,7 @@ class OcclusionExplainer(Explainer):
     name = "occlusion"
     label = "Occlusion"
     signed = True  # hiding a patch can also raise the probability: evidence against
-    defaults = {"patch": 32, "stride": 16, "baseline": "blur(64)"}
+    defaults = {"patch": 32, "stride": 16, "baseline": DEFAULT_BASELINE}
 
     def attribute(self, image: np.ndarray, target_index: int, seed: int,
                   params: dict[str, Any]) -> Attribution:
@@ -33,9 +34,10 @@ class OcclusionExplainer(Explainer):
         if starts[-1] != size - patch:  # the last row/column of patches reaches the edge
             starts.append(size - patch)
         positions = [(y, x) for y in starts for x in starts]
-        occluded = np.repeat(image[None], len(positions), axis=0)
+        keep = np.ones((len(positions), size, size), bool)
         for batch_index, (y, x) in enumerate(positions):
-            occluded[batch_index, y : y + patch, x : x + patch] = baseline[y : y + patch, x : x + patch]
+            keep[batch_index, y : y + patch, x : x + patch] = False
+        occluded = masked_batch(image, baseline, keep)
         reference = self.classifier.predict_proba(image[None])[0, target_index]
         drops = reference - self.classifier.predict_proba(occluded)[:, target_index]
         total = np.zeros(image.shape[:2], np.float64)

@@ -3,7 +3,7 @@
 shap's Partition explainer shares the change in the target probability between
 p(image) and p(everything hidden) among groups of features arranged in a hierarchy,
 spending ``max_evals`` model evaluations where the score changes most. Hidden features
-take a blurred copy of the image (base.baseline_image). Positive = pushes the target
+take a blurred copy of the image (maskers.baseline_image). Positive = pushes the target
 probability up, negative = down; the map sums to p(target | image) - p(target | blurred).
 
 Two feature sets (``features``):
@@ -25,67 +25,17 @@ Partition SHAP has no randomness: the seed is recorded but changes nothing.
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import numpy as np
 
 from hematovision.classifier import CLASS_NAMES, Classifier
-from hematovision.explainers.base import (DEFAULT_BLUR, Attribution, Explainer, baseline_image,
-                                          register, require_int)
-from hematovision.explainers.lime_explainer import cell_superpixels
+from hematovision.explainers.base import Attribution, Explainer, register, require_int
+from hematovision.explainers.maskers import (DEFAULT_BASELINE, background_masker, baseline_image,
+                                             cell_superpixels, masked_batch, region_hierarchy,
+                                             region_masks)
 
 FEATURE_SETS = ("regions", "pixels")
-
-
-@functools.lru_cache(maxsize=1)
-def _masker_class() -> type:
-    """shap's Image masker, subclassed on first use: importing shap costs ~2 s, and
-    ``import hematovision.explainers`` should not pay it until SHAP is asked for."""
-    import shap
-
-    class BackgroundPerImageMasker(shap.maskers.Image):
-        """shap's Image masker whose hidden value is a per-image array set before each call.
-
-        It behaves like shap's own ``"blur(k,k)"`` masker (which needs OpenCV): hidden
-        pixels take the blurred image, and ``fixed_background`` is False so the explainer
-        recomputes the base value for every image instead of reusing the first one.
-        """
-
-        def __init__(self, shape: tuple[int, int, int]) -> None:
-            super().__init__(np.zeros(shape, dtype=np.float32), shape)
-            self.fixed_background = False
-
-        def use_background(self, background: np.ndarray) -> None:
-            self.mask_value = np.asarray(background, dtype=np.float32).ravel()
-
-    return BackgroundPerImageMasker
-
-
-def background_masker(shape: tuple[int, int, int]):
-    """A shap Image masker for images of ``shape``; call ``use_background`` per image."""
-    return _masker_class()(shape)
-
-
-def region_hierarchy(image: np.ndarray, segments: np.ndarray) -> np.ndarray:
-    """Ward linkage (scipy format) of the regions 0..k-1 by mean Lab colour and centroid.
-
-    Colour is in Lab units / 10 and position in tenths of the crop, so a nucleus lobe is
-    closer to another lobe than to the pale cytoplasm beside it.
-    """
-    from scipy.cluster.hierarchy import linkage
-    from skimage.color import rgb2lab
-
-    count = int(segments.max()) + 1
-    pixels = np.bincount(segments.ravel(), minlength=count).astype(np.float64)
-    lab = rgb2lab(image.astype(np.uint8)).reshape(-1, 3)
-    colour = np.stack([np.bincount(segments.ravel(), lab[:, c], count) for c in range(3)], 1)
-    rows, cols = np.indices(segments.shape)
-    centre = np.stack([np.bincount(segments.ravel(), axis.ravel().astype(np.float64), count)
-                       for axis in (rows, cols)], 1)
-    features = np.hstack([colour / pixels[:, None] / 10,
-                          centre / pixels[:, None] / segments.shape[0] * 10])
-    return linkage(features, method="ward")
 
 
 @register
@@ -99,7 +49,7 @@ class ShapExplainer(Explainer):
         "batch_size": 32,
         "n_segments": 20,  # regions only, as LIME's
         "compactness": 20.0,  # regions only
-        "baseline": f"blur({DEFAULT_BLUR})",
+        "baseline": DEFAULT_BASELINE,
     }
 
     def __init__(self, classifier: Classifier) -> None:
@@ -143,8 +93,7 @@ class ShapExplainer(Explainer):
         hidden = background.astype(np.float32)
 
         def on_regions(switches: np.ndarray) -> np.ndarray:  # (n, k) 0/1 -> probabilities
-            keep = switches.astype(bool)[:, segments][..., None]
-            return self._model(np.where(keep, original, hidden))
+            return self._model(masked_batch(original, hidden, region_masks(switches, segments)))
 
         count = int(segments.max()) + 1
         masker = shap.maskers.Partition(np.zeros((1, count)),
