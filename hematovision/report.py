@@ -6,6 +6,11 @@ plainly that HematoVision is decision support, not a diagnosis. Every cell carri
 status in words (``trust.STATUS_TEXT``); a batch lists the cells that look like another
 cell type apart from the differential. Both are built in memory and returned as text or
 bytes; nothing is written to disk.
+
+A report is made in three steps, so the two formats cannot drift apart:
+``build_*_report`` does the model's work (overlays, chart); ``*_contents`` turns that into
+what the report says (texts, numbers, JPEG/PNG bytes); the HTML renderer (Jinja2 templates
+in ``templates/``) and the PDF renderer (fpdf2) lay out the same contents.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
 
 from hematovision.batch import (REFERENCE_SOURCE, BatchCell, Differential, Skipped, differential, looks_like,
                                 other_cells)
@@ -111,7 +118,7 @@ def probability_chart_png(prediction: Prediction) -> bytes:
     return buffer.getvalue()
 
 
-# -- batch report ----------------------------------------------------------------------
+# -- batch report: what it says ----------------------------------------------------------
 
 @dataclass
 class BatchReport:
@@ -147,6 +154,60 @@ def other_types_note(checked: bool) -> str:
                 "kept out of the four counts and listed under \"Other cells, review\".")
     return ("This model does not check for other cell types: a basophil, immature granulocyte, erythroblast or "
             "platelet is counted as the nearest of the four types.")
+
+
+OTHER_CELLS_INTRO = ("Not counted in the differential above: each looks like a blood cell that is none of the four "
+                     "types. Check each one yourself.")
+FLAG_WORDS = {"low": "below range", "high": "above range", "": "within", "–": "–"}
+
+
+@dataclass(frozen=True)
+class TableRow:
+    """One cell type's line in the differential table, as printed."""
+
+    cell_type: str
+    count: int
+    share: str  # "52.0%", or "–" when nothing is counted
+    reference: str  # "40–70%"
+    flag: str  # "low", "high", "" or "–" (the HTML colours low and high)
+    flag_words: str  # "below range", ...
+
+
+@dataclass(frozen=True)
+class CellTile:
+    """One cell of the batch: its crop, its Grad-CAM map and what was decided."""
+
+    file: str
+    where: str  # " · cell 2" when its image holds several cells, else ""
+    model_call: str  # "Neutrophil (90%)"
+    counted_as: str
+    status: str  # "Status: Confident · not reviewed"
+    thumbnail: bytes  # JPEG, 128 px
+    overlay: bytes  # JPEG
+
+
+@dataclass(frozen=True)
+class OtherCellLine:
+    text: str  # "ward-3.png: looks most like an erythroblast ..."
+    thumbnail: bytes  # JPEG, 64 px
+
+
+@dataclass(frozen=True)
+class BatchContents:
+    """What a batch report says, as texts, numbers and JPEG bytes: HTML and PDF lay out the same."""
+
+    title: str
+    created: str
+    summary: list[str]
+    rows: list[TableRow]
+    counted: int
+    counted_share: str
+    note: str  # where the reference ranges come from, and what happens to other cell types
+    other_cells: list[OtherCellLine]
+    model_text: str
+    accuracy: list[str]
+    tiles: list[CellTile]
+    skipped: list[str]  # "name: reason"
 
 
 def _cell_status(cell: BatchCell) -> str:
@@ -189,59 +250,144 @@ def _other_cell_line(cell: BatchCell) -> str:
             f"nearest of the four: {display_name(cell.predicted)}")
 
 
-def batch_report_html(report: BatchReport) -> str:
+def batch_contents(report: BatchReport) -> BatchContents:
     d = report.differential
-    rows = "".join(
-        f"<tr><td>{display_name(r.cell_type)}</td><td class=n>{r.count}</td>"
-        f"<td class=n>{'–' if r.percent is None else f'{r.percent:.1f}%'}</td>"
-        f"<td class=n>{r.reference[0]:g}–{r.reference[1]:g}%</td>"
-        f"<td class='flag {r.flag}'>{ {'low': 'below range', 'high': 'above range', '': 'within', '–': '–'}[r.flag] }</td></tr>"
-        for r in d.rows)
-    tiles = "".join(
-        f"<figure><div><img src='{_data_uri(_jpeg(cell.thumbnail, 128))}' alt='cell'>"
-        f"<img src='{_data_uri(report.overlays[cell.key])}' alt='Grad-CAM'></div>"
-        f"<figcaption><b>{html.escape(cell.file)}</b>{f' · cell {cell.cell_number}' if cell.cells_in_image > 1 else ''}"
-        f"<br>Model: {display_name(cell.predicted)} ({100 * cell.prediction.confidence:.0f}%)"
-        f"<br>Counted as: {cell.counted_as}"
-        f"<br><small>{html.escape(_cell_status(cell))}</small></figcaption></figure>"
-        for cell in report.cells)
-    others = "".join(
-        f"<li><img src='{_data_uri(_jpeg(cell.thumbnail, 64))}' alt='cell'> {html.escape(_other_cell_line(cell))}</li>"
-        for cell in report.other_cells)
-    others_section = (f"<h2>Other cells, review</h2><p>Not counted in the differential above: each looks like a blood "
-                      f"cell that is none of the four types. Check each one yourself.</p><ul class=others>{others}</ul>"
-                      if others else "")
-    skipped = "".join(f"<li>{html.escape(s.name)}: {html.escape(s.reason)}</li>" for s in report.skipped)
-    accuracy = "".join(f"<li>{html.escape(line)}</li>" for line in report.model.accuracy)
-    summary = "".join(f"<p>{html.escape(line)}</p>" for line in _summary_lines(report))
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(report.title)} – HematoVision</title>
-<style>
-body{{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;color:#1d2a33;padding:0 1em}}
-.warn{{border:2px solid #c8553d;background:#fff4f0;padding:.7em 1em;border-radius:6px;font-weight:600}}
-table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccd6dd;padding:.35em .7em}}
-th{{background:#eef3f6;text-align:left}}.n{{text-align:right}}.flag.low,.flag.high{{color:#b2182b;font-weight:700}}
-.grid{{display:flex;flex-wrap:wrap;gap:12px}}figure{{margin:0;width:270px;font-size:.85em}}
-figure img{{width:128px;height:128px;margin-right:4px}}small{{color:#5b6b76}}
-.others{{list-style:none;padding:0}}.others li{{display:flex;align-items:center;gap:10px;margin:4px 0}}
-.others img{{width:64px;height:64px}}
-</style></head><body>
-<h1>{html.escape(report.title)}</h1>
-<p>HematoVision report · {report.created}</p>
-<p class=warn>{html.escape(DISCLAIMER)}</p>
-<h2>Differential</h2>{summary}
-<table><tr><th>Cell type</th><th>Count</th><th>Share</th><th>Adult reference</th><th>Flag</th></tr>{rows}
-<tr><th>Counted</th><th class=n>{d.counted}</th><th class=n>{'100%' if d.counted else '–'}</th><th></th><th></th></tr></table>
-<p><small>{html.escape(REFERENCE_SOURCE)} {html.escape(other_types_note(report.other_types_checked))}</small></p>
-{others_section}
-<h2>Model</h2><p>{html.escape(report.model.file)} (sha256 {html.escape(report.model.sha256)}…), MobileNetV2
-fine-tuned on two labs' images. Measured accuracy on held-out data:</p><ul>{accuracy}</ul>
-<h2>Cells</h2><p><small>Left: the crop the model classified. Right: its Grad-CAM map (red = strongest evidence
-for the model's class).</small></p><div class=grid>{tiles}</div>
-{f'<h2>Files not used</h2><ul>{skipped}</ul>' if skipped else ''}
-<p class=warn>{html.escape(DISCLAIMER)}</p>
-</body></html>
-"""
+    rows = [TableRow(cell_type=display_name(r.cell_type), count=r.count,
+                     share="–" if r.percent is None else f"{r.percent:.1f}%",
+                     reference=f"{r.reference[0]:g}–{r.reference[1]:g}%", flag=r.flag, flag_words=FLAG_WORDS[r.flag])
+            for r in d.rows]
+    tiles = [CellTile(file=cell.file, where=f" · cell {cell.cell_number}" if cell.cells_in_image > 1 else "",
+                      model_call=f"{display_name(cell.predicted)} ({100 * cell.prediction.confidence:.0f}%)",
+                      counted_as=cell.counted_as, status=_cell_status(cell), thumbnail=_jpeg(cell.thumbnail, 128),
+                      overlay=report.overlays[cell.key])
+             for cell in report.cells]
+    return BatchContents(
+        title=report.title, created=report.created, summary=_summary_lines(report), rows=rows, counted=d.counted,
+        counted_share="100%" if d.counted else "–",
+        note=REFERENCE_SOURCE + " " + other_types_note(report.other_types_checked),
+        other_cells=[OtherCellLine(_other_cell_line(cell), _jpeg(cell.thumbnail, 64)) for cell in report.other_cells],
+        model_text=(f"{report.model.file} (sha256 {report.model.sha256}…), MobileNetV2 fine-tuned on two labs' "
+                    "images. Measured accuracy on held-out data:"),
+        accuracy=list(report.model.accuracy), tiles=tiles,
+        skipped=[f"{item.name}: {item.reason}" for item in report.skipped])
+
+
+# -- single-image report: what it says ---------------------------------------------------
+
+IMAGE_REPORT_TITLE = "White-cell classification"
+
+
+@dataclass
+class ImageReport:
+    name: str
+    created: str
+    model: ModelSummary
+    prediction: Prediction
+    original_jpeg: bytes
+    chart_png: bytes
+    explanations: list[tuple[Explanation, bytes]]  # each with its overlay (JPEG)
+    cells_in_image: int
+    cell_number: int
+    advice: str = ""  # what the prediction's status means and what to do (TrustModel.advice)
+
+
+def build_image_report(classifier: Classifier, image_name: str, original: np.ndarray, prediction: Prediction,
+                       cells_in_image: int = 1, cell_number: int = 1,
+                       explanations: dict[str, Explanation] | None = None) -> ImageReport:
+    """The image, its prediction, the probability chart and the four overlays.
+
+    ``explanations`` can pass maps the app already computed (same cell, same class);
+    missing methods are computed here at their defaults.
+    """
+    from PIL import Image
+
+    explanations = dict(explanations or {})
+    made = []
+    for method in REPORT_METHODS:
+        result = explanations.get(method) or explain(classifier, prediction.model_input, method)
+        picture = overlay(prediction.model_input, result.attribution, signed=result.signed, opacity=0.5)
+        made.append((result, _jpeg(picture, 224)))
+    preview = Image.fromarray(np.asarray(original, np.uint8))
+    preview.thumbnail((640, 640))
+    return ImageReport(name=image_name, created=_timestamp(), model=model_summary(classifier), prediction=prediction,
+                       original_jpeg=_jpeg(np.asarray(preview)), chart_png=probability_chart_png(prediction),
+                       explanations=made, cells_in_image=cells_in_image, cell_number=cell_number,
+                       advice=classifier.trust.advice(prediction.status, prediction.other_type))
+
+
+@dataclass(frozen=True)
+class MapFigure:
+    """One explanation's overlay and its caption."""
+
+    label: str  # "Grad-CAM++"
+    target: str  # the class explained, as shown: "Neutrophil"
+    kind: str  # how to read the colours
+    evaluations: int  # images pushed through the model
+    overlay: bytes  # JPEG, 224 px
+
+
+@dataclass(frozen=True)
+class ImageContents:
+    """What a single-image report says; HTML and PDF lay out the same."""
+
+    title: str
+    name: str
+    created: str
+    facts: list[str]
+    advice: str
+    original: bytes  # JPEG
+    chart: bytes  # PNG
+    maps: list[MapFigure]
+    model_text: str
+    accuracy: list[str]
+
+
+def _image_facts(report: ImageReport) -> list[str]:
+    p = report.prediction
+    facts = [f"Image: {report.name}" + (f" (cell {report.cell_number} of {report.cells_in_image})"
+                                         if report.cells_in_image > 1 else ""),
+             f"Predicted: {display_name(p.label)}, calibrated probability {100 * p.confidence:.1f}%",
+             f"Status: {p.status_text}"]
+    if p.status == OTHER_CELL_TYPE:
+        chance = (f" (probability it is none of the four types: {100 * p.other_type_probability:.0f}%)"
+                  if p.other_type_probability is not None else "")
+        facts.append(f"Looks most like: {looks_like(p)}{chance}")
+    if not p.box.found:
+        facts.append("No white-cell nucleus was found; the model looked at the image centre.")
+    return facts
+
+
+def image_contents(report: ImageReport) -> ImageContents:
+    maps = [MapFigure(label=e.label, target=display_name(e.target),
+                      kind="signed: red for, blue against" if e.signed else "support only",
+                      evaluations=e.evaluations, overlay=jpeg)
+            for e, jpeg in report.explanations]
+    return ImageContents(
+        title=IMAGE_REPORT_TITLE, name=report.name, created=report.created, facts=_image_facts(report),
+        advice=report.advice, original=report.original_jpeg, chart=report.chart_png, maps=maps,
+        model_text=f"{report.model.file} (sha256 {report.model.sha256}…). Measured accuracy on held-out data:",
+        accuracy=list(report.model.accuracy))
+
+
+# -- HTML ----------------------------------------------------------------------------------
+
+def _escape(value: object) -> Markup:
+    """Escape as html.escape does ('&#x27;' for a quote), the entities these reports have always had."""
+    return value if isinstance(value, Markup) else Markup(html.escape(str(value)))
+
+
+_templates = Environment(loader=PackageLoader("hematovision", "templates"), autoescape=select_autoescape(["html"]),
+                         finalize=_escape, trim_blocks=True, lstrip_blocks=True, undefined=StrictUndefined)
+_templates.filters["data_uri"] = _data_uri
+_templates.globals.update(disclaimer=DISCLAIMER, other_cells_intro=OTHER_CELLS_INTRO)
+
+
+def batch_report_html(report: BatchReport) -> str:
+    return _templates.get_template("batch.html").render(report=batch_contents(report))
+
+
+def image_report_html(report: ImageReport) -> str:
+    return _templates.get_template("image.html").render(report=image_contents(report))
 
 
 # -- PDF ---------------------------------------------------------------------------------
@@ -297,195 +443,107 @@ def _table(pdf, header: list[str], rows: list[list[str]], widths: tuple[int, ...
     pdf.ln(2)
 
 
-def batch_report_pdf(report: BatchReport) -> bytes:
-    d = report.differential
-    pdf = _new_pdf(report.title)
-    _heading(pdf, f"{report.title}", 16)
-    _text(pdf, f"HematoVision report · {report.created}")
+def _start(title: str, created: str):
+    """A new PDF opened as every report opens: heading, date and the disclaimer."""
+    pdf = _new_pdf(title)
+    _heading(pdf, title, 16)
+    _text(pdf, f"HematoVision report · {created}")
     pdf.ln(2)
     _warning(pdf)
+    return pdf
+
+
+def _model_section(pdf, model_text: str, accuracy: list[str]) -> None:
+    _heading(pdf, "Model")
+    _text(pdf, model_text)
+    for line in accuracy:
+        _text(pdf, "• " + line)
+
+
+def batch_report_pdf(report: BatchReport) -> bytes:
+    contents = batch_contents(report)
+    pdf = _start(contents.title, contents.created)
     _heading(pdf, "Differential")
-    for line in _summary_lines(report):
+    for line in contents.summary:
         _text(pdf, line)
     pdf.ln(1)
-    flag_words = {"low": "below range", "high": "above range", "": "within", "–": "–"}
     _table(pdf, ["Cell type", "Count", "Share", "Adult reference", "Flag"],
-           [[display_name(r.cell_type), r.count, "–" if r.percent is None else f"{r.percent:.1f}%",
-             f"{r.reference[0]:g}–{r.reference[1]:g}%", flag_words[r.flag]] for r in d.rows]
-           + [["Counted", d.counted, "100%" if d.counted else "–", "", ""]], (40, 20, 22, 35, 30))
-    _text(pdf, REFERENCE_SOURCE + " " + other_types_note(report.other_types_checked), size=7)
+           [[r.cell_type, r.count, r.share, r.reference, r.flag_words] for r in contents.rows]
+           + [["Counted", contents.counted, contents.counted_share, "", ""]], (40, 20, 22, 35, 30))
+    _text(pdf, contents.note, size=7)
     pdf.ln(2)
-    if report.other_cells:
+    if contents.other_cells:
         _heading(pdf, "Other cells, review")
-        _text(pdf, "Not counted in the differential above: each looks like a blood cell that is none of the four "
-                   "types. Check each one yourself.", size=8)
+        _text(pdf, OTHER_CELLS_INTRO, size=8)
         pdf.ln(1)
-        for cell in report.other_cells:
+        for other in contents.other_cells:
             if pdf.get_y() + 12 > pdf.h - pdf.b_margin:
                 pdf.add_page()
             top = pdf.get_y()
-            pdf.image(io.BytesIO(_jpeg(cell.thumbnail, 64)), x=pdf.l_margin, y=top, w=10, h=10)
+            pdf.image(io.BytesIO(other.thumbnail), x=pdf.l_margin, y=top, w=10, h=10)
             pdf.set_xy(pdf.l_margin + 12, top + 1)
             pdf.set_font("DejaVu", "", 8)
-            pdf.multi_cell(0, 4, _other_cell_line(cell), new_x="LMARGIN", new_y="NEXT")
+            pdf.multi_cell(0, 4, other.text, new_x="LMARGIN", new_y="NEXT")
             pdf.set_y(max(pdf.get_y(), top + 11))
         pdf.ln(2)
-    _heading(pdf, "Model")
-    _text(pdf, f"{report.model.file} (sha256 {report.model.sha256}…), MobileNetV2 fine-tuned on two labs' images. "
-               "Measured accuracy on held-out data:")
-    for line in report.model.accuracy:
-        _text(pdf, "• " + line)
+    _model_section(pdf, contents.model_text, contents.accuracy)
     pdf.ln(2)
     _heading(pdf, "Cells")
     _text(pdf, "Each cell: the crop the model classified, and its Grad-CAM map (red = strongest evidence for the "
                "model's class).", size=8)
     pdf.ln(1)
     tile_width, image_side, per_row = 62, 22, 3
-    for number, cell in enumerate(report.cells):
+    for number, tile in enumerate(contents.tiles):
         column = number % per_row
         if column == 0:
             if pdf.get_y() + 40 > pdf.h - pdf.b_margin:
                 pdf.add_page()
             top = bottom = pdf.get_y()
         x = pdf.l_margin + column * tile_width
-        pdf.image(io.BytesIO(_jpeg(cell.thumbnail, 128)), x=x, y=top, w=image_side, h=image_side)
-        pdf.image(io.BytesIO(report.overlays[cell.key]), x=x + image_side + 1, y=top, w=image_side, h=image_side)
+        pdf.image(io.BytesIO(tile.thumbnail), x=x, y=top, w=image_side, h=image_side)
+        pdf.image(io.BytesIO(tile.overlay), x=x + image_side + 1, y=top, w=image_side, h=image_side)
         pdf.set_xy(x, top + image_side + 0.5)
         pdf.set_font("DejaVu", "", 6.5)
-        name = cell.file if len(cell.file) <= 40 else cell.file[:39] + "…"
-        cell_text = f" · cell {cell.cell_number}" if cell.cells_in_image > 1 else ""
-        final = cell.counted_as
+        name = tile.file if len(tile.file) <= 40 else tile.file[:39] + "…"  # a tile is 62 mm wide
         pdf.multi_cell(tile_width - 2, 2.8,
-                       f"{name}{cell_text}\nModel: {display_name(cell.predicted)} "
-                       f"({100 * cell.prediction.confidence:.0f}%) · counted: {final}\n{_cell_status(cell)}",
+                       f"{name}{tile.where}\nModel: {tile.model_call} · counted: {tile.counted_as}\n{tile.status}",
                        new_x="LMARGIN", new_y="NEXT")
         bottom = max(bottom, pdf.get_y())  # a status wraps onto more lines in some tiles than others
-        if column == per_row - 1 or number == len(report.cells) - 1:
+        if column == per_row - 1 or number == len(contents.tiles) - 1:
             pdf.set_y(max(bottom + 2, top + image_side + 10))
-    if report.skipped:
+    if contents.skipped:
         pdf.ln(3)
         _heading(pdf, "Files not used")
-        for item in report.skipped:
-            _text(pdf, f"• {item.name}: {item.reason}", size=8)
+        for line in contents.skipped:
+            _text(pdf, "• " + line, size=8)
     pdf.ln(3)
     _warning(pdf)
     return bytes(pdf.output())
 
 
-# -- single-image report ------------------------------------------------------------------
-
-@dataclass
-class ImageReport:
-    name: str
-    created: str
-    model: ModelSummary
-    prediction: Prediction
-    original_jpeg: bytes
-    chart_png: bytes
-    explanations: list[tuple[Explanation, bytes]]  # each with its overlay (JPEG)
-    cells_in_image: int
-    cell_number: int
-    advice: str = ""  # what the prediction's status means and what to do (TrustModel.advice)
-
-
-def build_image_report(classifier: Classifier, image_name: str, original: np.ndarray, prediction: Prediction,
-                       cells_in_image: int = 1, cell_number: int = 1,
-                       explanations: dict[str, Explanation] | None = None) -> ImageReport:
-    """The image, its prediction, the probability chart and the four overlays.
-
-    ``explanations`` can pass maps the app already computed (same cell, same class);
-    missing methods are computed here at their defaults.
-    """
-    from PIL import Image
-
-    explanations = dict(explanations or {})
-    made = []
-    for method in REPORT_METHODS:
-        result = explanations.get(method) or explain(classifier, prediction.model_input, method)
-        picture = overlay(prediction.model_input, result.attribution, signed=result.signed, opacity=0.5)
-        made.append((result, _jpeg(picture, 224)))
-    preview = Image.fromarray(np.asarray(original, np.uint8))
-    preview.thumbnail((640, 640))
-    return ImageReport(name=image_name, created=_timestamp(), model=model_summary(classifier), prediction=prediction,
-                       original_jpeg=_jpeg(np.asarray(preview)), chart_png=probability_chart_png(prediction),
-                       explanations=made, cells_in_image=cells_in_image, cell_number=cell_number,
-                       advice=classifier.trust.advice(prediction.status, prediction.other_type))
-
-
-def _image_facts(report: ImageReport) -> list[str]:
-    p = report.prediction
-    facts = [f"Image: {report.name}" + (f" (cell {report.cell_number} of {report.cells_in_image})"
-                                         if report.cells_in_image > 1 else ""),
-             f"Predicted: {display_name(p.label)}, calibrated probability {100 * p.confidence:.1f}%",
-             f"Status: {p.status_text}"]
-    if p.status == OTHER_CELL_TYPE:
-        chance = (f" (probability it is none of the four types: {100 * p.other_type_probability:.0f}%)"
-                  if p.other_type_probability is not None else "")
-        facts.append(f"Looks most like: {looks_like(p)}{chance}")
-    if not p.box.found:
-        facts.append("No white-cell nucleus was found; the model looked at the image centre.")
-    return facts
-
-
-def image_report_html(report: ImageReport) -> str:
-    facts = "".join(f"<li>{html.escape(line)}</li>" for line in _image_facts(report))
-    advice = f"<p class=advice>{html.escape(report.advice)}</p>" if report.advice else ""
-    maps = "".join(
-        f"<figure><img src='{_data_uri(png)}' alt='{html.escape(e.label)}'><figcaption><b>{html.escape(e.label)}</b>"
-        f" for {display_name(e.target)}<br><small>{'signed: red for, blue against' if e.signed else 'support only'}"
-        f" · {e.evaluations} model evaluations</small></figcaption></figure>"
-        for e, png in report.explanations)
-    accuracy = "".join(f"<li>{html.escape(line)}</li>" for line in report.model.accuracy)
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(report.name)} – HematoVision</title>
-<style>
-body{{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;color:#1d2a33;padding:0 1em}}
-.warn{{border:2px solid #c8553d;background:#fff4f0;padding:.7em 1em;border-radius:6px;font-weight:600}}
-.row{{display:flex;gap:16px;flex-wrap:wrap;align-items:flex-start}}figure{{margin:0;width:224px;font-size:.85em}}
-small{{color:#5b6b76}}.advice{{max-width:420px;border-left:4px solid #1f6f8b;padding-left:.6em}}
-</style></head><body>
-<h1>White-cell classification</h1><p>HematoVision report · {report.created}</p>
-<p class=warn>{html.escape(DISCLAIMER)}</p>
-<div class=row><img src='{_data_uri(report.original_jpeg)}' alt='image' style='max-width:420px'>
-<div><ul>{facts}</ul>{advice}<img src='{_data_uri(report.chart_png)}' alt='class probabilities' style='width:420px'></div></div>
-<h2>Explanations</h2><div class=row>{maps}</div>
-<h2>Model</h2><p>{html.escape(report.model.file)} (sha256 {html.escape(report.model.sha256)}…). Measured accuracy on
-held-out data:</p><ul>{accuracy}</ul>
-</body></html>
-"""
-
-
 def image_report_pdf(report: ImageReport) -> bytes:
-    pdf = _new_pdf("White-cell classification")
-    _heading(pdf, "White-cell classification", 16)
-    _text(pdf, f"HematoVision report · {report.created}")
-    pdf.ln(2)
-    _warning(pdf)
+    contents = image_contents(report)
+    pdf = _start(contents.title, contents.created)
     top = pdf.get_y()
-    pdf.image(io.BytesIO(report.original_jpeg), x=pdf.l_margin, y=top, w=80)
+    pdf.image(io.BytesIO(contents.original), x=pdf.l_margin, y=top, w=80)
     pdf.set_xy(pdf.l_margin + 85, top)
     pdf.set_font("DejaVu", "", 9)
-    pdf.multi_cell(0, 5, "\n".join(_image_facts(report)), new_x="LMARGIN", new_y="NEXT")
+    pdf.multi_cell(0, 5, "\n".join(contents.facts), new_x="LMARGIN", new_y="NEXT")
     chart_top = pdf.get_y() + 2
-    chart = pdf.image(io.BytesIO(report.chart_png), x=pdf.l_margin + 85, y=chart_top, w=90)
+    chart = pdf.image(io.BytesIO(contents.chart), x=pdf.l_margin + 85, y=chart_top, w=90)
     pdf.set_y(max(top + 75, chart_top + chart.rendered_height + 2))
-    if report.advice:
-        _text(pdf, report.advice)
+    if contents.advice:
+        _text(pdf, contents.advice)
         pdf.ln(3)
     _heading(pdf, "Explanations")
     side = 42
     y = pdf.get_y()
-    for column, (explanation, png) in enumerate(report.explanations):
+    for column, figure in enumerate(contents.maps):
         x = pdf.l_margin + column * (side + 4)
-        pdf.image(io.BytesIO(png), x=x, y=y, w=side, h=side)
+        pdf.image(io.BytesIO(figure.overlay), x=x, y=y, w=side, h=side)
         pdf.set_xy(x, y + side + 1)
         pdf.set_font("DejaVu", "", 7)
-        pdf.multi_cell(side, 3.2, f"{explanation.label} for {display_name(explanation.target)}\n"
-                                  f"{'signed: red for, blue against' if explanation.signed else 'support only'}",
-                       new_x="LMARGIN", new_y="NEXT")
+        pdf.multi_cell(side, 3.2, f"{figure.label} for {figure.target}\n{figure.kind}", new_x="LMARGIN", new_y="NEXT")
     pdf.set_y(y + side + 12)
-    _heading(pdf, "Model")
-    _text(pdf, f"{report.model.file} (sha256 {report.model.sha256}…). Measured accuracy on held-out data:")
-    for line in report.model.accuracy:
-        _text(pdf, "• " + line)
+    _model_section(pdf, contents.model_text, contents.accuracy)
     return bytes(pdf.output())
