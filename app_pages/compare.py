@@ -6,8 +6,9 @@ import streamlit as st
 import app_support as support
 from hematovision.app_state import EXTRA_METHODS, METHOD_ORDER, METHOD_TITLES, UPLOAD_ERROR, format_percent
 from hematovision.classifier import CLASS_NAMES, display_name
-from hematovision.compare import (DEFAULT_STABILITY_SEEDS, benchmark_table, comparison_table, load_benchmark,
-                                  most_faithful)
+from hematovision.compare import DEFAULT_STABILITY_SEEDS
+from hematovision.compare_tables import (benchmark_table, comparison_table, load_benchmark,
+                                         most_faithful)
 from hematovision.faithfulness import CASCADE, DEFAULT_BASELINE, DEFAULT_KEEP_FRACTION, DEFAULT_STEPS
 from hematovision.figures import (agreement_figure, benchmark_curves_figure, curves_figure, maps_figure,
                                   sanity_figure, summary_agreement)

@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from scipy import stats
 
 from hematovision.classifier import (CLASS_NAMES, DEFAULT_MODEL_PATH, PROJECT_ROOT, Classifier,
                                      load_classifier)
 from hematovision.cells import frame_cell
 from hematovision.compare import mean_ci
 from hematovision.evaluation import list_images
+from hematovision.faithfulness import spearman, top_iou
 from hematovision.imaging import load_image
 from hematovision.samples import list_samples
 
@@ -78,21 +78,6 @@ def sample_images(count: int = 5, size: int = 224) -> list[np.ndarray]:
     crops = [frame_cell(load_image(path), size)[0] for path in paths[:count]]
     crops += [synthetic_cell(variant, size) for variant in range(count - len(crops))]
     return crops
-
-
-# -- comparing maps --------------------------------------------------------------------
-def top_fraction_iou(a: np.ndarray, b: np.ndarray, fraction: float = 0.2) -> float:
-    """IoU of the pixels in each map's top ``fraction`` (highest values, i.e. most 'for')."""
-    top_a = a >= np.quantile(a, 1 - fraction)
-    top_b = b >= np.quantile(b, 1 - fraction)
-    union = np.logical_or(top_a, top_b).sum()
-    return float(np.logical_and(top_a, top_b).sum() / union) if union else 1.0
-
-
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Rank correlation of two maps (on a 4x-subsampled grid: same answer, 16x cheaper)."""
-    rho = stats.spearmanr(a[::4, ::4].ravel(), b[::4, ::4].ravel()).statistic
-    return float(rho) if np.isfinite(rho) else 1.0  # constant maps: identical ranks
 
 
 def _median(values: Sequence[float]) -> float:
@@ -232,7 +217,8 @@ def run_stability(classifier: Classifier | None = None, images: Sequence[np.ndar
     """How far fast settings are from a high-budget reference, and from themselves.
 
     For each method in ``candidates`` (default: LIME and SHAP at their defaults) and each
-    parameter set, average over images: top-``fraction`` IoU and Spearman rho against
+    parameter set, average over images: top-``fraction`` IoU and Spearman rho (as the
+    Compare page measures them: ``faithfulness.top_iou`` and ``spearman``) against
     the same parameters at the REFERENCE_PARAMS budget (``reference_seed``), and between
     every pair of ``seeds``. The interval is a Student-t 95% CI over images (each image's
     IoU averaged over seeds). Slow: a reference costs ~2000 evaluations per image (shared
@@ -298,7 +284,7 @@ def reference_agreement(classifier: Classifier, images: Sequence[np.ndarray]) ->
 
 
 def _agreement(a: np.ndarray, b: np.ndarray, fraction: float) -> tuple[float, float]:
-    return top_fraction_iou(a, b, fraction), spearman(a, b)
+    return top_iou(a, b, fraction), spearman(a, b)
 
 
 def _mean_of(pairs: list[tuple[float, float]], index: int) -> float | None:

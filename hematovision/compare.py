@@ -12,14 +12,9 @@ A data set (for papers)::
 Up to N images per class folder are drawn with a seed. Each image is classified (its
 crop is what every method explains, for the predicted class) and compared as above; the
 seed-stability and randomisation checks run on the first few images of each class,
-since they cost several explanations each. Written to ``out``:
-
-* ``per_image.csv`` - one row per image and method,
-* ``agreement.csv`` - mean Spearman and top-20% IoU for every pair of methods,
-* ``summary.csv`` / ``summary.json`` - per method: mean and 95% CI of each metric,
-  runtime, evaluations, seed stability and randomisation-check passes, mean curves, and
-  every parameter used,
-* ``curves.png`` and ``figures.html`` - mean deletion and insertion curves, agreement.
+since they cost several explanations each. ``compare_output`` writes the per-image rows,
+the summary and the figures to ``out``; ``compare_tables`` formats results for the
+Compare page.
 """
 
 from __future__ import annotations
@@ -27,7 +22,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -35,6 +29,7 @@ from typing import Callable
 import numpy as np
 
 from hematovision.classifier import CLASS_NAMES
+from hematovision.compare_output import write_outputs
 from hematovision.evaluation import find_class_folders, list_images
 from hematovision.explainers import available_methods, explain, method_label
 from hematovision.explainers.base import Target, build_explainer, resolve_target
@@ -43,7 +38,6 @@ from hematovision.faithfulness import (CASCADE, DEFAULT_BASELINE, DEFAULT_KEEP_F
                                        seed_stability)
 
 METRICS = ("deletion_auc", "insertion_auc", "drop", "increase", "seconds", "evaluations")
-STABILITY_METRICS = ("stability_spearman", "stability_top_iou")
 DEFAULT_STABILITY_SEEDS = 3
 Progress = Callable[[float, str], None]  # (share done 0..1, what is running)
 
@@ -223,6 +217,8 @@ def run_comparison(classifier, data_dir: Path, per_class: int, methods: list[str
                    keep_fraction: float = DEFAULT_KEEP_FRACTION, sanity_per_class: int = 1,
                    stability_per_class: int = 2, stability_seeds: int = DEFAULT_STABILITY_SEEDS,
                    progress: Callable[[str], None] | None = None) -> dict:
+    """Compare ``methods`` on up to ``per_class`` images per class folder of ``data_dir``,
+    write the files of ``compare_output`` to ``out`` and return the summary."""
     methods = check_methods(methods)
     out.mkdir(parents=True, exist_ok=True)
     images = pick_images(Path(data_dir), per_class, seed)
@@ -243,7 +239,7 @@ def run_comparison(classifier, data_dir: Path, per_class: int, methods: list[str
                 "sanity_per_class": sanity_per_class, "stability_per_class": stability_per_class,
                 "stability_seeds": stability_seeds, "cascade": list(CASCADE)}
     summary = summarise(methods, comparisons, settings)
-    _write(out, rows, summary)
+    write_outputs(out, rows, summary)
     return summary
 
 
@@ -282,149 +278,3 @@ def summarise(methods: list[str], comparisons: list[ImageComparison], settings: 
                 pairs[f"{first} vs {names[j]}"] = {"spearman": round(float(rho[i, j]), 6),
                                                    "top20_iou": round(float(iou[i, j]), 6)}
     return {"settings": settings, "methods": per_method, "agreement": pairs}
-
-
-def _write(out: Path, rows, summary) -> None:
-    from hematovision.figures import agreement_figure, benchmark_curves_figure, summary_agreement
-
-    with open(out / "per_image.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    columns = METRICS + STABILITY_METRICS
-    with open(out / "summary.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["method"] + [f"{m}_{part}" for m in columns for part in ("mean", "ci_low", "ci_high")]
-                        + ["sanity_passed", "sanity_checked", "sanity_not_assessable", "empty_maps"])
-        for method, entry in summary["methods"].items():
-            values = [v for m in columns for v in (entry[m]["mean"], *entry[m]["ci95"])]
-            writer.writerow([method] + ["" if v is None else v for v in values]
-                            + [entry["sanity_passed"], entry["sanity_checked"], entry["sanity_not_assessable"],
-                               entry["empty_maps"]])
-    with open(out / "agreement.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["pair", "spearman", "top20_iou"])
-        for pair, values in summary["agreement"].items():
-            writer.writerow([pair, values["spearman"], values["top20_iou"]])
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    _plot_curves(out / "curves.png", summary)
-    figures = [benchmark_curves_figure(summary)]
-    if summary["agreement"]:
-        figures.append(agreement_figure(summary_agreement(summary)))
-    with open(out / "figures.html", "w") as handle:
-        handle.write("<!doctype html><meta charset='utf-8'><title>Explanation benchmark</title>\n")
-        for number, figure in enumerate(figures):
-            # plotly.js is loaded once, from plotly's CDN, to keep the file small.
-            handle.write(figure.to_html(full_html=False, include_plotlyjs="cdn" if number == 0 else False))
-
-
-def _plot_curves(path: Path, summary: dict) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
-    for method, entry in summary["methods"].items():
-        curves = entry["mean_curves"]
-        for axis, kind in zip(axes, ("deletion", "insertion")):
-            axis.plot(curves["fractions"], curves[kind], label=entry["label"])
-    for axis, kind in zip(axes, ("Deletion (lower is better)", "Insertion (higher is better)")):
-        axis.set_title(kind)
-        axis.set_xlabel("share of pixels removed / revealed, by attribution")
-        axis.set_ylabel("probability of the predicted class")
-        axis.set_ylim(0, 1)
-    axes[1].legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-
-
-# -- tables for people -----------------------------------------------------------------
-
-BENCHMARK_DIR = Path(__file__).resolve().parent.parent / "docs" / "xai-benchmark"
-
-
-def load_benchmark(folder: Path = BENCHMARK_DIR) -> dict | None:
-    """The committed benchmark's summary.json (None when it is not installed)."""
-    path = Path(folder) / "summary.json"
-    if not path.is_file():
-        return None
-    return json.loads(path.read_text())
-
-
-def _number(value, digits: int = 3) -> str:
-    return "–" if value is None or value == "" else f"{float(value):.{digits}f}"
-
-
-def _interval(entry: dict, digits: int = 3) -> str:
-    if entry["mean"] is None:
-        return "–"
-    low, high = entry["ci95"]
-    if low is None or (isinstance(low, float) and math.isnan(low)):
-        return _number(entry["mean"], digits)
-    return f"{entry['mean']:.{digits}f} ({low:.{digits}f}–{high:.{digits}f})"
-
-
-def sanity_text(check: dict | None) -> str:
-    if not check:
-        return "not run"
-    if check["passed"] is None:
-        return "not assessable (empty map)"
-    return f"{'passed' if check['passed'] else 'FAILED'} (ρ {check['final_spearman']:.2f})"
-
-
-def comparison_table(result: ImageComparison) -> list[dict]:
-    """One display row per method for one image, best deletion AUC first."""
-    rows = []
-    for method, entry in sorted(result.methods.items(), key=lambda item: item[1]["deletion_auc"]):
-        stability = entry["stability"]
-        rows.append({
-            "Method": entry["label"] + (" (empty map)" if entry["empty_map"] else ""),
-            "Deletion AUC ↓": round(entry["deletion_auc"], 3),
-            "Insertion AUC ↑": round(entry["insertion_auc"], 3),
-            "Drop when keeping top pixels ↓": round(entry["drop"], 3),
-            "Confidence rose": "yes" if entry["increase"] else "no",
-            "Seconds": round(entry["seconds"], 2),
-            "Model evaluations": entry["evaluations"],
-            "Seed stability (Spearman / IoU)": "not run" if stability is None else
-            f"{stability['spearman']:.2f} / {stability['top_iou']:.2f}" + (" (deterministic)" if stability["identical"]
-                                                                          else ""),
-            "Randomisation check": sanity_text(entry["sanity"]),
-        })
-    return rows
-
-
-def benchmark_table(summary: dict) -> list[dict]:
-    """One display row per method of a ``compare`` run (mean and 95% CI), best deletion AUC first."""
-    rows = []
-    for method, entry in sorted(summary["methods"].items(), key=lambda item: item[1]["deletion_auc"]["mean"]):
-        rows.append({
-            "Method": entry.get("label", method),
-            "Deletion AUC ↓": _interval(entry["deletion_auc"]),
-            "Insertion AUC ↑": _interval(entry["insertion_auc"]),
-            "Average drop ↓": _interval(entry["drop"]),
-            "Increase rate": _number(entry["increase"]["mean"], 2),
-            "Seconds": _number(entry["seconds"]["mean"], 2),
-            "Model evaluations": int(round(entry["evaluations"]["mean"])),
-            "Seed stability (Spearman)": _interval(entry["stability_spearman"], 2)
-            if entry.get("stability_spearman") else "–",
-            "Randomisation check passed": f"{entry['sanity_passed']}/{entry['sanity_checked']}"
-            + (f" ({entry['sanity_not_assessable']} empty)" if entry.get("sanity_not_assessable") else ""),
-            "Empty maps": entry.get("empty_maps", 0),
-        })
-    return rows
-
-
-def most_faithful(methods: dict, metric: str = "deletion_auc") -> tuple[str, str, float] | None:
-    """(best method, runner-up, margin) by a metric; lower is better except for insertion AUC."""
-    def value(entry):
-        number = entry[metric]
-        return number["mean"] if isinstance(number, dict) else number
-
-    if len(methods) < 2:
-        return None
-    reverse = metric == "insertion_auc"
-    ranked = sorted(methods, key=lambda m: value(methods[m]), reverse=reverse)
-    best, second = ranked[0], ranked[1]
-    return best, second, abs(value(methods[best]) - value(methods[second]))

@@ -10,6 +10,9 @@ method and run in batches.
 * Average drop / increase in confidence (Chattopadhay et al. 2018, Grad-CAM++): keep
   only the top-k% attributed pixels and see how much of the probability survives.
 * Agreement between maps: Spearman rank correlation and the IoU of their top-k% pixels.
+  These are the project's only definitions (``bench`` uses them too): Spearman over
+  every pixel with average ranks for ties; top-k% as exactly round(k * N) pixels taken in
+  ``pixel_order``, the same pixels a deletion curve removes first.
 * Seed stability: the agreement of one method's maps under different random seeds.
 * Model-parameter randomisation (Adebayo et al. 2018): a faithful map changes when the
   weights it claims to explain are replaced by random ones.
@@ -122,22 +125,33 @@ def drop_and_increase(
     }
 
 
-def _ranks(values: np.ndarray) -> np.ndarray:
-    from scipy.stats import rankdata
-
-    return rankdata(values)
-
-
 def spearman(first: np.ndarray, second: np.ndarray) -> float:
     """Rank correlation of two maps over all pixels (ties get average ranks).
 
     A constant (empty) map has no ranking: two of them rank alike (1.0); one of them
     against a real map shares nothing with it (0.0).
     """
-    a, b = _ranks(np.ravel(first)), _ranks(np.ravel(second))
+    from scipy.stats import rankdata
+
+    a, b = rankdata(np.ravel(first)), rankdata(np.ravel(second))
     if a.std() == 0 or b.std() == 0:
         return 1.0 if a.std() == b.std() == 0 else 0.0
     return float(np.corrcoef(a, b)[0, 1])
+
+
+def top_iou(first: np.ndarray, second: np.ndarray, fraction: float = 0.2) -> float:
+    """Intersection over union of the two maps' top ``fraction`` of pixels.
+
+    Each top set is exactly round(fraction * N) pixels (at least one) by ``pixel_order``:
+    a map of a few flat regions (LIME, SHAP) or a constant map then counts as many pixels
+    as any other, instead of every pixel tied at the cut-off joining the set.
+    """
+    if np.shape(first) != np.shape(second):
+        raise ValueError(f"Maps of different shapes: {np.shape(first)} and {np.shape(second)}.")
+    count = max(1, int(round(fraction * np.size(first))))
+    top_a = set(pixel_order(first)[:count].tolist())
+    top_b = set(pixel_order(second)[:count].tolist())
+    return len(top_a & top_b) / len(top_a | top_b)
 
 
 def is_empty(attribution: np.ndarray) -> bool:
@@ -145,14 +159,6 @@ def is_empty(attribution: np.ndarray) -> bool:
     it ranks no pixel above another, so deletion/insertion fall back to raster order."""
     values = np.asarray(attribution)
     return bool(values.size == 0 or np.ptp(values) == 0)
-
-
-def top_iou(first: np.ndarray, second: np.ndarray, fraction: float = 0.2) -> float:
-    """Intersection over union of the two maps' top ``fraction`` of pixels."""
-    count = max(1, int(round(fraction * np.size(first))))
-    top_a = set(pixel_order(first)[:count].tolist())
-    top_b = set(pixel_order(second)[:count].tolist())
-    return len(top_a & top_b) / len(top_a | top_b)
 
 
 def agreement(maps: dict[str, np.ndarray], fraction: float = 0.2) -> dict:

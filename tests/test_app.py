@@ -611,7 +611,7 @@ def test_compare_page_scores_the_chosen_methods_checks_them_and_keeps_the_result
 
 
 def test_compare_page_shows_the_committed_benchmark():
-    from hematovision.compare import load_benchmark
+    from hematovision.compare_tables import load_benchmark
 
     at = start("app_pages/compare.py")
     assert not at.exception, at.exception

@@ -65,6 +65,58 @@ def test_agreement_of_identical_opposite_and_unrelated_maps():
     assert table["spearman"][0][1] == table["spearman"][1][0]
 
 
+def test_top_iou_takes_exactly_the_top_fraction_and_breaks_ties_in_raster_order():
+    wide = np.zeros((10, 10))
+    wide[:4] = 1.0  # 40 pixels tied at the top: the top 20% is the first 20 of them
+    narrow = np.zeros((10, 10))
+    narrow[:2] = 1.0  # exactly those 20 pixels
+    assert top_iou(wide, narrow) == 1.0  # a quantile cut-off would take all 40: IoU 0.5
+    shifted = np.zeros((10, 10))
+    shifted[2:6] = 1.0  # the same 40-pixel region two rows lower
+    assert top_iou(wide, shifted) == 0.0  # rows 0-1 against rows 2-3
+    ramp = -np.arange(100.0).reshape(10, 10)  # pixel 0 first
+    assert top_iou(ramp, np.roll(ramp, 5), fraction=0.15) == 0.5  # pixels 0-14 against 5-19
+    assert top_iou(ramp, -ramp, fraction=0.001) == 0.0  # never fewer than one pixel
+    assert top_iou(np.zeros((10, 10)), np.full((10, 10), 3.0)) == 1.0  # constant maps: raster order
+    with pytest.raises(ValueError, match="different shapes"):
+        top_iou(np.zeros((10, 10)), np.zeros((5, 20)))
+
+
+def test_spearman_ranks_every_pixel_with_average_ranks_for_ties():
+    from scipy import stats
+
+    # Ranks 1, 2, 3, 4 against 1.5, 1.5, 3, 4: rho = 4.5 / sqrt(5 * 4.5) = sqrt(0.9).
+    ties = spearman(np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([[1.0, 1.0], [2.0, 3.0]]))
+    assert ties == pytest.approx(np.sqrt(0.9), abs=1e-12)
+    # Opposite everywhere except on the 4x grid, where the two agree: every pixel counts.
+    first = np.arange(64.0).reshape(8, 8)
+    second = -first
+    second[::4, ::4] = 1000 * first[::4, ::4]
+    assert spearman(first, second) < -0.8
+    rng = np.random.default_rng(3)
+    noisy = rng.random((32, 32))
+    blocky = np.kron(rng.integers(0, 4, (4, 4)), np.ones((8, 8)))  # flat regions: many ties
+    # The textbook statistic: scipy gives the same value to rounding.
+    for a, b in ((noisy, noisy + rng.random((32, 32))), (blocky, noisy), (blocky, blocky.T)):
+        expected = stats.spearmanr(a.ravel(), b.ravel()).statistic
+        assert spearman(a, b) == pytest.approx(expected, abs=1e-12)
+
+
+def test_a_constant_map_agrees_only_with_another_constant_map():
+    flat, ramp = np.zeros((8, 8)), np.arange(64.0).reshape(8, 8)
+    assert spearman(flat, np.full((8, 8), 5.0)) == 1.0
+    assert spearman(flat, ramp) == 0.0 and spearman(ramp, flat) == 0.0
+
+
+def test_bench_measures_agreement_with_the_same_definitions():
+    import hematovision.bench as bench
+
+    wide, narrow = np.zeros((10, 10)), np.zeros((10, 10))
+    wide[:4], narrow[:2] = 1.0, 1.0
+    assert bench._agreement(wide, narrow, 0.2) == (top_iou(wide, narrow), spearman(wide, narrow))
+    assert bench._agreement(wide, np.zeros((10, 10)), 0.2)[1] == 0.0
+
+
 def test_a_map_of_the_wrong_size_or_an_unknown_baseline_is_refused():
     with pytest.raises(ValueError, match="does not match"):
         deletion_insertion(corner_model, bright_corner_image(), np.zeros((8, 8)), target=0)
@@ -161,7 +213,8 @@ def test_compare_image_scores_every_method_and_exports_csv_and_json(classifier):
     import io
     import json
 
-    from hematovision.compare import comparison_table, compare_image, most_faithful
+    from hematovision.compare import compare_image
+    from hematovision.compare_tables import comparison_table, most_faithful
     from hematovision.samples import find_sample
 
     crop = classifier.predict(find_sample("lymphocyte-1").path).model_input
