@@ -6,7 +6,7 @@ import streamlit as st
 import app_support as support
 from hematovision.app_state import format_percent, format_seconds
 from hematovision.cell_types import OTHER_TYPES
-from hematovision.classifier import CLASS_NAMES, DEFAULT_MODEL_PATH, colour_normalisation_of, display_name
+from hematovision.classifier import CLASS_NAMES, DEFAULT_MODEL_PATH, display_name
 from hematovision.trust import STATUS_TEXT
 from hematovision.model_card import (
     IMAGE_SPLITS,
@@ -56,6 +56,10 @@ def _plain(value) -> str:
     return str(value)
 
 
+def _or_unknown(value) -> str:
+    return "?" if value is None else str(value)
+
+
 st.title("About the model")
 st.markdown(
     "A MobileNetV2 network (ImageNet-pretrained, fine-tuned on two labs' images) that sorts a cropped white cell "
@@ -96,7 +100,7 @@ elif ok is False:
 else:
     st.caption(message)
 
-class_names = card.class_names
+class_names = list(card.class_names or CLASS_NAMES)
 evaluation = card.evaluation
 
 # ---------------------------------------------------------------------------
@@ -107,7 +111,7 @@ split_names = card.available_splits()
 if not split_names:
     st.warning(
         "The card holds no evaluation results yet"
-        + (f" ({str(evaluation['note']).rstrip('.')})." if evaluation.get("note") else ".")
+        + (f" ({evaluation.note.rstrip('.')})." if evaluation.note else ".")
         + " Until then the model is unvalidated.",
         icon=":material/warning:",
     )
@@ -119,37 +123,35 @@ else:
     )
     columns = st.columns(len(split_names))
     for column, name in zip(columns, split_names):
-        split = card.split(name) or {}
+        split = evaluation.splits[name]
         title, meaning = SPLITS.get(name, (name, ""))
         with column.container(border=True):
-            accuracy = split.get("accuracy")
             st.metric(
                 title,
-                format_percent(accuracy) if isinstance(accuracy, (int, float)) else "–",
-                help=split.get("description") or meaning,
+                format_percent(split.accuracy) if split.accuracy is not None else "–",
+                help=split.description or meaning,
             )
-            ci = interval_text(split.get("accuracy_ci95"))
+            ci = interval_text(split.accuracy_ci95)
             counts = (
-                f"{split['correct']} of {split['n']} correct"
-                if "correct" in split and "n" in split else ""
+                f"{split.correct} of {split.n} correct"
+                if split.correct is not None and split.n is not None else ""
             )
             st.caption(" · ".join(part for part in (ci, counts) if part))
             st.caption(meaning)
-    when = [f"Evaluated on {evaluation['date']}"] if evaluation.get("date") else []
-    unreadable = evaluation.get("unreadable")
-    if isinstance(unreadable, list) and unreadable:
-        when.append(f"{len(unreadable)} test file(s) could not be read and were left out")
+    when = [f"Evaluated on {evaluation.date}"] if evaluation.date else []
+    if evaluation.unreadable:
+        when.append(f"{len(evaluation.unreadable)} test file(s) could not be read and were left out")
     if when:
         st.caption("; ".join(when) + ".")
 
     st.subheader("Per class and confusions")
     tabs = st.tabs([SPLITS.get(name, (name, ""))[0] for name in split_names])
     for tab, name in zip(tabs, split_names):
-        split = card.split(name) or {}
+        split = evaluation.splits[name]
         title = SPLITS.get(name, (name, ""))[0]
         with tab:
-            if split.get("description"):
-                st.caption(split["description"])
+            if split.description:
+                st.caption(split.description)
             table_col, matrix_col = st.columns([1, 1.1], gap="large")
             with table_col:
                 rows = [
@@ -200,85 +202,87 @@ if card.comparison:
     )
     st.dataframe(comparison_rows(card), hide_index=True, width="stretch", key="comparison_table")
     for name, result in card.comparison.items():
-        if isinstance(result, dict) and result.get("training_command"):
-            st.caption(f"{name}: `{result['training_command']}`")
+        if result.training_command:
+            st.caption(f"{name}: `{result.training_command}`")
 
 # ---------------------------------------------------------------------------
 # Calibration
 # ---------------------------------------------------------------------------
 trust = card.trust
-calibrated_splits = [n for n in IMAGE_SPLITS if "reliability_after" in (card.split(n) or {})]
+percent = st.column_config.NumberColumn(format="percent")  # also for the tables after this section
+calibrated_splits = [n for n in IMAGE_SPLITS
+                     if n in evaluation.splits and evaluation.splits[n].reliability_after is not None]
 st.header("Can you trust its confidence?")
 if not trust:
     st.warning("This card has no calibration section: the confidences shown are the raw softmax, "
                "and no prediction is marked for checking.", icon=":material/warning:")
 else:
     st.markdown(
-        f"The network's raw probabilities are rescaled by one **temperature, T = {trust.get('temperature', 1):.2f}**, "
-        f"fitted on {trust.get('validation_images', '?')} validation images it did not train on "
+        f"The network's raw probabilities are rescaled by one **temperature, T = {trust.temperature:.2f}**, "
+        f"fitted on {_or_unknown(trust.validation_images)} validation images it did not train on "
         "(it changes how sure the model sounds, never which class it picks). "
         "Expected calibration error (ECE, 15 bins) is the average gap between confidence and accuracy."
     )
-    rows = [{"Data": "Validation (fitting data)", "ECE raw": trust.get("validation_ece_before"),
-             "ECE calibrated": trust.get("validation_ece_after")}]
-    rows += [{"Data": SPLITS[n][0], "ECE raw": card.split(n).get("ece_before"),
-              "ECE calibrated": card.split(n).get("ece_after")} for n in calibrated_splits]
-    percent = st.column_config.NumberColumn(format="percent")
+    rows = [{"Data": "Validation (fitting data)", "ECE raw": trust.validation_ece_before,
+             "ECE calibrated": trust.validation_ece_after}]
+    rows += [{"Data": SPLITS[n][0], "ECE raw": evaluation.splits[n].ece_before,
+              "ECE calibrated": evaluation.splits[n].ece_after} for n in calibrated_splits]
     st.dataframe(rows, hide_index=True, width="stretch", key="ece_table",
                  column_config={"ECE raw": percent, "ECE calibrated": percent})
     if calibrated_splits:
         tabs = st.tabs([SPLITS[n][0] for n in calibrated_splits])
         for tab, name in zip(tabs, calibrated_splits):
-            split = card.split(name)
+            split = evaluation.splits[name]
             with tab:
                 st.plotly_chart(
-                    support.reliability_figure(split["reliability_before"], split["reliability_after"],
+                    support.reliability_figure(split.reliability_before, split.reliability_after,
                                                f"Reliability diagram, {SPLITS[name][0]}"),
                     key=f"reliability_{name}", config={"displayModeBar": False})
 
     # -- abstention ------------------------------------------------------------
-    abstain = trust.get("abstain", {}) if isinstance(trust.get("abstain"), dict) else {}
+    abstain = trust.abstain
     st.header("When does it say “check this cell yourself”?")
     if abstain:
         st.markdown(
-            f"When the calibrated confidence is below **{format_percent(abstain.get('threshold'))}**. "
+            f"When the calibrated confidence is below **{format_percent(abstain.threshold)}**. "
             f"That threshold is the lowest at which the validation cells it keeps were right at least "
-            f"{format_percent(abstain.get('target_accuracy'), 0)} of the time"
-            + ("" if abstain.get("reached", True) else " (the target was not reached; this is the best it did)")
-            + f"; on validation it keeps {format_percent(abstain.get('coverage'))} of the images."
+            f"{format_percent(abstain.target_accuracy, 0)} of the time"
+            + ("" if abstain.reached else " (the target was not reached; this is the best it did)")
+            + f"; on validation it keeps {format_percent(abstain.coverage)} of the images."
         )
         rows = []
         for name in calibrated_splits:
-            kept = card.split(name).get("abstain", {})
-            rows.append({"Data": SPLITS[name][0], "Kept (not flagged)": kept.get("coverage"),
-                         "Accuracy on kept": kept.get("accuracy_kept"),
-                         "Accuracy on all": card.split(name).get("accuracy")})
+            split = evaluation.splits[name]
+            kept = split.abstain
+            rows.append({"Data": SPLITS[name][0], "Kept (not flagged)": kept.coverage if kept else None,
+                         "Accuracy on kept": kept.accuracy_kept if kept else None,
+                         "Accuracy on all": split.accuracy})
         st.dataframe(rows, hide_index=True, width="stretch", key="abstain_table",
                      column_config={k: percent for k in ("Kept (not flagged)", "Accuracy on kept", "Accuracy on all")})
-        curves = {"Validation": trust.get("validation_coverage_curve", [])}
-        points = {"Validation": (abstain.get("coverage"), abstain.get("accuracy"))}
+        curves = {"Validation": trust.validation_coverage_curve}
+        points = {"Validation": (abstain.coverage, abstain.accuracy)}
         for name in calibrated_splits:
-            split = card.split(name)
-            curves[SPLITS[name][0]] = split.get("coverage_curve", [])
-            kept = split.get("abstain", {})
-            points[SPLITS[name][0]] = (kept.get("coverage"), kept.get("accuracy_kept"))
+            split = evaluation.splits[name]
+            curves[SPLITS[name][0]] = split.coverage_curve
+            kept = split.abstain
+            points[SPLITS[name][0]] = (kept.coverage, kept.accuracy_kept) if kept else (None, None)
         st.plotly_chart(support.coverage_figure(curves, points), key="coverage_curve",
                         config={"displayModeBar": False})
 
     # -- statuses ------------------------------------------------------------------
-    ood = trust.get("ood", {}) if isinstance(trust.get("ood"), dict) else {}
-    other = trust.get("other_types", {}) if isinstance(trust.get("other_types"), dict) else {}
+    ood, other = trust.ood, trust.other_types
     st.header("Which status does it give, and how often?")
     st.markdown(
         f"- **{STATUS_TEXT['not_blood_cell']}**: no stained nucleus is found in the image at all, or its features "
         "(from the middle of the network) are farther from the training cells' than validation cells get even "
         "under strong stain, light and focus changes "
-        f"({ood.get('far_threshold_rule', 'the far threshold')}).\n"
+        f"({(ood.far_threshold_rule if ood else None) or 'the far threshold'}).\n"
         f"- **{STATUS_TEXT['other_cell_type']}**: a detector on the network's final features says the cell is none of "
-        f"the four types ({other.get('method', 'a classifier over eight cell types')}); "
-        f"{other.get('threshold_rule', '')}.\n"
+        f"the four types ({(other.method if other else None) or 'a classifier over eight cell types'}); "
+        f"{(other.threshold_rule if other else None) or ''}.\n"
         f"- **{STATUS_TEXT['unfamiliar_source']}**: a stained blood cell whose features are farther from the "
-        f"training labs' than all but {format_percent(ood.get('target_validation_flag_rate'))} of validation cells: "
+        f"training labs' than all but {format_percent(ood.target_validation_flag_rate if ood else None)} of "
+        "validation cells: "
         "another stain, microscope or camera. The class is still given.\n"
         f"- **{STATUS_TEXT['check']}** and **{STATUS_TEXT['confident']}**: the calibrated confidence against the "
         "threshold above."
@@ -287,34 +291,32 @@ else:
     if rows:
         st.dataframe(rows, hide_index=True, width="stretch", key="status_table",
                      column_config={text: percent for text in STATUS_TEXT.values()})
-    non_blood = evaluation.get("non_blood") if isinstance(evaluation.get("non_blood"), dict) else {}
-    if non_blood.get("by_kind"):
+    non_blood = evaluation.non_blood
+    if non_blood and non_blood.by_kind:
         st.caption("Not-blood images by kind, marked “not a blood-cell image”: " + "; ".join(
-            f"{kind} {v['flagged']}/{v['n']}" for kind, v in non_blood["by_kind"].items())
-            + (f". Not marked: {', '.join(non_blood['not_flagged'])}." if non_blood.get("not_flagged") else "."))
+            f"{kind} {counts.flagged}/{counts.n}" for kind, counts in non_blood.by_kind.items())
+            + (f". Not marked: {', '.join(non_blood.not_flagged)}." if non_blood.not_flagged else "."))
 
 # ---------------------------------------------------------------------------
 # Labs it never saw
 # ---------------------------------------------------------------------------
-lisc = card.split("lisc")
+lisc = evaluation.splits.get("lisc")
 if lisc:
     st.header("On labs it never saw")
     st.markdown(
         "Your microscope, stain and camera are not the ones the model learned from. These numbers say how it "
         "does on a lab it never trained on. " + UNSEEN_SPLITS["lisc"][1]
     )
-    previous_lisc = card.previous.get("splits", {}).get("lisc", {}) if isinstance(card.previous.get("splits"), dict) else {}
+    previous_lisc = card.previous_model.splits.get("lisc") if card.previous_model else None
     rows = []
     for model, split in (("This model", lisc), ("Previous model (issue 3)", previous_lisc)):
-        if not isinstance(split, dict) or "accuracy" not in split:
+        if split is None or split.accuracy is None:
             continue
-        statuses = split.get("statuses", {})
-        rows.append({"Model": model, "Accuracy": split.get("accuracy"),
-                     "95% CI": interval_text(split.get("accuracy_ci95")),
-                     "Macro recall": split.get("macro_recall"),
-                     STATUS_TEXT["not_blood_cell"]: statuses.get("not_blood_cell", {}).get("rate"),
-                     STATUS_TEXT["unfamiliar_source"]: statuses.get("unfamiliar_source", {}).get("rate"),
-                     STATUS_TEXT["confident"]: statuses.get("confident", {}).get("rate")})
+        rows.append({"Model": model, "Accuracy": split.accuracy,
+                     "95% CI": interval_text(split.accuracy_ci95),
+                     "Macro recall": split.macro_recall,
+                     **{STATUS_TEXT[status]: split.status(status).rate
+                        for status in ("not_blood_cell", "unfamiliar_source", "confident")}})
     st.dataframe(rows, hide_index=True, width="stretch", key="lisc_table",
                  column_config={k: percent for k in ("Accuracy", STATUS_TEXT["not_blood_cell"],
                                                      STATUS_TEXT["unfamiliar_source"], STATUS_TEXT["confident"])}
@@ -325,63 +327,60 @@ if lisc:
         st.markdown("The same recipe trained on one lab only and tested on the other: how the *recipe* travels.")
         st.dataframe(lolo, hide_index=True, width="stretch", key="lolo_table")
 
-other_types = evaluation.get("other_types") if isinstance(evaluation.get("other_types"), dict) else {}
-if other_types.get("all"):
+other_types = evaluation.other_types
+if "all" in other_types:
     st.header("Cells that are none of the four types")
     st.markdown(
         "Basophils, immature granulocytes, erythroblasts (nucleated red cells) and platelets held out from the "
         "PBC lab. A confident four-type answer for one of them would silently change a differential."
     )
-    previous_other = card.previous.get("other_types", {}) if isinstance(card.previous.get("other_types"), dict) else {}
+    previous_other = card.previous_model.other_types if card.previous_model else {}
     rows = []
-    for model, result in (("This model", other_types), ("Previous model (issue 3)", previous_other)):
+    for model, results in (("This model", other_types), ("Previous model (issue 3)", previous_other)):
         for name in ("all",) + OTHER_TYPES:
-            block = result.get(name) if isinstance(result, dict) else None
-            if not isinstance(block, dict):
+            if name not in results:
                 continue
-            no_confident = block.get("no_confident_four_type_answer", {})
-            flagged = block.get("statuses", {}).get("other_cell_type", {})
-            named = block.get("type_named_right_when_flagged", {})
-            rows.append({"Model": model, "Cells": "all" if name == "all" else name, "n": no_confident.get("n"),
-                         "No confident four-type answer": no_confident.get("rate"),
-                         "95% CI": interval_text(no_confident.get("ci95")),
-                         "Marked “another cell type”": flagged.get("rate"),
-                         "Type named right (of marked)": named.get("rate")})
+            result = results[name]
+            no_confident = result.no_confident_four_type_answer
+            rows.append({"Model": model, "Cells": name, "n": no_confident.n,
+                         "No confident four-type answer": no_confident.rate,
+                         "95% CI": interval_text(no_confident.ci95),
+                         "Marked “another cell type”": result.status("other_cell_type").rate,
+                         "Type named right (of marked)": result.type_named_right_when_flagged.rate})
     st.dataframe(rows, hide_index=True, width="stretch", key="other_types_table",
                  column_config={k: percent for k in ("No confident four-type answer", "Marked “another cell type”",
                                                      "Type named right (of marked)")})
 
-rescaling = evaluation.get("rescaling") if isinstance(evaluation.get("rescaling"), dict) else {}
+rescaling = evaluation.rescaling
 if rescaling:
     st.header("The same cell at another magnification")
     st.markdown("Each photo rescaled, or cut to a tight ~110 px crop where the cell fills the frame, and classified "
                 "again: how often the label stays the same as at the original size.")
-    rows = [{"Change": name, "Label kept": block["label_kept"]["rate"],
-             "95% CI": interval_text(block["label_kept"].get("ci95")), "Right": block["right"]["rate"]}
-            for name, block in rescaling.items() if isinstance(block, dict) and "label_kept" in block]
+    rows = [{"Change": name, "Label kept": change.label_kept.rate,
+             "95% CI": interval_text(change.label_kept.ci95), "Right": change.right.rate}
+            for name, change in rescaling.changes.items()]
     st.dataframe(rows, hide_index=True, width="stretch", key="rescaling_table",
                  column_config={"Label kept": percent, "Right": percent})
-    st.caption("Images: " + ", ".join(f"{source} {count}" for source, count in rescaling.get("images", {}).items()))
+    st.caption("Images: " + ", ".join(f"{source} {count}" for source, count in rescaling.images.items()))
 
 # ---------------------------------------------------------------------------
 # Whole fields
 # ---------------------------------------------------------------------------
-fields = evaluation.get("fields") if isinstance(evaluation.get("fields"), dict) else {}
+fields = evaluation.fields
 if fields:
     st.header("Whole smear fields")
-    st.markdown(fields.get("how", ""))
+    st.markdown(fields.how)
     rows = []
-    for group, title in (("held_out", "Held-out fields (Kaggle TEST originals)"),
-                         ("training_fields", "Fields TRAIN images came from (optimistic)")):
-        result = fields.get(group)
-        if isinstance(result, dict) and result.get("fields"):
+    for result, title in ((fields.held_out, "Held-out fields (Kaggle TEST originals)"),
+                          (fields.training_fields, "Fields TRAIN images came from (optimistic)")):
+        if result and result.fields:
             rows.append({
-                "Fields": title, "Count": result["fields"],
-                "White cells named": result["cells_expected"], "White cells found": result["cells_found"],
-                "Fields with the right count": f"{result['fields_with_right_count']}/{result['fields']}",
-                "Classified right": f"{result['cells_classified_right']}/{result['cells_expected']} "
-                                    f"({interval_text(result.get('classified_right_ci95'))})",
-                "Two-cell fields: both found": f"{result['two_cell_fields_both_found']}/{result['fields_with_two_cells']}",
+                "Fields": title, "Count": result.fields,
+                "White cells named": result.cells_expected, "White cells found": result.cells_found,
+                "Fields with the right count": f"{result.fields_with_right_count}/{result.fields}",
+                "Classified right": f"{result.cells_classified_right}/{result.cells_expected} "
+                                    f"({interval_text(result.classified_right_ci95)})",
+                "Two-cell fields: both found": f"{result.two_cell_fields_both_found}/{result.fields_with_two_cells}",
             })
     st.dataframe(rows, hide_index=True, width="stretch", key="fields_table")
 
@@ -390,44 +389,34 @@ if fields:
 # ---------------------------------------------------------------------------
 st.header("How it was made")
 training = card.training
-sources = card.data_info
 st.subheader("Training")
 facts = []
-size = card.data.get("input_size")
-if isinstance(size, int):
-    facts.append(f"Input: {size}×{size} pixels, RGB")
-if card.data.get("framing"):
-    facts.append(f"Framing: {card.data['framing']}")
-normalisation = colour_normalisation_of(training.get("settings") or {})
-if normalisation in NORMALISATION_TEXT:
-    facts.append(NORMALISATION_TEXT[normalisation])
-if training.get("imagenet_weights"):
-    facts.append(f"Starting weights: {training['imagenet_weights']}")
-if isinstance(training.get("seconds"), (int, float)):
-    cache = training.get("activation_cache_seconds")
-    facts.append(f"Training time: {format_seconds(float(training['seconds']))} on a 2-core CPU"
-                 + (f" (activation caches: {format_seconds(float(cache))})" if isinstance(cache, (int, float)) and cache else ""))
-validation = training.get("validation") if isinstance(training.get("validation"), dict) else {}
-if validation:
-    facts.append(f"Validation (held-out images of the training sources, {validation.get('images', '?')} images): "
-                 f"accuracy {format_percent(validation.get('accuracy'))}")
+if card.input_size is not None:
+    facts.append(f"Input: {card.input_size}×{card.input_size} pixels, RGB")
+if card.framing:
+    facts.append(f"Framing: {card.framing}")
+if training.colour_normalisation in NORMALISATION_TEXT:
+    facts.append(NORMALISATION_TEXT[training.colour_normalisation])
+if training.imagenet_weights:
+    facts.append(f"Starting weights: {training.imagenet_weights}")
+if training.seconds is not None:
+    cache = training.activation_cache_seconds
+    facts.append(f"Training time: {format_seconds(float(training.seconds))} on a 2-core CPU"
+                 + (f" (activation caches: {format_seconds(float(cache))})" if cache else ""))
+if training.validation:
+    facts.append(f"Validation (held-out images of the training sources, {_or_unknown(training.validation.images)} "
+                 f"images): accuracy {format_percent(training.validation.accuracy)}")
 for fact in facts:
     st.markdown(f"- {fact}")
-settings = training.get("settings")
-if isinstance(settings, dict) and settings:
+if training.settings:
     with st.expander("All training settings"):
-        show_setting_table(settings)
+        show_setting_table(training.settings)
 
 st.subheader("Data")
-source_rows = []
-for key, info in sources.items():
-    if not isinstance(info, dict):
-        continue
-    counts = [f"{info[k]:,} {k.replace('_', ' ')}" for k in
-              ("images", "cells", "training_cells", "validation_cells", "training_images", "validation_images", "test_images")
-              if isinstance(info.get(k), int)]
-    source_rows.append({"Source": info.get("name", key), "Licence": info.get("license", "?"),
-                        "Counts": ", ".join(counts), "Split": info.get("split", "by cell, TRAIN_SOURCES.csv")})
+source_rows = [{"Source": source.name, "Licence": _or_unknown(source.licence),
+                "Counts": ", ".join(f"{count:,} {name.replace('_', ' ')}" for name, count in source.counts.items()),
+                "Split": source.split or "by cell, TRAIN_SOURCES.csv"}
+               for source in card.data.values()]
 if source_rows:
     st.dataframe(source_rows, hide_index=True, width="stretch", key="data_table")
 st.caption(
@@ -445,21 +434,21 @@ else:
 
 st.header("Reproduce the numbers")
 commands = []
-if training.get("command"):
-    commands.append(("Train", str(training["command"])))
-if trust.get("command"):
-    commands.append(("Calibrate, choose the abstain threshold, fit the OOD check", str(trust["command"])))
-if isinstance(trust.get("other_types"), dict) and trust["other_types"].get("command"):
-    commands.append(("Fit the other-cell-type detector", str(trust["other_types"]["command"])))
-if evaluation.get("command"):
-    commands.append(("Evaluate", str(evaluation["command"])))
+if training.command:
+    commands.append(("Train", training.command))
+if trust and trust.command:
+    commands.append(("Calibrate, choose the abstain threshold, fit the OOD check", trust.command))
+if trust and trust.other_types and trust.other_types.command:
+    commands.append(("Fit the other-cell-type detector", trust.other_types.command))
+if evaluation.command:
+    commands.append(("Evaluate", evaluation.command))
 for title, command in commands:
     st.markdown(f"**{title}**")
     st.code(command, language="bash", wrap_lines=True)
     if title == "Train" and "--output" in command:
         st.caption("The shipped file is that run's output, copied into models/ before calibrating "
                    "(training/README.md lists every step).")
-st.markdown(f"**Model file** `{card.data.get('model_file', '?')}`")
-st.code(f"sha256 {card.data.get('model_sha256', '?')}", language=None)
+st.markdown(f"**Model file** `{_or_unknown(card.model_file)}`")
+st.code(f"sha256 {_or_unknown(card.model_sha256)}", language=None)
 
 support.decision_support_note()

@@ -18,16 +18,15 @@ import numpy as np
 
 from hematovision.cells import CellBox, crop_to_box, locate_white_cell, locate_white_cells
 from hematovision.imaging import ImageSource, load_image
+from hematovision.model_card import MODEL_CARD_PATH, MODELS_DIR, load_model_card
 from hematovision.stain import normalise_colour
 from hematovision.trust import TrustModel
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of the CLI
 
 CLASS_NAMES: tuple[str, ...] = ("EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL")
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-MODELS_DIR = PROJECT_ROOT / "models"
+PROJECT_ROOT = MODELS_DIR.parent
 DEFAULT_MODEL_PATH = MODELS_DIR / "hematovision-mobilenetv2.keras"
-MODEL_CARD_PATH = MODELS_DIR / "model-card.json"
 # Name of the last convolutional layer, the one Grad-CAM looks at.
 LAST_CONV_LAYER = "Conv_1"
 # The out-of-distribution check reads this block's output, averaged over the image.
@@ -222,22 +221,11 @@ def load_classifier(model_path: str | Path | None = None) -> Classifier:
         )
     model = keras.saving.load_model(path, compile=False)
     card_path = card_beside(path)
-    card = {}
-    if card_path is not None and card_path.is_file():
-        import json
-
-        card = json.loads(card_path.read_text())
-    settings = card.get("training", {}).get("settings", {})
-    return Classifier(model, path, colour_normalisation=colour_normalisation_of(settings),
-                      trust=TrustModel.from_card(card, card_path.parent if card_path else path.parent))
-
-
-def colour_normalisation_of(settings: dict) -> str:
-    """The colour normalisation a model was trained with, from its card's training settings
-    (cards before issue 12 only say whether Reinhard stain normalisation was on)."""
-    if "colour_normalisation" in settings:
-        return str(settings["colour_normalisation"])
-    return "reinhard" if settings.get("stain_normalise") else "none"
+    card = load_model_card(card_path) if card_path is not None else None
+    if card is None:  # nothing says how it was trained or calibrated: plain colours, no trust checks
+        return Classifier(model, path)
+    return Classifier(model, path, colour_normalisation=card.training.colour_normalisation,
+                      trust=TrustModel.from_card(card.trust, card_path.parent))
 
 
 def class_index(name: str) -> int:

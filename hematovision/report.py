@@ -30,6 +30,7 @@ from hematovision.batch import (REFERENCE_SOURCE, BatchCell, Differential, Skipp
                                 other_cells)
 from hematovision.classifier import CLASS_NAMES, Classifier, Prediction, display_name
 from hematovision.explainers import Explanation, explain
+from hematovision.model_card import interval_text, load_model_card
 from hematovision.overlay import overlay
 from hematovision.trust import OTHER_CELL_TYPE
 
@@ -50,19 +51,17 @@ class ModelSummary:
 
 
 def model_summary(classifier: Classifier) -> ModelSummary:
-    from hematovision.model_card import load_model_card
-
     card = load_model_card()
     lines = []
     if card is not None:
         for name in ACCURACY_SPLITS:
-            split = card.split(name)
-            if split and isinstance(split.get("accuracy"), (int, float)):
-                low, high = split.get("accuracy_ci95") or (None, None)
-                interval = f" (95% CI {100 * low:.1f}–{100 * high:.1f}%)" if low is not None else ""
-                label = str(split.get("description", name)).split(";")[0].split(" (")[0]
-                lines.append(f"{label}: {100 * split['accuracy']:.1f}%{interval}, n = {split.get('n', '?')}")
-    sha = str(card.data.get("model_sha256", "")) if card is not None else ""
+            split = card.evaluation.splits.get(name)
+            if split and split.accuracy is not None:
+                interval = f" ({interval_text(split.accuracy_ci95)})" if split.accuracy_ci95 else ""
+                label = (split.description or name).split(";")[0].split(" (")[0]
+                n = "?" if split.n is None else split.n
+                lines.append(f"{label}: {100 * split.accuracy:.1f}%{interval}, n = {n}")
+    sha = (card.model_sha256 or "") if card is not None else ""
     path = Path(classifier.model_path) if classifier.model_path else None
     return ModelSummary(file=path.name if path else "in-memory model", sha256=sha[:12] or "unknown",
                         accuracy=lines or ["No measured accuracy found (model card missing)."])

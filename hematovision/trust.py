@@ -26,13 +26,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from hematovision.calibration import apply_temperature
 from hematovision.cell_types import OTHER_TYPE_TEXT, OtherTypeDetector
 from hematovision.ood import OODDetector
+
+if TYPE_CHECKING:  # the card module reads status names from here, so it is imported for types only
+    from hematovision.model_card import Trust
 
 CONFIDENT = "confident"
 CHECK = "check"
@@ -93,20 +96,19 @@ class TrustModel:
         return self.ood is not None
 
     @classmethod
-    def from_card(cls, card: dict, models_dir: Path) -> "TrustModel":
-        """Read the card's ``trust`` section; a card without one gives the do-nothing model."""
-        trust = card.get("trust") if isinstance(card, dict) else None
-        if not isinstance(trust, dict):
+    def from_card(cls, trust: Trust | None, models_dir: Path) -> "TrustModel":
+        """The model card's ``trust`` section with the fitted files it names; a card without
+        one gives the do-nothing model."""
+        if trust is None:
             return cls()
 
-        def stored(key, loader):
-            name = trust.get(key)
+        def stored(name, loader):
             return loader(models_dir / name) if name and (models_dir / name).is_file() else None
 
-        abstain = trust.get("abstain", {})
-        return cls(float(trust.get("temperature", 1.0)), float(abstain.get("threshold", 0.0)),
-                   abstain.get("target_accuracy"), stored("ood_file", OODDetector.load),
-                   stored("other_types_file", OtherTypeDetector.load))
+        abstain = trust.abstain
+        threshold = abstain.threshold if abstain and abstain.threshold is not None else 0.0
+        return cls(float(trust.temperature), float(threshold), abstain.target_accuracy if abstain else None,
+                   stored(trust.ood_file, OODDetector.load), stored(trust.other_types_file, OtherTypeDetector.load))
 
     def assess(self, probabilities: np.ndarray, features: np.ndarray,
                type_features: np.ndarray | None = None,

@@ -497,7 +497,7 @@ def test_model_page_renders_the_real_card():
     if not card.available_splits():  # trained, not evaluated yet: the page must say so
         assert any("no evaluation results yet" in w.value for w in at.warning)
         return
-    assert card.problems == [], card.problems
+    assert not card.problems, card.problems
     assert len(at.metric) == 4
     assert len(at.get("plotly_chart")) == 8
     # Issue 12: how it does on a lab it never saw, and on cells of other types, beside the

@@ -26,7 +26,6 @@ for whichever sources the model was trained on. Test splits are never read here.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 
@@ -38,7 +37,7 @@ from hematovision.calibration import (apply_temperature, choose_abstain_threshol
                                       expected_calibration_error, fit_temperature, negative_log_likelihood)
 from hematovision.classifier import DEFAULT_MODEL_PATH, FEATURE_LAYER, card_beside, load_classifier
 from hematovision.evaluation import predict_files
-from hematovision.model_card import file_sha256
+from hematovision.model_card import file_sha256, load_model_card
 from hematovision.ood import OODDetector
 from training import data
 from training.nonblood import validation_non_blood_images
@@ -67,7 +66,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def held_out_and_training(args, sources: list[str], seed: int, val_fraction: float,
+def held_out_and_training(args, sources: tuple[str, ...], seed: int, val_fraction: float,
                           kaggle_per_cell: int = OOD_IMAGES_PER_KAGGLE_CELL):
     """(validation jobs, fitting jobs), each a list of (path, label, source)."""
     validation, fitting = [], []
@@ -113,13 +112,12 @@ def shifted_outputs(classifier, paths: list[Path], strength: float, copies: int 
 
 def calibrate(args) -> dict:
     card_path = card_beside(args.model)
-    if card_path is None:
+    card = load_model_card(card_path) if card_path is not None else None
+    if card is None:
         raise SystemExit(f"No model card beside {args.model}; train it with training.train first.")
-    card = json.loads(card_path.read_text())
-    training = card["training"]
-    sources = training.get("sources", ["kaggle"])
-    settings = training["settings"]
-    validation_jobs, fitting_jobs = held_out_and_training(args, sources, settings["seed"], settings["val_fraction"])
+    settings = card.training.settings
+    validation_jobs, fitting_jobs = held_out_and_training(args, card.training.sources, settings["seed"],
+                                                          settings["val_fraction"])
 
     classifier = load_classifier(args.model)
     print(f"Predicting {len(validation_jobs)} validation and {len(fitting_jobs)} training images ...", flush=True)
@@ -199,10 +197,7 @@ def calibrate(args) -> dict:
         "ood_file": OOD_FILE,
         "ood_file_sha256": file_sha256(ood_path),
     }
-    # The other-type detector (training.other_types) is fitted after this and kept.
-    kept = {k: v for k, v in card.get("trust", {}).items() if k.startswith("other_types")}
-    card["trust"] = {**trust, **kept}
-    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    card.with_calibration(trust).save()
     return trust
 
 

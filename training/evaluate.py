@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime
-import json
 import os
 import time
 from pathlib import Path
@@ -42,7 +41,7 @@ from hematovision.cell_types import OTHER_TYPES
 from hematovision.cells import CellBox, crop_to_box, locate_white_cell
 from hematovision.imaging import load_image
 from hematovision.metrics import accuracy_summary, macro_recall, majority_vote, rate, status_mix
-from hematovision.model_card import file_sha256
+from hematovision.model_card import ModelCard, file_sha256, load_model_card
 from hematovision.trust import CONFIDENT, NOT_BLOOD_CELL, OTHER_CELL_TYPE, STATUSES
 from training import data
 from training.nonblood import non_blood_images
@@ -319,10 +318,10 @@ def evaluate_model(path: Path, args, full: bool) -> dict:
     result = {"model_sha256": file_sha256(path), "splits": splits,
               "colour_normalisation": classifier.colour_normalisation}
     card_path = card_beside(path)
-    if card_path is not None:
-        card = json.loads(card_path.read_text())
-        result["trained_on"] = card.get("training", {}).get("sources", ["kaggle"])
-        result["training_command"] = card.get("training", {}).get("command")
+    card = load_model_card(card_path) if card_path is not None else None
+    if card is not None:
+        result["trained_on"] = list(card.training.sources)
+        result["training_command"] = card.training.command
     if classifier.trust.is_fitted:
         result["non_blood"] = evaluate_non_blood(classifier)
     if classifier.trust.other_types is not None and args.other_dir.is_dir():
@@ -346,12 +345,9 @@ def main(argv=None) -> None:
         print(f"Evaluating {name}: {path} ...", flush=True)
         comparison[name] = evaluate_model(Path(path), args, full=False)
     card_path = card_beside(args.model)
-    card = json.loads(card_path.read_text()) if card_path and card_path.is_file() else {}
-    card["model_file"] = args.model.name
-    card["model_sha256"] = file_sha256(args.model)
-    card["evaluation"] = evaluation
-    card["comparison"] = comparison
-    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    card = load_model_card(card_path) or ModelCard.blank(card_path)
+    card.with_evaluation(model_file=args.model.name, model_sha256=file_sha256(args.model), evaluation=evaluation,
+                         comparison=comparison).save()
     print(f"Wrote the evaluation into {card_path}")
 
 

@@ -34,7 +34,7 @@ import numpy as np
 from hematovision.cell_types import OTHER_TYPES, OtherTypeDetector
 from hematovision.classifier import CLASS_NAMES, DEFAULT_MODEL_PATH, OTHER_TYPE_LAYER, card_beside, load_classifier
 from hematovision.evaluation import predict_files
-from hematovision.model_card import file_sha256
+from hematovision.model_card import file_sha256, load_model_card
 from training import data
 from training.calibrate import held_out_and_training, shifted_outputs
 
@@ -73,10 +73,10 @@ def fit(args) -> dict:
     from sklearn.linear_model import LogisticRegression
 
     card_path = card_beside(args.model)
-    card = json.loads(card_path.read_text())
-    settings = card["training"]["settings"]
-    sources = card["training"].get("sources", ["kaggle"])
-    validation_jobs, fitting_jobs = held_out_and_training(args, sources, settings["seed"], settings["val_fraction"],
+    card = load_model_card(card_path)
+    settings = card.training.settings
+    validation_jobs, fitting_jobs = held_out_and_training(args, card.training.sources, settings["seed"],
+                                                          settings["val_fraction"],
                                                           kaggle_per_cell=KAGGLE_PER_CELL)
     others = data.read_pbc_other(args.other_dir)
     split = data.split_other(others)
@@ -138,12 +138,8 @@ def fit(args) -> dict:
             "type_named_right_when_flagged": int((named == truth)[flagged_other].sum()),
         },
     }
-    card = json.loads(card_path.read_text())
-    card.setdefault("trust", {})
-    card["trust"]["other_types"] = summary
-    card["trust"]["other_types_file"] = OTHER_TYPES_FILE
-    card["trust"]["other_types_file_sha256"] = file_sha256(path)
-    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    # Read again: the card on disk may have changed while the detector was fitted.
+    load_model_card(card_path).with_other_type_detector(summary, OTHER_TYPES_FILE, file_sha256(path)).save()
     return summary
 
 

@@ -33,9 +33,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 
 from hematovision.cells import CellBox, crop_to_box
-from hematovision.classifier import CLASS_NAMES, DEFAULT_MODEL_PATH, MODEL_CARD_PATH
+from hematovision.classifier import CLASS_NAMES, DEFAULT_MODEL_PATH
 from hematovision.metrics import majority_vote
-from hematovision.model_card import file_sha256
+from hematovision.model_card import MODEL_CARD_PATH, ModelCard, file_sha256, load_model_card
 from hematovision.stain import NORMALISATIONS, background_colour, normalise_colour
 from training import data
 
@@ -598,25 +598,19 @@ LIMITS = [
 
 def write_card(args, training_summary: dict, sources: dict) -> None:
     """Write the training and data sections; keep no stale evaluation of an older model."""
-    card = {}
-    if args.card.is_file():
-        card = json.loads(args.card.read_text())
-    card.update({
-        "model_file": args.output.name,
-        "model_sha256": file_sha256(args.output),
-        "class_names": list(CLASS_NAMES),
-        "input_size": 224,
-        "framing": "cropped around the white cell (hematovision.cells.frame_cell): a square 2.2 times the "
-                   "extent of the most strongly stained nucleus, centred on it, filled with the slide's background "
-                   "colour where it passes the photo's edge, resized to 224x224",
-        "training": training_summary,
-        "data": sources,
-    })
-    for stale in ("evaluation", "trust"):
-        card.pop(stale, None)
-    card["evaluation"] = {"note": "not evaluated yet: run python -m training.evaluate"}
-    card["limits"] = LIMITS
-    args.card.write_text(json.dumps(card, indent=2) + "\n")
+    card = load_model_card(args.card) or ModelCard.blank(args.card)
+    card.with_training(
+        model_file=args.output.name,
+        model_sha256=file_sha256(args.output),
+        class_names=list(CLASS_NAMES),
+        input_size=224,
+        framing="cropped around the white cell (hematovision.cells.frame_cell): a square 2.2 times the "
+                "extent of the most strongly stained nucleus, centred on it, filled with the slide's background "
+                "colour where it passes the photo's edge, resized to 224x224",
+        training=training_summary,
+        data=sources,
+        limits=LIMITS,
+    ).save()
 
 
 def main(argv=None) -> None:
