@@ -25,7 +25,6 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -174,18 +173,13 @@ def rescale_view(image: np.ndarray, rng: np.random.Generator, low: float, high: 
     return crop_to_box(image, box, size)
 
 
-def unseen_lab_augment(image: np.ndarray, rng: np.random.Generator, strength: float,
-                       stain_strength: tuple[float, float] | None = None) -> np.ndarray:
+def unseen_lab_augment(image: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
     """Everything that changes between labs, wide enough to cover ones never seen (issue 12).
 
     Framing (zoom in or out by up to 30%, a tight crop padded with background), optics
     (blur, a cell only ~55-120 px across scaled back up, JPEG artefacts, sensor noise),
     stain (haematoxylin/eosin optical density, hue, saturation) and light (per-channel
     tint such as a yellow or grey background, brightness, contrast, gamma).
-
-    ``stain_strength`` (low, high) widens the gamma into a log-uniform scale of every
-    pixel's optical density: Kaggle/BCCD nuclei carry under half the optical density of
-    PBC's, which the default gamma range (0.75-1.35) does not reach.
     """
     from io import BytesIO
 
@@ -210,10 +204,7 @@ def unseen_lab_augment(image: np.ndarray, rng: np.random.Generator, strength: fl
     pixels = stain_jitter(np.asarray(picture), rng, strength)
     pixels = hue_saturation_jitter(pixels, rng, 0.05, 0.35)
     values = pixels.astype(np.float32) / 255.0
-    if stain_strength is None:
-        values = values ** rng.uniform(0.75, 1.35)
-    else:
-        values = values ** np.exp(rng.uniform(*np.log(stain_strength)))
+    values = values ** rng.uniform(0.75, 1.35)
     values = values * rng.uniform(0.82, 1.08, size=3)  # tint: yellow, grey, blue backgrounds
     mean = values.mean()
     values = (values - mean) * rng.uniform(0.75, 1.25) + mean + rng.uniform(-0.08, 0.08)
@@ -227,10 +218,9 @@ def unseen_lab_augment(image: np.ndarray, rng: np.random.Generator, strength: fl
     return pixels
 
 
-AUGMENTATIONS = {"basic": colour_jitter, "lab": lab_augment, "unseen_lab": unseen_lab_augment,
-                 "unseen_lab_wide_stain": partial(unseen_lab_augment, stain_strength=(0.45, 2.2))}
+AUGMENTATIONS = {"basic": colour_jitter, "lab": lab_augment, "unseen_lab": unseen_lab_augment}
 # "basic" at 0.08 is the recipe the Kaggle activation cache was built with.
-AUGMENT_STRENGTH = {"basic": 0.08, "lab": 0.25, "unseen_lab": 0.3, "unseen_lab_wide_stain": 0.3}
+AUGMENT_STRENGTH = {"basic": 0.08, "lab": 0.25, "unseen_lab": 0.3}
 
 
 def augmented_copy(crops: np.ndarray, copy: int, seed: int, strength: float, kind: str = "basic") -> np.ndarray:
@@ -519,13 +509,6 @@ def train(args) -> dict:
     seconds = round(time.time() - started, 1)
     cache_seconds = sum(s.cache["seconds"] or 0 for s in sources)
     reused = [s.name for s in sources if not s.cache["built_this_run"]]
-    unseen_text = (f"{args.copies - 1} cached copies per image of a random flip/90-degree rotation, a zoom "
-                   f"in or out by up to 30% with a shift (padded with background), a tight crop padded with "
-                   f"background (15%), a cell scaled down to 55-120 px and back (35%), Gaussian blur (35%), "
-                   f"a stain change in haematoxylin/eosin optical-density space (strength "
-                   f"{AUGMENT_STRENGTH['unseen_lab']}), hue +-5% and saturation +-35%, {{gamma}}, a "
-                   f"per-channel tint 0.82-1.08, contrast +-25%, brightness +-8%, sensor noise (30%) and JPEG "
-                   f"quality 30-90 (30%)")
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
                 if k not in ("output", "card", "no_save", "data_dir", "pbc_dir")}
     settings.update({
@@ -541,9 +524,13 @@ def train(args) -> dict:
                     f"up to 25% with a random shift, Gaussian blur (sigma 0.5-2) half of the time, a stain change "
                     f"in haematoxylin/eosin optical-density space and a colour change (strength "
                     f"{AUGMENT_STRENGTH['lab']})"),
-            "unseen_lab": unseen_text.format(gamma="gamma 0.75-1.35"),
-            "unseen_lab_wide_stain": unseen_text.format(
-                gamma="every pixel's optical density scaled by 0.45-2.2 (log-uniform, in place of gamma)"),
+            "unseen_lab": (f"{args.copies - 1} cached copies per image of a random flip/90-degree rotation, a zoom "
+                           f"in or out by up to 30% with a shift (padded with background), a tight crop padded with "
+                           f"background (15%), a cell scaled down to 55-120 px and back (35%), Gaussian blur (35%), "
+                           f"a stain change in haematoxylin/eosin optical-density space (strength "
+                           f"{AUGMENT_STRENGTH['unseen_lab']}), hue +-5% and saturation +-35%, gamma 0.75-1.35, a "
+                           f"per-channel tint 0.82-1.08, contrast +-25%, brightness +-8%, sensor noise (30%) and JPEG "
+                           f"quality 30-90 (30%)"),
             "used": {s.name: s.description["augmentation"] for s in sources},
             "note": "plus the unaugmented image; one copy drawn per image per epoch",
         },
