@@ -28,10 +28,11 @@ from PIL import Image
 
 from hematovision.classifier import CLASS_NAMES, Classifier, Prediction, display_name
 from hematovision.cell_types import OTHER_TYPE_TEXT
-from hematovision.imaging import MAX_UPLOAD_BYTES, SUPPORTED_SUFFIXES, ImageError, clean_display_name, load_image
+from hematovision.imaging import (MAX_UPLOAD_BYTES, SUPPORTED_SUFFIXES, ImageError, clean_display_name, load_image,
+                                  over_upload_limit)
 from hematovision.trust import CONFIDENT, COUNTED_STATUSES, NOT_BLOOD_CELL, OTHER_CELL_TYPE, UNFAMILIAR_SOURCE
 
-MAX_FILE_BYTES = MAX_UPLOAD_BYTES  # one image, as on the Classify page
+TOO_LARGE = f"larger than the {MAX_UPLOAD_BYTES // 2**20} MB limit per image"
 MAX_ZIP_MEMBERS = 1000
 MAX_ZIP_TOTAL_BYTES = 500 * 1024 * 1024  # uncompressed, all members together
 MAX_COMPRESSION_RATIO = 200  # images barely compress; far more than this is a zip bomb
@@ -89,8 +90,8 @@ def expand_uploads(files: Iterable[tuple[str | None, bytes]]) -> tuple[list[Uplo
     skipped: list[Skipped] = []
     for raw_name, data in files:
         name = clean_display_name(raw_name, "unnamed file", NAME_LIMIT)
-        if len(data) > MAX_FILE_BYTES and not name.lower().endswith(".zip"):
-            skipped.append(Skipped(name, f"larger than the {MAX_FILE_BYTES // 2**20} MB limit per image"))
+        if over_upload_limit(len(data)) and not name.lower().endswith(".zip"):
+            skipped.append(Skipped(name, TOO_LARGE))
         elif name.lower().endswith(".zip") or data[:4] == b"PK\x03\x04":
             found, problems = _unzip(name, data)
             images += found
@@ -136,8 +137,8 @@ def _unzip(zip_name: str, data: bytes) -> tuple[list[UploadedImage], list[Skippe
             skipped.append(Skipped(name, "a zip inside a zip is not opened"))
         elif not _is_image_name(info.filename):
             skipped.append(Skipped(name, "not an image file (" + ", ".join(SUPPORTED_SUFFIXES) + ")"))
-        elif info.file_size > MAX_FILE_BYTES:
-            skipped.append(Skipped(name, f"larger than the {MAX_FILE_BYTES // 2**20} MB limit per image"))
+        elif over_upload_limit(info.file_size):
+            skipped.append(Skipped(name, TOO_LARGE))
         elif info.flag_bits & 0x1:
             skipped.append(Skipped(name, "encrypted; unzip it with its password first"))
         else:

@@ -34,6 +34,12 @@ class ImageError(ValueError):
     """The input cannot be used as a blood-cell image; the message says why."""
 
 
+def over_upload_limit(size: int) -> bool:
+    """Whether one file of ``size`` bytes is over MAX_UPLOAD_BYTES: the one check of the cap,
+    for the app's uploader and for each image of a batch (plain or inside a zip)."""
+    return size > MAX_UPLOAD_BYTES
+
+
 def load_image(source: ImageSource) -> np.ndarray:
     """Return the image as an ``(H, W, 3)`` uint8 RGB array, upright per its EXIF tag."""
     if isinstance(source, np.ndarray):

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hematovision.batch import (MAX_FILE_BYTES, NOT_CLASSED, classify_batch, cells_csv, differential, expand_uploads,
+from hematovision.batch import (NOT_CLASSED, classify_batch, cells_csv, differential, expand_uploads,
                                 set_review)
 from hematovision.classifier import MODEL_CARD_PATH
+from hematovision.imaging import MAX_UPLOAD_BYTES
 from hematovision.samples import list_samples
 
 
@@ -64,7 +65,7 @@ def test_bad_archives_are_refused_with_specific_messages():
     assert "zip bomb" in skipped[0].reason
     _, skipped = expand_uploads([("cut.zip", zip_bytes({"a.png": b"x" * 1000})[:30])])
     assert "not a readable zip" in skipped[0].reason
-    _, skipped = expand_uploads([("empty.png", b""), ("huge.png", b"\x89PNG" + b"0" * MAX_FILE_BYTES)])
+    _, skipped = expand_uploads([("empty.png", b""), ("huge.png", b"\x89PNG" + b"0" * MAX_UPLOAD_BYTES)])
     assert [s.reason for s in skipped] == ["the file is empty", "larger than the 20 MB limit per image"]
 
 
