@@ -2,19 +2,16 @@
 
 import streamlit as st
 
-import app_support as support
-from hematovision.app_state import OPACITY, format_percent, image_digest, status_label
+from app import caches, state, widgets
+from app.explanations import teaching_explanation_key
+from app.page_paths import EXPLAIN_PAGE, QUIZ_PAGE
+from app.state import OPACITY, image_digest
+from app.texts import format_percent, status_label
 from hematovision.classifier import display_name
 from hematovision.samples import Sample, list_samples
-from hematovision.teaching import (
-    CELL_NOTES,
-    NOT_COVERED,
-    SMEAR_BASICS,
-    CellNotes,
-    teaching_explanation_key,
-)
+from hematovision.teaching import CELL_NOTES, NOT_COVERED, SMEAR_BASICS, CellNotes
 
-support.init_state()
+state.init_state()
 
 
 def notes_panel(notes: CellNotes) -> None:
@@ -36,12 +33,12 @@ def example(sample: Sample, opacity: float) -> None:
     photo, heat = st.columns(2, gap="small")
     photo.image(data, caption=f"{sample.title} (data-set label)", width="stretch")
     try:
-        prediction = support.predict_cells(digest, data)[0]
-        explanation = support.explain_crop(teaching_explanation_key(digest), prediction.model_input)
+        prediction = caches.predict_cells(digest, data)[0]
+        explanation = caches.explain_crop(teaching_explanation_key(digest), prediction.model_input)
     except Exception as exc:  # one bad example must not hide the rest
         heat.error(f"{sample.title} could not be explained: {exc}", icon=":material/error:")
         return
-    heat.image(support.overlay_image(prediction.model_input, explanation, opacity, "positive"),
+    heat.image(widgets.overlay_image(prediction.model_input, explanation, opacity, "positive"),
                caption="Grad-CAM on the model's crop", width="stretch")
     agrees = prediction.label == sample.class_name
     verdict = "agrees with the label" if agrees else "differs from the label"
@@ -61,7 +58,7 @@ st.markdown(
 st.caption(SMEAR_BASICS)
 
 samples = list_samples()
-support.get_classifier()  # shows its own spinner the first time
+caches.get_classifier()  # shows its own spinner the first time
 opacity = float(st.session_state[OPACITY])
 tabs = st.tabs([notes.title for notes in CELL_NOTES.values()])
 for tab, notes in zip(tabs, CELL_NOTES.values()):
@@ -81,7 +78,7 @@ for tab, notes in zip(tabs, CELL_NOTES.values()):
 
 st.caption(NOT_COVERED)
 left, right = st.columns(2)
-left.page_link(support.QUIZ_PAGE, label="Test yourself in the quiz", icon=":material/school:")
-right.page_link(support.EXPLAIN_PAGE, label="Explain a cell with every method",
+left.page_link(QUIZ_PAGE, label="Test yourself in the quiz", icon=":material/school:")
+right.page_link(EXPLAIN_PAGE, label="Explain a cell with every method",
                 icon=":material/visibility:")
-support.decision_support_note()
+widgets.decision_support_note()

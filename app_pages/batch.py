@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import hashlib
 
-import plotly.graph_objects as go
 import streamlit as st
 
-import app_support as support
-from hematovision.app_state import CELL_INDEX, current_image_from_upload, format_percent, status_label
+from app import caches, charts, state, widgets
+from app.page_paths import EXPLAIN_PAGE
+from app.state import BATCH, BATCH_REPORT, BATCH_UPLOADER, CELL_INDEX, review_key, uploaded_image
+from app.texts import format_percent, status_label
 from hematovision.batch import (NOT_CLASSED, REFERENCE_SOURCE, BatchCell, Skipped, cells_csv, classify_batch,
                                 confirm_unreviewed, differential, expand_uploads, other_cells, set_review)
 from hematovision.classifier import CLASS_NAMES, display_name
 from hematovision.imaging import SUPPORTED_SUFFIXES
 from hematovision.report import batch_report_html, batch_report_pdf, build_batch_report, other_types_note
 
-support.init_state()
-BATCH = "hv_batch"  # {"cells": [BatchCell], "skipped": [Skipped], "images": {digest: (name, bytes)}, "id": str}
-BATCH_REPORT = "hv_batch_report"  # (review signature, pdf bytes, html text)
-BATCH_UPLOADER = "hv_batch_uploader"
+state.init_state()
 PAGE_SIZE = 24
 COLUMNS = 4
 REVIEW_CHOICES = [None, *CLASS_NAMES, NOT_CLASSED]
@@ -36,7 +34,7 @@ def classify_uploads(uploaded) -> None:
     images, skipped = expand_uploads(files)
     bar = st.progress(0.0, text=f"Classifying {len(images)} images…")
     cells, unreadable = classify_batch(
-        support.get_classifier(), images,
+        caches.get_classifier(), images,
         lambda done, total, name: bar.progress(done / total, text=f"{done}/{total}: {name}"))
     bar.empty()
     digest = hashlib.sha256(b"".join(image.data[:64] for image in images)).hexdigest()[:12]
@@ -52,32 +50,14 @@ def remember_review(cell_key: str, widget_key: str) -> None:
 def open_in_explain(cell: BatchCell) -> None:
     """Make the cell's image current, pick the cell, and go to the Explain page."""
     name, data = st.session_state[BATCH]["images"][cell.key.split(":")[0]]
-    support.set_current_image(current_image_from_upload(data, name))
+    state.set_current_image(uploaded_image(data, name))  # classify_batch has read it
     st.session_state[CELL_INDEX] = cell.cell_number - 1
-    st.switch_page(support.EXPLAIN_PAGE)
+    st.switch_page(EXPLAIN_PAGE)
 
 
 def clear_reviews(cells: list[BatchCell]) -> None:
     for cell in cells:
         cell.reviewed = None
-
-
-def differential_figure(rows) -> go.Figure:
-    names = [display_name(r.cell_type) for r in rows]
-    figure = go.Figure()
-    figure.add_trace(go.Bar(x=names, y=[r.reference[1] - r.reference[0] for r in rows],
-                            base=[r.reference[0] for r in rows], name="adult reference range",
-                            marker_color="rgba(42,157,143,0.25)", width=0.8,
-                            customdata=[f"{r.reference[0]:g}–{r.reference[1]:g}%" for r in rows],
-                            hovertemplate="%{x}: adult reference %{customdata}<extra></extra>"))
-    figure.add_trace(go.Bar(x=names, y=[r.percent or 0 for r in rows], name="this sample", width=0.4,
-                            marker_color=["#b2182b" if r.flag in ("low", "high") else support.PRIMARY for r in rows],
-                            text=[f"{r.percent:.1f}%" if r.percent is not None else "" for r in rows],
-                            textposition="outside", hovertemplate="%{x}: %{y:.1f}%<extra></extra>"))
-    figure.update_layout(barmode="overlay", height=300, margin={"l": 10, "r": 10, "t": 30, "b": 10},
-                         yaxis={"title": "% of counted cells", "range": [0, 105]},
-                         legend={"orientation": "h", "y": 1.15})
-    return figure
 
 
 # ---------------------------------------------------------------------------
@@ -104,7 +84,7 @@ if st.button(f"Classify {len(uploaded)} file{'s' if len(uploaded) != 1 else ''}"
 
 if batch is None:
     st.info("No batch yet: upload images above and press **Classify**.", icon=":material/info:")
-    support.decision_support_note()
+    widgets.decision_support_note()
     st.stop()
 
 cells: list[BatchCell] = batch["cells"]
@@ -147,8 +127,8 @@ table.dataframe(
 out_of_range = [display_name(r.cell_type) for r in result.rows if r.flag in ("low", "high")]
 if out_of_range:
     table.warning("Outside the adult reference range: " + ", ".join(out_of_range) + ".", icon=":material/warning:")
-table.caption(REFERENCE_SOURCE + " " + other_types_note(support.get_classifier().trust.other_types is not None))
-chart.plotly_chart(differential_figure(result.rows), key="hv_batch_chart")
+table.caption(REFERENCE_SOURCE + " " + other_types_note(caches.get_classifier().trust.other_types is not None))
+chart.plotly_chart(charts.differential_figure(result.rows), key="hv_batch_chart")
 
 # ---------------------------------------------------------------------------
 # Other cells: none of the four types, kept out of the counts
@@ -179,7 +159,7 @@ if others:
 st.subheader("Review the cells")
 with st.expander(f"All {len(cells)} cells as a table"):
     st.dataframe(
-        [{"Cell": support.thumbnail_uri(cell.key, cell.thumbnail), "File": cell.file, "No.": cell.cell_number,
+        [{"Cell": caches.thumbnail_uri(cell.key, cell.thumbnail), "File": cell.file, "No.": cell.cell_number,
           "Predicted": display_name(cell.predicted), "Confidence": cell.prediction.confidence,
           "Status": status_label(cell.prediction), "Reviewed as": review_label(cell.reviewed),
           "Counted as": cell.counted_as} for cell in cells],
@@ -214,7 +194,7 @@ for start in range(0, len(shown[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]), COLU
                 flag = f"  \n:orange[{cell.prediction.status_text.lower()}]" if cell.needs_check else ""
                 st.markdown(f"**{display_name(cell.predicted)}** "
                             f"{format_percent(cell.prediction.confidence, 0)}{flag}")
-            widget_key = f"hv_review_{batch['id']}_{cell.key}"
+            widget_key = review_key(batch["id"], cell.key)
             st.selectbox("Reviewed as", REVIEW_CHOICES, index=REVIEW_CHOICES.index(cell.reviewed),
                          format_func=review_label, key=widget_key, on_change=remember_review,
                          args=(cell.key, widget_key), label_visibility="collapsed")
@@ -233,7 +213,7 @@ prepared = st.session_state.get(BATCH_REPORT)
 if middle.button("Prepare the report (PDF and HTML)", width="stretch", key="hv_batch_prepare",
                  icon=":material/description:"):
     with st.spinner("Drawing a Grad-CAM map for every cell…"):
-        report = build_batch_report(support.get_classifier(), cells, skipped)
+        report = build_batch_report(caches.get_classifier(), cells, skipped)
         prepared = (signature, batch_report_pdf(report), batch_report_html(report))
         st.session_state[BATCH_REPORT] = prepared
 if prepared and prepared[0] == signature:
@@ -243,4 +223,4 @@ if prepared and prepared[0] == signature:
                           mime="text/html", icon=":material/download:", on_click="ignore", width="stretch")
 elif prepared:
     right.caption("The reviews changed since the report was prepared: prepare it again.")
-support.decision_support_note()
+widgets.decision_support_note()

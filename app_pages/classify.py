@@ -2,21 +2,22 @@
 
 import streamlit as st
 
-import app_support as support
-from hematovision.app_state import UPLOAD_ERROR, format_percent, status_label
+from app import caches, charts, state, widgets
+from app.page_paths import EXPLAIN_PAGE
+from app.state import CELL_RADIO
+from app.texts import format_percent, status_label
 from hematovision.classifier import display_name
-from hematovision.imaging import ImageError
 from hematovision.samples import find_sample, list_samples
 
-support.init_state()
+state.init_state()
 # How the crop's colours were adjusted before the model saw it (classifier.colour_normalisation).
 COLOUR_NOTES = {"reinhard": ", colours normalised to the training stain",
                 "background": ", white-balanced on the slide background"}
 
 
 def classify_another() -> None:
-    support.set_current_image(None)
-    support.clear_uploader()
+    state.set_current_image(None)
+    state.clear_uploader()
 
 
 # ---------------------------------------------------------------------------
@@ -26,13 +27,13 @@ st.markdown(
     "cell by its stained nucleus, crops it, names its type and says how far to trust that answer."
 )
 
-support.image_uploader("classify")
+widgets.image_uploader("classify")
 
-error = st.session_state.get(UPLOAD_ERROR)
+error = state.upload_error()
 if error:
     st.error(f"**This file cannot be used.** {error}", icon=":material/error:")
 
-image = support.current_image()
+image = state.current_image()
 samples = list_samples()
 with st.expander("Built-in samples (from the held-out test set)", expanded=image is None):
     if not samples:
@@ -45,7 +46,7 @@ with st.expander("Built-in samples (from the held-out test set)", expanded=image
             st.button(
                 f"Use {sample.title}",
                 key=f"sample_{sample.key}",
-                on_click=support.use_sample,
+                on_click=widgets.use_sample,
                 args=(sample.key,),
                 width="stretch",
             )
@@ -53,22 +54,14 @@ with st.expander("Built-in samples (from the held-out test set)", expanded=image
 if image is None:
     if not error:
         st.caption("No image yet: upload one above or pick a sample.")
-    support.decision_support_note()
+    widgets.decision_support_note()
     st.stop()
 
 # ---------------------------------------------------------------------------
 # The result
 # ---------------------------------------------------------------------------
-support.get_classifier()  # shows its own spinner the first time
-try:
-    with st.spinner("Classifying…"):
-        cells, cell_index = support.selected_cell(image)
-        prediction = cells[cell_index]
-        boxes = tuple((c.box.x, c.box.y, c.box.side, c.box.found) for c in cells)
-        preview, (width, height) = support.original_preview(image.digest, image.data, boxes, cell_index)
-except ImageError as exc:  # should not happen: uploads are checked when they arrive
-    st.error(f"**This image cannot be classified.** {exc}", icon=":material/error:")
-    st.stop()
+cells, cell_index, prediction = widgets.selected_cell_or_stop(image, "classified")
+preview, (width, height) = caches.original_preview(image.digest, image.data, cell_index)
 
 st.divider()
 header, another, explain = st.columns([3, 1.5, 1.5], vertical_alignment="bottom")
@@ -79,7 +72,7 @@ another.button(
 )
 if explain.button("Explain this cell" if len(cells) > 1 else "Explain this image", type="primary",
                   icon=":material/visibility:", width="stretch", key="go_explain"):
-    st.switch_page(support.EXPLAIN_PAGE)
+    st.switch_page(EXPLAIN_PAGE)
 
 if len(cells) > 1:
     st.markdown(f"**{len(cells)} white cells** found in this field. Pick one to see its crop, "
@@ -90,7 +83,7 @@ if len(cells) > 1:
          for number, c in enumerate(cells, 1)],
         hide_index=True, width="stretch", key="cells_table",
     )
-    support.cell_picker(st.radio, "Cell shown", cells, cell_index, "hv_cell_radio", horizontal=True)
+    widgets.cell_picker(st.radio, "Cell shown", cells, cell_index, CELL_RADIO, horizontal=True)
 
 left, middle, right = st.columns([1.25, 0.9, 1.6], gap="medium")
 with left:
@@ -106,7 +99,7 @@ with middle:
         prediction.model_input,
         caption=f"What the model saw: the boxed region resized to {prediction.model_input.shape[1]}×"
         f"{prediction.model_input.shape[0]} px"
-        + COLOUR_NOTES.get(support.get_classifier().colour_normalisation, ""),
+        + COLOUR_NOTES.get(caches.get_classifier().colour_normalisation, ""),
         width="stretch",
     )
 with right:
@@ -116,8 +109,8 @@ with right:
         help="The type with the highest probability among the four the model knows.",
     )
     st.markdown(f"Calibrated probability **{format_percent(prediction.confidence)}**")
-    support.status_message(prediction)
-    support.status_guide()
+    widgets.status_message(prediction)
+    widgets.status_guide()
     if image.sample_key:
         sample = find_sample(image.sample_key)
         if sample is not None:
@@ -127,7 +120,7 @@ with right:
                 + ("the model agrees." if agrees else "the model disagrees.")
             )
     st.plotly_chart(
-        support.probability_figure(prediction), key="probability_chart",
+        charts.probability_figure(prediction), key="probability_chart",
         config={"displayModeBar": False},
     )
 
@@ -138,5 +131,5 @@ if not prediction.box.found:
         icon=":material/warning:",
     )
 
-support.image_report_section(image, cells, cell_index)
-support.decision_support_note()
+widgets.image_report_section(image, cells, cell_index)
+widgets.decision_support_note()

@@ -3,8 +3,10 @@ seed stability and the model-randomisation sanity check; and the committed bench
 
 import streamlit as st
 
-import app_support as support
-from hematovision.app_state import EXTRA_METHODS, METHOD_ORDER, METHOD_TITLES, UPLOAD_ERROR, format_percent
+from app import caches, state, widgets
+from app.explanations import EXTRA_METHODS, METHOD_ORDER, METHOD_TITLES
+from app.state import CELL_SELECT_COMPARE, COMPARE_SETTINGS
+from app.texts import format_percent
 from hematovision.classifier import CLASS_NAMES, display_name
 from hematovision.compare import DEFAULT_STABILITY_SEEDS
 from hematovision.compare_tables import (benchmark_table, comparison_table, load_benchmark,
@@ -14,10 +16,9 @@ from hematovision.figures import (agreement_figure, benchmark_curves_figure, cur
                                   sanity_figure, summary_agreement)
 from hematovision.samples import list_samples
 
-support.init_state()
+state.init_state()
 ALL_METHODS = METHOD_ORDER + EXTRA_METHODS
 LAST_RANDOMISED = CASCADE[-1].rstrip("_")
-COMPARE_SETTINGS = "hv_compare_settings"  # the settings of the last run (survive page changes)
 DEFAULT_SETTINGS = {"methods": ALL_METHODS, "target": None, "seed": 0, "steps": DEFAULT_STEPS,
                     "baseline": DEFAULT_BASELINE, "stability_seeds": DEFAULT_STABILITY_SEEDS, "sanity": False}
 BASELINES = (DEFAULT_BASELINE, "blur(32)", "constant(0)", "constant(128)", "constant(255)")
@@ -38,19 +39,19 @@ st.markdown(
 # ---------------------------------------------------------------------------
 # The image
 # ---------------------------------------------------------------------------
-image = support.current_image()
+image = state.current_image()
 with st.expander("Image", expanded=image is None):
     upload, sample_column = st.columns(2)
     with upload:
-        support.image_uploader("compare")
+        widgets.image_uploader("compare")
     with sample_column:
         samples = list_samples()
         chosen = st.selectbox("…or a built-in sample", [s.key for s in samples], index=None,
                               format_func=lambda key: next(s.title for s in samples if s.key == key),
                               placeholder="Choose a sample", key="hv_compare_sample")
-        st.button("Use this sample", disabled=chosen is None, on_click=support.use_sample, args=(chosen,),
+        st.button("Use this sample", disabled=chosen is None, on_click=widgets.use_sample, args=(chosen,),
                   key="hv_compare_use_sample")
-error = st.session_state.get(UPLOAD_ERROR)
+error = state.upload_error()
 if error:
     st.error(f"**This file cannot be used.** {error}", icon=":material/error:")
 if image is None:
@@ -61,15 +62,15 @@ if image is None:
 # One cell, every method
 # ---------------------------------------------------------------------------
 if image is not None:
-    cells, cell_index, prediction = support.selected_cell_or_stop(image, "used")
+    cells, cell_index, prediction = widgets.selected_cell_or_stop(image, "used")
 
     summary, form_column = st.columns([1, 2.2], gap="large")
     with summary:
         st.image(prediction.model_input, caption=f"{image.name}: the crop every method explains", width="stretch")
         if len(cells) > 1:
-            support.cell_picker(st.selectbox, "White cell", cells, cell_index, "hv_cell_select_compare")
+            widgets.cell_picker(st.selectbox, "White cell", cells, cell_index, CELL_SELECT_COMPARE)
         st.markdown(f"**Predicted:** {display_name(prediction.label)} ({format_percent(prediction.confidence)})")
-        support.status_message(prediction)
+        widgets.status_message(prediction)
     # The last settings run are kept in the session: Streamlit forgets a form's widgets when the
     # user visits another page, and coming back should show the same choices and result.
     chosen = st.session_state.setdefault(COMPARE_SETTINGS, DEFAULT_SETTINGS)
@@ -100,13 +101,13 @@ if image is not None:
         st.session_state[COMPARE_SETTINGS] = chosen
 
     key = (image.digest, cell_index, *sorted(chosen.items()))
-    result = support.cached_comparison(key)
+    result = caches.cached_comparison(key)
     if submitted and not methods:
         st.warning("Choose at least one method.", icon=":material/warning:")
     elif submitted and result is None:
         bar = st.progress(0.0, text="Starting…")
         try:
-            result = support.run_comparison(key, prediction.model_input, chosen,
+            result = caches.run_comparison(key, prediction.model_input, chosen,
                                             lambda share, text: bar.progress(share, text=text))
         except Exception as exc:  # a failing method must not take the page down
             st.error(f"The comparison failed: {exc}", icon=":material/error:")
@@ -184,4 +185,4 @@ else:
         labels = {m: entry.get("label", m) for m, entry in benchmark["methods"].items()}
         st.plotly_chart(agreement_figure(summary_agreement(benchmark), labels), key="benchmark_agreement")
 
-support.decision_support_note()
+widgets.decision_support_note()

@@ -2,29 +2,17 @@
 
 import streamlit as st
 
-import app_support as support
-from hematovision.app_state import (
-    DEFAULT_LIME_SAMPLES,
-    DEFAULT_SHAP_EVALS,
-    EXPLAIN_SETTINGS,
-    EXTRA_METHODS,
-    LIME_SAMPLES_CHOICES,
-    METHOD_BLURBS,
-    METHOD_TITLES,
-    OPACITY,
-    SHAP_EVALS_CHOICES,
-    SIGN_VIEW,
-    ExplainSettings,
-    current_image_from_sample,
-    format_percent,
-    format_seconds,
-    explanation_key,
-)
+from app import caches, state, widgets
+from app.explanations import (DEFAULT_LIME_SAMPLES, DEFAULT_SHAP_EVALS, EXTRA_METHODS, LIME_SAMPLES_CHOICES,
+                              METHOD_BLURBS, METHOD_TITLES, SHAP_EVALS_CHOICES, ExplainSettings, explanation_key)
+from app.page_paths import CLASSIFY_PAGE
+from app.state import CELL_SELECT, EXPLAIN_SETTINGS, OPACITY, SIGN_VIEW
+from app.texts import format_percent, format_seconds
 from hematovision.classifier import CLASS_NAMES, display_name
 from hematovision.samples import list_samples
 from hematovision.trust import OTHER_CELL_TYPE
 
-support.init_state()
+state.init_state()
 SEED = 0
 ROW_LENGTH = 4  # maps per row
 VIEW_LABELS = {"both": "Both", "positive": "Supporting only", "negative": "Opposing only"}
@@ -34,9 +22,7 @@ SHAP_FEATURE_LABELS = {"regions": "Superpixels (default)", "pixels": "Pixel bloc
 def use_first_sample() -> None:
     samples = list_samples()
     if samples:
-        sample = next((s for s in samples if s.class_name == "NEUTROPHIL"), samples[0])
-        support.set_current_image(current_image_from_sample(sample.read_bytes(), sample.key, sample.title))
-        support.clear_uploader()
+        widgets.use_sample(next((s for s in samples if s.class_name == "NEUTROPHIL"), samples[0]).key)
 
 
 def choice_list(choices: tuple[int, ...], current: int) -> list[int]:
@@ -50,16 +36,16 @@ st.markdown(
     "cell itself. Heat on red cells or background is a warning sign."
 )
 
-image = support.current_image()
+image = state.current_image()
 if image is None:
     st.info("No image has been chosen yet. Classify one first, or start with a sample.",
             icon=":material/info:")
     left, right = st.columns([1, 3])
     left.button("Use a sample image", on_click=use_first_sample, type="primary", key="explain_use_sample")
-    right.page_link(support.CLASSIFY_PAGE, label="Go to Classify", icon=":material/labs:")
+    right.page_link(CLASSIFY_PAGE, label="Go to Classify", icon=":material/labs:")
     st.stop()
 
-cells, cell_index, prediction = support.selected_cell_or_stop(image, "explained")
+cells, cell_index, prediction = widgets.selected_cell_or_stop(image, "explained")
 
 if not prediction.box.found:
     st.warning(
@@ -81,7 +67,7 @@ with summary:
     text.markdown(f"**Image:** {image.name}")
     if len(cells) > 1:
         with text:
-            support.cell_picker(st.selectbox, "White cell", cells, cell_index, "hv_cell_select",
+            widgets.cell_picker(st.selectbox, "White cell", cells, cell_index, CELL_SELECT,
                                 help="This field holds several white cells; the numbers match the Classify page.")
     nearest = (" · only the nearest of the four types: the cell looks like another type"
                if prediction.status == OTHER_CELL_TYPE else "")
@@ -94,7 +80,7 @@ with summary:
     else:
         explained += " (the predicted class)"
     text.markdown(explained)
-    support.status_message(prediction)
+    widgets.status_message(prediction)
 with controls:
     st.slider("Overlay opacity", 0.0, 1.0, step=0.05, key=OPACITY,
               help="How strongly the heat map covers the image. Changing it does not recompute anything.")
@@ -173,10 +159,10 @@ for column, method in zip(columns, methods):
         try:
             with st.spinner(f"Running {title}…" + (" (this takes a while)" if params else "")):
                 key = explanation_key(f"{image.digest}/cell{cell_index}", method, settings.target, params, SEED)
-                explanation = support.explain_crop(key, prediction.model_input)
+                explanation = caches.explain_crop(key, prediction.model_input)
             shown_view = view if explanation.signed else "positive"
             st.image(
-                support.overlay_image(prediction.model_input, explanation, opacity, shown_view),
+                widgets.overlay_image(prediction.model_input, explanation, opacity, shown_view),
                 width="stretch",
             )
         except Exception as exc:  # one failing method must not take the others down
@@ -190,7 +176,7 @@ for column, method in zip(columns, methods):
         )
         st.download_button(
             "Download PNG",
-            data=support.overlay_download(key, opacity, shown_view, prediction.model_input, explanation),
+            data=caches.overlay_download(key, opacity, shown_view, prediction.model_input, explanation),
             file_name=f"hematovision-{image.short_id}{f'-cell{cell_index + 1}' if len(cells) > 1 else ''}-{method.replace('+', 'plus')}-{explanation.target.lower()}.png",
             mime="image/png",
             key=f"download_{method}",
@@ -200,6 +186,6 @@ for column, method in zip(columns, methods):
         )
         st.caption(METHOD_BLURBS[method])
 
-st.caption(support.OVERLAY_LEGEND)
-support.image_report_section(image, cells, cell_index, explained)
-support.decision_support_note()
+st.caption(widgets.OVERLAY_LEGEND)
+widgets.image_report_section(image, cells, cell_index, explained)
+widgets.decision_support_note()

@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-import app_support as support
+from app import widgets
+from app.page_paths import CLASSIFY_PAGE, EXPLAIN_PAGE, MODEL_PAGE
 from hematovision.samples import find_sample
 from hematovision.teaching import CELL_NOTES, NOT_COVERED, SMEAR_BASICS
 
@@ -59,8 +60,8 @@ Grünwald-Giemsa). Uploads stay in memory for your session only; nothing is save
 )
 
 left, middle, right = st.columns(3)
-left.page_link(support.CLASSIFY_PAGE, label="Classify a cell", icon=":material/labs:")
-middle.page_link(support.EXPLAIN_PAGE, label="Explain a decision", icon=":material/visibility:")
-right.page_link(support.MODEL_PAGE, label="About the model", icon=":material/fact_check:")
+left.page_link(CLASSIFY_PAGE, label="Classify a cell", icon=":material/labs:")
+middle.page_link(EXPLAIN_PAGE, label="Explain a decision", icon=":material/visibility:")
+right.page_link(MODEL_PAGE, label="About the model", icon=":material/fact_check:")
 
-support.decision_support_note()
+widgets.decision_support_note()

@@ -3,8 +3,8 @@ abstention, out-of-distribution flag rates, whole fields, data, training, limits
 
 import streamlit as st
 
-import app_support as support
-from hematovision.app_state import format_percent, format_seconds
+from app import charts, state, widgets
+from app.texts import format_percent, format_seconds
 from hematovision.cell_types import OTHER_TYPES
 from hematovision.classifier import CLASS_NAMES, DEFAULT_MODEL_PATH, display_name
 from hematovision.trust import STATUS_TEXT
@@ -25,7 +25,7 @@ from hematovision.model_card import (
     per_class_rows,
 )
 
-support.init_state()
+state.init_state()
 
 NORMALISATION_TEXT = {
     "background": "Colour normalisation: every crop is white-balanced on its own slide background, in training "
@@ -84,7 +84,7 @@ if card is None:
         sha = committed_model_sha256(str(DEFAULT_MODEL_PATH), DEFAULT_MODEL_PATH.stat().st_mtime)
         st.markdown(f"Model file in use: `{DEFAULT_MODEL_PATH.name}`")
         st.code(f"sha256 {sha}", language=None)
-    support.decision_support_note()
+    widgets.decision_support_note()
     st.stop()
 
 if card.problems:
@@ -183,7 +183,7 @@ else:
                 matrix = confusion_matrix(split, class_names)
                 if matrix is not None:
                     st.plotly_chart(
-                        support.confusion_figure(matrix, class_names, f"Confusion matrix, {title}"),
+                        charts.confusion_figure(matrix, class_names, f"Confusion matrix, {title}"),
                         key=f"confusion_{name}",
                         config={"displayModeBar": False},
                     )
@@ -235,7 +235,7 @@ else:
             split = evaluation.splits[name]
             with tab:
                 st.plotly_chart(
-                    support.reliability_figure(split.reliability_before, split.reliability_after,
+                    charts.reliability_figure(split.reliability_before, split.reliability_after,
                                                f"Reliability diagram, {SPLITS[name][0]}"),
                     key=f"reliability_{name}", config={"displayModeBar": False})
 
@@ -266,7 +266,7 @@ else:
             curves[SPLITS[name][0]] = split.coverage_curve
             kept = split.abstain
             points[SPLITS[name][0]] = (kept.coverage, kept.accuracy_kept) if kept else (None, None)
-        st.plotly_chart(support.coverage_figure(curves, points), key="coverage_curve",
+        st.plotly_chart(charts.coverage_figure(curves, points), key="coverage_curve",
                         config={"displayModeBar": False})
 
     # -- statuses ------------------------------------------------------------------
@@ -451,4 +451,4 @@ for title, command in commands:
 st.markdown(f"**Model file** `{_or_unknown(card.model_file)}`")
 st.code(f"sha256 {_or_unknown(card.model_sha256)}", language=None)
 
-support.decision_support_note()
+widgets.decision_support_note()

@@ -10,14 +10,17 @@ import secrets
 import pandas as pd
 import streamlit as st
 
-import app_support as support
-from hematovision.app_state import OPACITY, format_percent, image_digest
+from app import caches, state, widgets
+from app.explanations import teaching_explanation_key
+from app.page_paths import ATLAS_PAGE
+from app.state import OPACITY, QUIZ, image_digest, quiz_choice_key
+from app.texts import format_percent
 from hematovision.classifier import CLASS_NAMES, Prediction, display_name
 from hematovision.explainers import Explanation
 from hematovision.samples import Sample, list_samples
-from hematovision.teaching import CELL_NOTES, QUIZ, Quiz, teaching_explanation_key
+from hematovision.teaching import CELL_NOTES, Quiz
 
-support.init_state()
+state.init_state()
 
 
 def fresh_seed(avoid: int | None = None) -> int:
@@ -30,7 +33,7 @@ def submit_answer(position: int) -> None:
     quiz = st.session_state.get(QUIZ)
     if quiz is None or quiz.position != position or not quiz.awaiting_answer:
         return  # a second click on a question that is already answered
-    choice = st.session_state.get(quiz.choice_key())
+    choice = st.session_state.get(quiz_choice_key(quiz))
     if choice is not None:  # nothing picked: the page says so below the form
         quiz.answer(choice)
 
@@ -51,14 +54,14 @@ def restart() -> None:
 def model_prediction(sample: Sample) -> Prediction:
     """The model's answer for a sample's main (most strongly stained) white cell, cached."""
     data = sample.read_bytes()
-    return support.predict_cells(image_digest(data), data)[0]
+    return caches.predict_cells(image_digest(data), data)[0]
 
 
 def model_view(sample: Sample) -> tuple[Prediction, Explanation]:
     """(the model's prediction, its Grad-CAM map) for a sample's main cell; both cached."""
     prediction = model_prediction(sample)
     key = teaching_explanation_key(image_digest(sample.read_bytes()))
-    return prediction, support.explain_crop(key, prediction.model_input)
+    return prediction, caches.explain_crop(key, prediction.model_input)
 
 
 def a_or_an(name: str) -> str:
@@ -103,7 +106,7 @@ if quiz.awaiting_answer:
     with side:
         with st.form("quiz_answer", border=False):
             st.radio("Which white cell is this?", CLASS_NAMES, index=None, format_func=display_name,
-                     key=quiz.choice_key(), horizontal=True)
+                     key=quiz_choice_key(quiz), horizontal=True)
             submitted = st.form_submit_button("Submit answer", type="primary",
                                               on_click=submit_answer, args=(quiz.position,))
         if submitted and quiz.awaiting_answer:
@@ -130,10 +133,10 @@ else:
                 f"**Model's prediction:** {display_name(prediction.label)}, "
                 f"{format_percent(prediction.confidence)} calibrated confidence"
             )
-            support.status_message(prediction)
+            widgets.status_message(prediction)
             crop, heat = st.columns(2, gap="small")
             crop.image(prediction.model_input, caption="The crop the model saw", width="stretch")
-            heat.image(support.overlay_image(prediction.model_input, explanation,
+            heat.image(widgets.overlay_image(prediction.model_input, explanation,
                                              float(st.session_state[OPACITY]), "positive"),
                        caption=f"Grad-CAM for {display_name(prediction.label)}: "
                        "red is the strongest evidence",
@@ -178,7 +181,7 @@ if quiz.finished:
             f"- {mistake.sample.title}: you said {display_name(mistake.chosen)}"
             for mistake in quiz.mistakes
         ))
-    st.page_link(support.ATLAS_PAGE, label="Review the cells in the atlas",
+    st.page_link(ATLAS_PAGE, label="Review the cells in the atlas",
                  icon=":material/menu_book:")
 
-support.decision_support_note()
+widgets.decision_support_note()

@@ -6,7 +6,7 @@ Two parts:
   what it does, written once and shown on the Home and Atlas pages.
 - ``Quiz``: a self-test over the built-in samples, as plain Python so that its rules
   (seeded order, scoring, the confusion table, what counts as a valid answer) can be
-  tested without a running app. The pages keep one ``Quiz`` in the session under ``QUIZ``.
+  tested without a running app. The app keeps one ``Quiz`` per session (``app.state.QUIZ``).
 """
 
 from __future__ import annotations
@@ -15,15 +15,8 @@ import random
 from dataclasses import dataclass
 from typing import Sequence
 
-from hematovision.app_state import explanation_key
 from hematovision.classifier import CLASS_NAMES, display_name
 from hematovision.samples import Sample
-
-# ---------------------------------------------------------------------------
-# Session-state keys (one place, so the Quiz page and the tests agree)
-# ---------------------------------------------------------------------------
-QUIZ = "hv_quiz"  # Quiz | None: the student's quiz for this session
-QUIZ_CHOICE_PREFIX = "hv_quiz_choice"  # + seed and position: the answer radio of one question
 
 # ---------------------------------------------------------------------------
 # Morphology notes
@@ -129,17 +122,6 @@ _NOTES = (
     ),
 )
 CELL_NOTES: dict[str, CellNotes] = {notes.class_name: notes for notes in _NOTES}
-
-# The explanation the Atlas and Quiz pages show beside the model's answer: the cheapest
-# map, cached under the same key the Explain page uses for the first cell of an image.
-TEACHING_METHOD = "gradcam"
-TEACHING_SEED = 0
-
-
-def teaching_explanation_key(digest: str) -> tuple:
-    """Cache key of the Grad-CAM map for the first (most strongly stained) white cell of an image."""
-    return explanation_key(f"{digest}/cell0", TEACHING_METHOD, None, {}, TEACHING_SEED)
-
 
 # ---------------------------------------------------------------------------
 # Quiz
@@ -277,19 +259,13 @@ class Quiz:
     def mistakes(self) -> list[QuizAnswer]:
         return [answer for answer in self.answers if not answer.correct]
 
-    def choice_key(self) -> str:
-        """Widget key of the current question's answer radio: fresh for every question and run."""
-        return f"{QUIZ_CHOICE_PREFIX}_{self.seed}_{self.position}"
-
 
 __all__ = [
     "CELL_NOTES",
     "NOT_COVERED",
-    "QUIZ",
     "SMEAR_BASICS",
     "CellNotes",
     "Quiz",
     "QuizAnswer",
     "QuizError",
-    "teaching_explanation_key",
 ]

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:  # app_support.py and hematovision/ live at the root
+if str(REPO_ROOT) not in sys.path:  # app/ and hematovision/ live at the root
     sys.path.insert(0, str(REPO_ROOT))
 
 APP = REPO_ROOT / "streamlit_app.py"
@@ -384,14 +384,14 @@ def own_rss_bytes() -> int:
 def construction_counts() -> Iterator[dict[str, int]]:
     """Count, while active: classifiers built, load_classifier() calls from the app,
     explainers built and explanations computed (the app's cache misses)."""
-    import app_support
+    from app import caches
     from hematovision.classifier import Classifier
     from hematovision.explainers.base import Explainer
 
     counts = {"classifiers_built": 0, "load_classifier_calls": 0, "explainers_built": 0,
               "explanations_computed": 0}
-    saved = (Classifier.__init__, Explainer.__init__, app_support.load_classifier,
-             app_support.explain)
+    saved = (Classifier.__init__, Explainer.__init__, caches.load_classifier,
+             caches.explain)
 
     def counted(key, function):
         def wrapper(*args, **kwargs):
@@ -401,13 +401,13 @@ def construction_counts() -> Iterator[dict[str, int]]:
 
     Classifier.__init__ = counted("classifiers_built", saved[0])
     Explainer.__init__ = counted("explainers_built", saved[1])
-    app_support.load_classifier = counted("load_classifier_calls", saved[2])
-    app_support.explain = counted("explanations_computed", saved[3])
+    caches.load_classifier = counted("load_classifier_calls", saved[2])
+    caches.explain = counted("explanations_computed", saved[3])
     try:
         yield counts
     finally:
-        (Classifier.__init__, Explainer.__init__, app_support.load_classifier,
-         app_support.explain) = saved
+        (Classifier.__init__, Explainer.__init__, caches.load_classifier,
+         caches.explain) = saved
 
 
 def _check_explain_page(at, where: str) -> None:
@@ -431,7 +431,7 @@ def rerun_explain(reruns: int = 500, sample_key: str = "neutrophil-1", trace_eve
     """
     from streamlit.testing.v1 import AppTest
 
-    from hematovision.app_state import CURRENT_IMAGE, OPACITY, current_image_from_sample
+    from app.state import CURRENT_IMAGE, OPACITY, sample_image
     from hematovision.explainers import built_explainers
     from hematovision.samples import find_sample
 
@@ -441,8 +441,7 @@ def rerun_explain(reruns: int = 500, sample_key: str = "neutrophil-1", trace_eve
     with construction_counts() as counts:
         warm_started = time.monotonic()
         at = AppTest.from_file(str(APP), default_timeout=600).run()
-        at.session_state[CURRENT_IMAGE] = current_image_from_sample(sample.read_bytes(), sample.key,
-                                                                    sample.title)
+        at.session_state[CURRENT_IMAGE] = sample_image(sample.read_bytes(), sample.key, sample.title)
         at.switch_page("app_pages/explain.py").run()
         _check_explain_page(at, "warm-up")
         for opacity in opacities:

@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from tests.conftest import REPO_ROOT
 
-if str(REPO_ROOT) not in sys.path:  # app_support.py lives at the repository root
+if str(REPO_ROOT) not in sys.path:  # the app/ package lives at the repository root
     sys.path.insert(0, str(REPO_ROOT))
 APP = REPO_ROOT / "streamlit_app.py"
 # Generous: the first run in a process loads TensorFlow and the model (a few seconds on

@@ -20,15 +20,15 @@ def classifier():
 @pytest.fixture
 def explain_calls(monkeypatch) -> list:
     """The methods the app asks to explain during a test (its cached explanations cleared first)."""
-    import app_support
+    from app import caches
 
     calls = []
-    real_explain = app_support.explain
+    real_explain = caches.explain
 
     def counting_explain(*args, **kwargs):
         calls.append(kwargs.get("method"))
         return real_explain(*args, **kwargs)
 
-    monkeypatch.setattr(app_support, "explain", counting_explain)
-    app_support.explain_crop.clear()
+    monkeypatch.setattr(caches, "explain", counting_explain)
+    caches.explain_crop.clear()
     return calls

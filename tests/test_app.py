@@ -22,24 +22,15 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from app.explanations import ExplainSettings, explanation_key
+from app.images import draw_cell_boxes
+from app.state import CELL_INDEX, CURRENT_IMAGE, EXPLAIN_SETTINGS, OPACITY, SIGN_VIEW, sample_image
 from hematovision import ImageError, load_image
-from hematovision.app_state import (
-    CURRENT_IMAGE,
-    EXPLAIN_SETTINGS,
-    OPACITY,
-    SIGN_VIEW,
-    ExplainSettings,
-    clean_display_name,
-    current_image_from_sample,
-    current_image_from_upload,
-    CELL_INDEX,
-    draw_cell_boxes,
-    explanation_key,
-)
 from hematovision.cells import CellBox
 from hematovision.classifier import CLASS_NAMES, MODEL_CARD_PATH, display_name
 from hematovision.calibration import (apply_temperature, coverage_accuracy_curve, expected_calibration_error,
                                       reliability_bins)
+from hematovision.imaging import clean_display_name
 from hematovision.metrics import accuracy_summary
 from hematovision.model_card import CARD_PATH_ENV, load_model_card, validate_model_card
 from hematovision.samples import find_sample, list_samples
@@ -132,24 +123,24 @@ def test_sample_shows_prediction_crop_and_chart(classifier):
 
 def test_the_status_box_gives_each_status_its_own_advice(monkeypatch):
     """Five hand-made predictions through the app's status box (no model needed)."""
-    import app_support
+    from app import caches
     from hematovision.trust import TrustModel
 
     class Model:
         trust = TrustModel(abstain_threshold=0.6, target_accuracy=0.95)
 
-    monkeypatch.setattr(app_support, "get_classifier", lambda: Model())
+    monkeypatch.setattr(caches, "get_classifier", lambda: Model())
 
     def page():
         import numpy as np
 
-        import app_support
+        from app import widgets
         from hematovision.cells import CellBox
         from hematovision.classifier import Prediction
         from hematovision.trust import STATUS_TEXT, STATUSES
 
         for status in STATUSES:
-            app_support.status_message(Prediction(
+            widgets.status_message(Prediction(
                 "LYMPHOCYTE", 0.9, {"LYMPHOCYTE": 0.9}, CellBox(0, 0, 10, True), np.zeros((4, 4, 3), np.uint8),
                 status=status, status_text=STATUS_TEXT[status],
                 other_type="erythroblast" if status == "other_cell_type" else None))
@@ -295,7 +286,7 @@ def open_explain_page(sample_key: str) -> AppTest:
     """The app with a sample as the current image, switched to Explain (fast LIME/SHAP)."""
     sample = find_sample(sample_key)
     at = start()
-    at.session_state[CURRENT_IMAGE] = current_image_from_sample(sample.read_bytes(), sample.key, sample.title)
+    at.session_state[CURRENT_IMAGE] = sample_image(sample.read_bytes(), sample.key, sample.title)
     at.session_state[EXPLAIN_SETTINGS] = FAST_EXPLAIN
     return at.switch_page("app_pages/explain.py").run(timeout=TIMEOUT * 2)
 
@@ -327,15 +318,15 @@ def test_explain_renders_all_four_methods_and_caches_them(explain_calls):
 
 def test_after_explaining_the_model_and_explainers_are_hidden_from_the_garbage_collector():
     """Streamlit runs a full gc.collect() after every run; scanning TensorFlow, the model and
-    shap's numba code made each click 0.35 s slower (app_support.freeze_long_lived_objects)."""
+    shap's numba code made each click 0.35 s slower (app.caches.freeze_long_lived_objects)."""
     import gc
 
-    import app_support
+    from app import caches
     from hematovision.explainers import get_explainer
 
     at = open_explain_page("neutrophil-2")
     assert not at.exception, at.exception
-    classifier = app_support.get_classifier()
+    classifier = caches.get_classifier()
     long_lived = [classifier, classifier.model, get_explainer(classifier, "shap")]
     tracked = {id(obj) for obj in gc.get_objects()}  # the permanent generation is not listed
     assert not [obj for obj in long_lived if id(obj) in tracked]
@@ -366,7 +357,7 @@ def test_explain_settings_form_changes_target_and_samples():
 def test_explain_target_class_can_be_changed():
     sample = find_sample("neutrophil-2")
     at = start()
-    at.session_state[CURRENT_IMAGE] = current_image_from_sample(sample.read_bytes(), sample.key, sample.title)
+    at.session_state[CURRENT_IMAGE] = sample_image(sample.read_bytes(), sample.key, sample.title)
     at.session_state[EXPLAIN_SETTINGS] = ExplainSettings(lime_samples=50, shap_evals=60, target="MONOCYTE")
     at.switch_page("app_pages/explain.py").run(timeout=TIMEOUT * 2)
     assert not at.exception, at.exception
@@ -533,10 +524,12 @@ def test_clean_display_name_never_keeps_a_path():
     assert len(clean_display_name("x" * 500 + ".png")) <= 60
 
 
-def test_upload_helper_refuses_bad_bytes_with_the_loader_message():
+def test_the_cached_decode_refuses_bad_bytes_with_the_loader_message():
+    from app.caches import decoded_image
+
     data = BAD_UPLOADS["random-bytes"]
     with pytest.raises(ImageError) as info:
-        current_image_from_upload(data, "x.jpg")
+        decoded_image("random-bytes", data)
     assert str(info.value) == expected_message(data)
 
 
@@ -573,16 +566,16 @@ RUN_COMPARISON = "FormSubmitter:compare_settings-Run the comparison"
 
 
 def test_compare_page_scores_the_chosen_methods_checks_them_and_keeps_the_result(monkeypatch):
-    import app_support
+    from app import caches
 
     calls = []
-    real = app_support.compare_image
+    real = caches.compare_image
 
     def counting(*args, **kwargs):
         calls.append(args[2])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(app_support, "compare_image", counting)
+    monkeypatch.setattr(caches, "compare_image", counting)
     at = start("app_pages/compare.py")
     at.selectbox(key="hv_compare_sample").set_value("neutrophil-2").run()
     at.button(key="hv_compare_use_sample").click().run()
@@ -703,14 +696,14 @@ def test_batch_page_classifies_twenty_cells_and_a_review_changes_the_differentia
 
 def test_batch_page_lists_other_cells_apart_and_warns_about_an_unfamiliar_lab(monkeypatch):
     """A batch of hand-made predictions (no model needed): one of each status."""
-    import app_support
+    from app import caches
     from hematovision.trust import TrustModel
     from tests.test_statuses import one_of_each
 
     class Model:
         trust = TrustModel()
 
-    monkeypatch.setattr(app_support, "get_classifier", lambda: Model())
+    monkeypatch.setattr(caches, "get_classifier", lambda: Model())
     cells = one_of_each()
     at = start()
     at.session_state["hv_batch"] = {"cells": cells, "skipped": [], "id": "synthetic", "images": {}}

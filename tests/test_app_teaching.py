@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from streamlit.testing.v1 import AppTest
 
+from app.state import QUIZ, quiz_choice_key
 from hematovision.classifier import CLASS_NAMES, display_name
 from hematovision.samples import list_samples
-from hematovision.teaching import CELL_NOTES, QUIZ, Quiz
+from hematovision.teaching import CELL_NOTES, Quiz
 from tests import app_driver
 from tests.app_driver import errors
 
@@ -81,7 +82,7 @@ def current_quiz(at: AppTest) -> Quiz:
 def answer(at: AppTest, class_name: str | None) -> AppTest:
     quiz = current_quiz(at)
     if class_name is not None:
-        at.radio(key=quiz.choice_key()).set_value(class_name)
+        at.radio(key=quiz_choice_key(quiz)).set_value(class_name)
     [submit] = [b for b in at.button if b.label == "Submit answer"]
     return submit.click().run()
 
@@ -178,3 +179,13 @@ def test_quiz_ends_with_a_summary(classifier):
     per_class = at.dataframe[1].value
     assert list(per_class["Asked"]) == [3, 3, 3, 3]
     assert int(per_class["Right"].sum()) == quiz.total - 1
+
+
+def test_each_question_has_its_own_answer_widget_key():
+    quiz = Quiz(list_samples(), seed=4)
+    first = quiz_choice_key(quiz)
+    quiz.answer(quiz.current.class_name)
+    quiz.next_question()
+    assert quiz_choice_key(quiz) != first
+    quiz.restart(5)
+    assert quiz_choice_key(quiz) != first

@@ -9,7 +9,7 @@ file loads correctly everywhere; and no door writes anything to disk.
 What the app door does not cover: AppTest delivers uploads straight to the uploader, so
 the browser's ``type=`` extension filter and ``server.maxUploadSize`` (enforced by the
 front end and Streamlit's upload endpoint) are not exercised. The over-cap kind checks
-the server-side cap that ``app_support.handle_upload`` applies to whatever arrives.
+the server-side cap that ``app.widgets.handle_upload`` applies to whatever arrives.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.test import encode_multipart
 
 from hematovision.api import create_app
-from hematovision.app_state import CURRENT_IMAGE
+from app.state import CURRENT_IMAGE
 from hematovision.batch import classify_batch, expand_uploads
 from hematovision.classifier import CLASS_NAMES, display_name
 from hematovision.imaging import SUPPORTED_SUFFIXES, ImageError, load_image
@@ -101,10 +101,10 @@ def traced_models(classifier):
     file the first time it traces it; that is model set-up, not upload handling, so it
     happens here, outside the guard.
     """
-    import app_support
+    from app import caches
 
     classifier.predict_cells(SMEAR)
-    app_support.get_classifier().predict_cells(SMEAR)
+    caches.get_classifier().predict_cells(SMEAR)
 
 
 @pytest.fixture()

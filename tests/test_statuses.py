@@ -186,7 +186,7 @@ def test_the_single_image_report_shows_the_status_the_type_it_looks_like_and_the
 # -- words in the app, before any page runs ------------------------------------------------
 
 def test_tables_and_the_cell_picker_name_the_type_another_cell_looks_like():
-    from hematovision.app_state import cell_choice_label, status_label
+    from app.texts import cell_choice_label, status_label
 
     other = prediction("LYMPHOCYTE", OTHER_CELL_TYPE, "platelet", 0.7)
     assert status_label(other) == f"{STATUS_TEXT[OTHER_CELL_TYPE]}: looks like a platelet or platelet clump"
@@ -197,7 +197,7 @@ def test_tables_and_the_cell_picker_name_the_type_another_cell_looks_like():
 
 
 def test_the_status_guide_explains_all_five_and_knows_which_checks_the_model_lacks():
-    from hematovision.app_state import STATUS_GUIDE, statuses_not_checked
+    from app.texts import STATUS_GUIDE, statuses_not_checked
     from hematovision.ood import OODDetector
 
     assert set(STATUS_GUIDE) == set(STATUSES)

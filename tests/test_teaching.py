@@ -125,16 +125,6 @@ def test_restart_clears_everything_and_uses_the_new_seed(samples):
     assert quiz.confusion() == [[0] * len(CLASS_NAMES) for _ in CLASS_NAMES]
 
 
-def test_each_question_has_its_own_answer_widget_key(samples):
-    quiz = Quiz(samples, seed=4)
-    first = quiz.choice_key()
-    quiz.answer(quiz.current.class_name)
-    quiz.next_question()
-    assert quiz.choice_key() != first
-    quiz.restart(5)
-    assert quiz.choice_key() != first
-
-
 # ---------------------------------------------------------------------------
 # Invalid input
 # ---------------------------------------------------------------------------

@@ -1,0 +1,10 @@
+"""Page scripts, relative to streamlit_app.py: the navigation and the links between pages use these."""
+
+HOME_PAGE = "app_pages/home.py"
+CLASSIFY_PAGE = "app_pages/classify.py"
+EXPLAIN_PAGE = "app_pages/explain.py"
+MODEL_PAGE = "app_pages/model.py"
+COMPARE_PAGE = "app_pages/compare.py"
+BATCH_PAGE = "app_pages/batch.py"
+ATLAS_PAGE = "app_pages/atlas.py"
+QUIZ_PAGE = "app_pages/quiz.py"
