@@ -41,9 +41,9 @@ def freeze_long_lived_objects() -> None:
 
     Streamlit ends every script run with ``keras.backend.clear_session()``, and that runs a
     full ``gc.collect()``. Once TensorFlow, the model and shap's numba code are loaded, the
-    collector walks ~650,000 objects that live as long as the process: 0.35 s added to every
-    click of every user, holding the GIL (measured; with them frozen a rerun of Explain
-    takes 0.03 s). ``gc.freeze()`` moves everything alive into a generation the collector
+    collector walks hundreds of thousands of objects that live as long as the process, on
+    every click of every user, holding the GIL (README, "Many users at once", has the cost).
+    ``gc.freeze()`` moves everything alive into a generation the collector
     skips. Called at the end of every run, it freezes only after a classifier or a new
     explainer was built, so at most once per method per process: the few objects of that
     one run that are frozen with them are all the memory this can keep.

@@ -101,7 +101,8 @@ def run_bench(classifier: Classifier | None = None, repeats: int = 5,
     call); ``compare_tutorial`` adds one run of LIME and SHAP as their tutorials call
     them (slow: ~1500 evaluations through model.predict) for the speed-up ratio;
     ``compare_reference`` adds how closely the LIME and SHAP defaults match their
-    high-budget references on ``reference_images`` cells (slow: ~40 s per cell).
+    high-budget references on ``reference_images`` cells (slow: LIME and SHAP at the
+    REFERENCE_PARAMS budget on every cell).
     """
     import keras
 

@@ -101,7 +101,7 @@ class Classifier:
         self.colour_normalisation = colour_normalisation
         self.trust = trust or TrustModel()
         # One traced graph for every batch size: perturbation explainers call this
-        # thousands of times, and model.predict() per call costs ~10x more.
+        # thousands of times, and model.predict() pays its per-call set-up every time.
         signature = [tf.TensorSpec([None, self.input_size, self.input_size, 3], tf.float32)]
         self._forward = tf.function(lambda batch: model(batch, training=False),
                                     input_signature=signature, reduce_retracing=True)

@@ -138,7 +138,7 @@ class BatchReport:
 
 def build_batch_report(classifier: Classifier, cells: list[BatchCell], skipped: list[Skipped] | None = None,
                        title: str = "White-cell differential") -> BatchReport:
-    """Everything both formats show, computed once (one Grad-CAM per cell, ~30 ms each)."""
+    """Everything both formats show, computed once (one Grad-CAM per cell)."""
     overlays = {cell.key: _gradcam_overlay(classifier, cell.prediction, side=128) for cell in cells}
     return BatchReport(title=title, created=_timestamp(), model=model_summary(classifier),
                        differential=differential(cells), cells=list(cells), overlays=overlays,

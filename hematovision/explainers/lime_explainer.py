@@ -7,7 +7,7 @@ Choices, for 224 px single-cell crops:
   become separate features ("which part of the cell"), and compactness 20 avoids the
   thin slivers along the blurry nuclear rim that 10 gives. With ~15 features, 150
   samples give maps that agree across seeds (top-20% IoU ~0.7); with 40 segments (~30)
-  even 256 samples reached only 0.47 (docs/explanations.md). SLIC takes ~20 ms.
+  even 256 samples reached only 0.47 (docs/explanations.md).
 * Hidden superpixels take the blurred image (maskers.baseline_image), not black or grey:
   the model still sees a plausible stained smear, only without that region's shape.
 * The map paints each superpixel's ridge weight for the target class onto its pixels:

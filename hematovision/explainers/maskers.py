@@ -101,7 +101,7 @@ def region_hierarchy(image: np.ndarray, segments: np.ndarray) -> np.ndarray:
 
 @functools.lru_cache(maxsize=1)
 def _background_masker_class() -> type:
-    """shap's Image masker, subclassed on first use: importing shap costs ~2 s, and
+    """shap's Image masker, subclassed on first use: importing shap is slow, and
     ``import hematovision.explainers`` should not pay it until SHAP is asked for."""
     import shap
 

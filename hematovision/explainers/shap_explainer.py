@@ -18,7 +18,7 @@ Two feature sets (``features``):
 * ``"pixels"``: shap's Image masker over all 224*224*3 values, halving the image along
   its longer side. Finer in principle, but 160 evaluations only reach blocks of ~28 px,
   and the map agrees with its own 2,000-evaluation run at top-20% IoU 0.57 (20 cells).
-  Its masker (a numba partition tree) costs ~3 s to build, once per classifier.
+  Its masker (a numba partition tree) is slow to build, so it is built once per classifier.
 
 Partition SHAP has no randomness: the seed is recorded but changes nothing.
 """

@@ -23,7 +23,8 @@ class SmoothGradExplainer(Explainer):
     name = "smoothgrad"
     label = "SmoothGrad"
     signed = False
-    # 10 noisy copies: ~2.5 s on 2 cores (tf-keras-vis runs them eagerly).
+    # 10 noisy copies: tf-keras-vis runs each one eagerly, so every copy adds a full
+    # forward and backward pass.
     defaults = {"smooth_samples": 10, "smooth_noise": 0.15}
 
     def __init__(self, classifier: Classifier) -> None:
