@@ -105,41 +105,36 @@ def lab_statistics(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def normalise_stain(rgb: np.ndarray) -> np.ndarray:
-    """The crop with its L*a*b* mean and spread moved to the reference (uint8 RGB).
-
-    Each 8-bit channel takes only 256 values, so the statistics come from a histogram and
-    the per-channel affine map is a 256-entry lookup table, cheaper than the same maths
-    on float images.
-    """
+    """The crop with each L*a*b* channel's mean and spread moved to the reference (uint8 RGB)."""
     to_lab, to_rgb = _transforms()
     raw = np.asarray(ImageCms.applyTransform(Image.fromarray(np.ascontiguousarray(rgb)), to_lab))
-    codes = np.arange(256, dtype=np.float64)
-    signed = np.where(codes > 127, codes - 256, codes)  # a* and b* are signed bytes
-    normalised = np.empty_like(raw)
-    for channel, values in enumerate((codes, signed, signed)):
-        counts = np.bincount(raw[..., channel].ravel(), minlength=256)
-        mean = counts @ values / counts.sum()
-        std = np.sqrt(counts @ (values - mean) ** 2 / counts.sum())
-        # A flat channel (a plain-colour image) keeps its spread: nothing to stretch.
-        scale = REFERENCE_STD[channel] / std if std > 1.0 else 1.0
-        target = np.round((values - mean) * scale + REFERENCE_MEAN[channel])
-        if channel == 0:
-            table = np.clip(target, 0, 255).astype(np.uint8)
-        else:
-            table = np.clip(target, -128, 127).astype(np.int8).view(np.uint8)
-        normalised[..., channel] = table[raw[..., channel]]
+    normalised = np.stack([_channel_to_reference(raw, channel) for channel in range(3)], axis=-1)
     return np.asarray(ImageCms.applyTransform(Image.fromarray(normalised, "LAB"), to_rgb))
-
 
 def match_lightness(rgb: np.ndarray) -> np.ndarray:
     """The crop with only its L* mean and spread moved to the reference (a* and b* kept)."""
     to_lab, to_rgb = _transforms()
     raw = np.array(ImageCms.applyTransform(Image.fromarray(np.ascontiguousarray(rgb)), to_lab))
-    codes = np.arange(256, dtype=np.float64)
-    counts = np.bincount(raw[..., 0].ravel(), minlength=256)
-    mean = counts @ codes / counts.sum()
-    std = np.sqrt(counts @ (codes - mean) ** 2 / counts.sum())
-    scale = REFERENCE_STD[0] / std if std > 1.0 else 1.0
-    table = np.clip(np.round((codes - mean) * scale + REFERENCE_MEAN[0]), 0, 255).astype(np.uint8)
-    raw[..., 0] = table[raw[..., 0]]
+    raw[..., 0] = _channel_to_reference(raw, 0)
     return np.asarray(ImageCms.applyTransform(Image.fromarray(raw, "LAB"), to_rgb))
+
+
+def _channel_to_reference(lab: np.ndarray, channel: int) -> np.ndarray:
+    """One 8-bit L*a*b* channel with its mean and spread moved to the reference.
+
+    Each channel takes only 256 values, so the statistics come from a histogram and the
+    affine map is a 256-entry lookup table. a* and b* are signed bytes.
+    """
+    codes = np.arange(256, dtype=np.float64)
+    values = codes if channel == 0 else np.where(codes > 127, codes - 256, codes)
+    counts = np.bincount(lab[..., channel].ravel(), minlength=256)
+    mean = counts @ values / counts.sum()
+    std = np.sqrt(counts @ (values - mean) ** 2 / counts.sum())
+    # A flat channel (a plain-colour image) keeps its spread: nothing to stretch.
+    scale = REFERENCE_STD[channel] / std if std > 1.0 else 1.0
+    target = np.round((values - mean) * scale + REFERENCE_MEAN[channel])
+    if channel == 0:
+        table = np.clip(target, 0, 255).astype(np.uint8)
+    else:
+        table = np.clip(target, -128, 127).astype(np.int8).view(np.uint8)
+    return table[lab[..., channel]]
