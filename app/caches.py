@@ -14,11 +14,12 @@ import streamlit as st
 
 from app import images
 from app.state import COMPARISONS
-from hematovision import load_classifier, overlay
-from hematovision.classifier import Classifier, Prediction
-from hematovision.compare import compare_image
-from hematovision.explainers import Explanation, built_explainers, explain
-from hematovision.imaging import load_image
+from hematovision import load_classifier
+from hematovision.explanation import overlay
+from hematovision.model.classifier import Classifier, Prediction
+from hematovision.explanation.compare import compare_image
+from hematovision.explanation.explainers import Explanation, built_explainers, explain
+from hematovision.model.imaging import load_image
 
 THUMBNAIL_SIDE = 360  # the sidebar's copy of the current image
 MAX_COMPARISONS = 6  # per session; each holds 8 maps of 224x224 floats (~1.6 MB)
@@ -124,7 +125,7 @@ def cached_comparison(key: tuple):
 
 
 def run_comparison(key: tuple, crop: np.ndarray, settings: dict, progress):
-    """Run ``hematovision.compare.compare_image`` and keep the result in the session.
+    """Run ``hematovision.explanation.compare.compare_image`` and keep the result in the session.
 
     Kept per session rather than in ``st.cache_data`` so the run can drive a progress bar.
     """

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from hematovision.batch import DifferentialRow
-from hematovision.classifier import CLASS_NAMES, Prediction, display_name
+from hematovision.workflows.batch import DifferentialRow
+from hematovision.model.classifier import CLASS_NAMES, Prediction, display_name
 
 PRIMARY = "#1f6f8b"  # keep in step with .streamlit/config.toml
 MUTED = "#a9bac6"

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from hematovision.explainers import default_params, method_label
+from hematovision.explanation.explainers import default_params, method_label
 
 METHOD_ORDER = ("gradcam", "gradcam++", "lime", "shap")  # always shown on the Explain page
 EXTRA_METHODS = ("scorecam", "integrated_gradients", "smoothgrad", "occlusion")  # shown on request

@@ -11,7 +11,7 @@ import io
 import numpy as np
 from PIL import Image, ImageDraw
 
-from hematovision.cells import CellBox
+from hematovision.model.cells import CellBox
 
 PREVIEW_SIDE = 1000  # longest side of images sent to the browser for display
 BOX_COLOUR = (0, 200, 255)  # cyan: stands out against pink red cells and purple nuclei

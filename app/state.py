@@ -15,8 +15,8 @@ from typing import Any
 import streamlit as st
 
 from app.explanations import ExplainSettings
-from hematovision.imaging import clean_display_name
-from hematovision.teaching import Quiz
+from hematovision.model.imaging import clean_display_name
+from hematovision.workflows.teaching import Quiz
 
 # Shared by every page
 CURRENT_IMAGE = "hv_current_image"  # CurrentImage | None

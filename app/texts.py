@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from hematovision.batch import looks_like
-from hematovision.classifier import Prediction
-from hematovision.trust import CHECK, CONFIDENT, NOT_BLOOD_CELL, OTHER_CELL_TYPE, UNFAMILIAR_SOURCE, TrustModel
+from hematovision.workflows.batch import looks_like
+from hematovision.model.classifier import Prediction
+from hematovision.model.trust import CHECK, CONFIDENT, NOT_BLOOD_CELL, OTHER_CELL_TYPE, UNFAMILIAR_SOURCE, TrustModel
 
 
 def format_seconds(seconds: float | None) -> str:

@@ -9,13 +9,13 @@ import streamlit as st
 from app import caches, state
 from app.state import CELL_INDEX, IMAGE_REPORT, UPLOAD_ERROR, CurrentImage
 from app.texts import STATUS_GUIDE, cell_choice_label, statuses_not_checked
-from hematovision import overlay
-from hematovision.classifier import Prediction
-from hematovision.explainers import Explanation
-from hematovision.imaging import MAX_UPLOAD_BYTES, SUPPORTED_SUFFIXES, ImageError, over_upload_limit
-from hematovision.report import REPORT_METHODS, build_image_report, image_report_html, image_report_pdf
-from hematovision.samples import find_sample
-from hematovision.trust import (CHECK, CONFIDENT, NOT_BLOOD_CELL, OTHER_CELL_TYPE, STATUS_TEXT, STATUSES,
+from hematovision.explanation import overlay
+from hematovision.model.classifier import Prediction
+from hematovision.explanation.explainers import Explanation
+from hematovision.model.imaging import MAX_UPLOAD_BYTES, SUPPORTED_SUFFIXES, ImageError, over_upload_limit
+from hematovision.workflows.report import REPORT_METHODS, build_image_report, image_report_html, image_report_pdf
+from hematovision.workflows.samples import find_sample
+from hematovision.model.trust import (CHECK, CONFIDENT, NOT_BLOOD_CELL, OTHER_CELL_TYPE, STATUS_TEXT, STATUSES,
                                 UNFAMILIAR_SOURCE)
 
 
@@ -189,7 +189,7 @@ def decision_support_note() -> None:
 
 
 # ---------------------------------------------------------------------------
-# Overlays (drawing lives in hematovision.overlay; this only adapts it)
+# Overlays (drawing lives in hematovision.explanation.overlay; this only adapts it)
 # ---------------------------------------------------------------------------
 OVERLAY_LEGEND = (
     "How to read the maps. Grad-CAM and Grad-CAM++ show only evidence *for* the class, "

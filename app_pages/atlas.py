@@ -7,9 +7,9 @@ from app.explanations import teaching_explanation_key
 from app.page_paths import EXPLAIN_PAGE, QUIZ_PAGE
 from app.state import OPACITY, image_digest
 from app.texts import format_percent, status_label
-from hematovision.classifier import display_name
-from hematovision.samples import Sample, list_samples
-from hematovision.teaching import CELL_NOTES, NOT_COVERED, SMEAR_BASICS, CellNotes
+from hematovision.model.classifier import display_name
+from hematovision.workflows.samples import Sample, list_samples
+from hematovision.workflows.teaching import CELL_NOTES, NOT_COVERED, SMEAR_BASICS, CellNotes
 
 state.init_state()
 

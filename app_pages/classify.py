@@ -6,8 +6,8 @@ from app import caches, charts, state, widgets
 from app.page_paths import EXPLAIN_PAGE
 from app.state import CELL_RADIO
 from app.texts import format_percent, status_label
-from hematovision.classifier import display_name
-from hematovision.samples import find_sample, list_samples
+from hematovision.model.classifier import display_name
+from hematovision.workflows.samples import find_sample, list_samples
 
 state.init_state()
 # How the crop's colours were adjusted before the model saw it (classifier.colour_normalisation).

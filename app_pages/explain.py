@@ -8,9 +8,9 @@ from app.explanations import (DEFAULT_LIME_SAMPLES, DEFAULT_SHAP_EVALS, EXTRA_ME
 from app.page_paths import CLASSIFY_PAGE
 from app.state import CELL_SELECT, EXPLAIN_SETTINGS, OPACITY, SIGN_VIEW
 from app.texts import format_percent, format_seconds
-from hematovision.classifier import CLASS_NAMES, display_name
-from hematovision.samples import list_samples
-from hematovision.trust import OTHER_CELL_TYPE
+from hematovision.model.classifier import CLASS_NAMES, display_name
+from hematovision.workflows.samples import list_samples
+from hematovision.model.trust import OTHER_CELL_TYPE
 
 state.init_state()
 SEED = 0

@@ -4,8 +4,8 @@ import streamlit as st
 
 from app import widgets
 from app.page_paths import CLASSIFY_PAGE, EXPLAIN_PAGE, MODEL_PAGE
-from hematovision.samples import find_sample
-from hematovision.teaching import CELL_NOTES, NOT_COVERED, SMEAR_BASICS
+from hematovision.workflows.samples import find_sample
+from hematovision.workflows.teaching import CELL_NOTES, NOT_COVERED, SMEAR_BASICS
 
 st.title("HematoVision")
 st.markdown(

@@ -5,10 +5,10 @@ import streamlit as st
 
 from app import charts, state, widgets
 from app.texts import format_percent, format_seconds
-from hematovision.cell_types import OTHER_TYPES
-from hematovision.classifier import CLASS_NAMES, DEFAULT_MODEL_PATH, display_name
-from hematovision.trust import STATUS_TEXT
-from hematovision.model_card import (
+from hematovision.model.cell_types import OTHER_TYPES
+from hematovision.model.classifier import CLASS_NAMES, DEFAULT_MODEL_PATH, display_name
+from hematovision.model.trust import STATUS_TEXT
+from hematovision.model.model_card import (
     IMAGE_SPLITS,
     SPLITS,
     comparison_rows,

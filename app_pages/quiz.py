@@ -1,6 +1,6 @@
 """Quiz: name the cell in each built-in sample, then see its label, the model's answer and why.
 
-The rules live in ``hematovision.teaching.Quiz``; this page only draws it. The answer and
+The rules live in ``hematovision.workflows.teaching.Quiz``; this page only draws it. The answer and
 next buttons pass the question they were drawn for, so a double click or a stale button
 from before a rerun cannot answer or skip the wrong question.
 """
@@ -15,10 +15,10 @@ from app.explanations import teaching_explanation_key
 from app.page_paths import ATLAS_PAGE
 from app.state import OPACITY, QUIZ, image_digest, quiz_choice_key
 from app.texts import format_percent
-from hematovision.classifier import CLASS_NAMES, Prediction, display_name
-from hematovision.explainers import Explanation
-from hematovision.samples import Sample, list_samples
-from hematovision.teaching import CELL_NOTES, Quiz
+from hematovision.model.classifier import CLASS_NAMES, Prediction, display_name
+from hematovision.explanation.explainers import Explanation
+from hematovision.workflows.samples import Sample, list_samples
+from hematovision.workflows.teaching import CELL_NOTES, Quiz
 
 state.init_state()
 

@@ -1,7 +1,7 @@
-"""``python -m hematovision ...``: see ``hematovision/cli.py``."""
+"""``python -m hematovision ...``: see ``hematovision/interfaces/cli.py``."""
 
 import sys
 
-from hematovision.cli import main
+from hematovision.interfaces.cli import main
 
 sys.exit(main())

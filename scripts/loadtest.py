@@ -385,8 +385,8 @@ def construction_counts() -> Iterator[dict[str, int]]:
     """Count, while active: classifiers built, load_classifier() calls from the app,
     explainers built and explanations computed (the app's cache misses)."""
     from app import caches
-    from hematovision.classifier import Classifier
-    from hematovision.explainers.base import Explainer
+    from hematovision.model.classifier import Classifier
+    from hematovision.explanation.explainers.base import Explainer
 
     counts = {"classifiers_built": 0, "load_classifier_calls": 0, "explainers_built": 0,
               "explanations_computed": 0}
@@ -432,8 +432,8 @@ def rerun_explain(reruns: int = 500, sample_key: str = "neutrophil-1", trace_eve
     from streamlit.testing.v1 import AppTest
 
     from app.state import CURRENT_IMAGE, OPACITY, sample_image
-    from hematovision.explainers import built_explainers
-    from hematovision.samples import find_sample
+    from hematovision.explanation.explainers import built_explainers
+    from hematovision.workflows.samples import find_sample
 
     sample = find_sample(sample_key)
     if sample is None:

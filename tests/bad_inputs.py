@@ -20,7 +20,7 @@ from typing import Callable, Mapping
 import numpy as np
 from PIL import Image
 
-from hematovision.imaging import MAX_UPLOAD_BYTES, MIN_SIDE
+from hematovision.model.imaging import MAX_UPLOAD_BYTES, MIN_SIDE
 from tests.synthetic import SMEAR, encode, synthetic_smear
 
 # A fragment of the API's 413 message and of the Classify page's byte-cap message.

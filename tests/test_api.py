@@ -11,9 +11,9 @@ import pytest
 import werkzeug.formparser
 from PIL import Image
 
-from hematovision.api import MAX_UPLOAD_BYTES, create_app
-from hematovision.classifier import CLASS_NAMES
-from hematovision.explainers import available_methods
+from hematovision.interfaces.api import MAX_UPLOAD_BYTES, create_app
+from hematovision.model.classifier import CLASS_NAMES
+from hematovision.explanation.explainers import available_methods
 from tests.conftest import REPO_ROOT
 from tests.synthetic import encode
 from tests.test_fields import two_cell_field

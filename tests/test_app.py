@@ -26,15 +26,15 @@ from app.explanations import ExplainSettings, explanation_key
 from app.images import draw_cell_boxes
 from app.state import CELL_INDEX, CURRENT_IMAGE, EXPLAIN_SETTINGS, OPACITY, SIGN_VIEW, sample_image
 from hematovision import ImageError, load_image
-from hematovision.cells import CellBox
-from hematovision.classifier import CLASS_NAMES, MODEL_CARD_PATH, display_name
-from hematovision.calibration import (apply_temperature, coverage_accuracy_curve, expected_calibration_error,
+from hematovision.model.cells import CellBox
+from hematovision.model.classifier import CLASS_NAMES, MODEL_CARD_PATH, display_name
+from hematovision.model.calibration import (apply_temperature, coverage_accuracy_curve, expected_calibration_error,
                                       reliability_bins)
-from hematovision.imaging import clean_display_name
-from hematovision.metrics import accuracy_summary
-from hematovision.model_card import CARD_PATH_ENV, load_model_card, validate_model_card
-from hematovision.samples import find_sample, list_samples
-from hematovision.trust import STATUS_TEXT
+from hematovision.model.imaging import clean_display_name
+from hematovision.model.metrics import accuracy_summary
+from hematovision.model.model_card import CARD_PATH_ENV, load_model_card, validate_model_card
+from hematovision.workflows.samples import find_sample, list_samples
+from hematovision.model.trust import STATUS_TEXT
 from tests.app_driver import TIMEOUT, errors, predicted_label, start
 from tests.conftest import REPO_ROOT
 
@@ -124,7 +124,7 @@ def test_sample_shows_prediction_crop_and_chart(classifier):
 def test_the_status_box_gives_each_status_its_own_advice(monkeypatch):
     """Five hand-made predictions through the app's status box (no model needed)."""
     from app import caches
-    from hematovision.trust import TrustModel
+    from hematovision.model.trust import TrustModel
 
     class Model:
         trust = TrustModel(abstain_threshold=0.6, target_accuracy=0.95)
@@ -135,9 +135,9 @@ def test_the_status_box_gives_each_status_its_own_advice(monkeypatch):
         import numpy as np
 
         from app import widgets
-        from hematovision.cells import CellBox
-        from hematovision.classifier import Prediction
-        from hematovision.trust import STATUS_TEXT, STATUSES
+        from hematovision.model.cells import CellBox
+        from hematovision.model.classifier import Prediction
+        from hematovision.model.trust import STATUS_TEXT, STATUSES
 
         for status in STATUSES:
             widgets.status_message(Prediction(
@@ -322,7 +322,7 @@ def test_after_explaining_the_model_and_explainers_are_hidden_from_the_garbage_c
     import gc
 
     from app import caches
-    from hematovision.explainers import get_explainer
+    from hematovision.explanation.explainers import get_explainer
 
     at = open_explain_page("neutrophil-2")
     assert not at.exception, at.exception
@@ -604,7 +604,7 @@ def test_compare_page_scores_the_chosen_methods_checks_them_and_keeps_the_result
 
 
 def test_compare_page_shows_the_committed_benchmark():
-    from hematovision.compare_tables import load_benchmark
+    from hematovision.explanation.compare_tables import load_benchmark
 
     at = start("app_pages/compare.py")
     assert not at.exception, at.exception
@@ -697,7 +697,7 @@ def test_batch_page_classifies_twenty_cells_and_a_review_changes_the_differentia
 def test_batch_page_lists_other_cells_apart_and_warns_about_an_unfamiliar_lab(monkeypatch):
     """A batch of hand-made predictions (no model needed): one of each status."""
     from app import caches
-    from hematovision.trust import TrustModel
+    from hematovision.model.trust import TrustModel
     from tests.test_statuses import one_of_each
 
     class Model:

@@ -10,9 +10,9 @@ from __future__ import annotations
 from streamlit.testing.v1 import AppTest
 
 from app.state import QUIZ, quiz_choice_key
-from hematovision.classifier import CLASS_NAMES, display_name
-from hematovision.samples import list_samples
-from hematovision.teaching import CELL_NOTES, Quiz
+from hematovision.model.classifier import CLASS_NAMES, display_name
+from hematovision.workflows.samples import list_samples
+from hematovision.workflows.teaching import CELL_NOTES, Quiz
 from tests import app_driver
 from tests.app_driver import errors
 

@@ -27,11 +27,11 @@ from PIL import ImageFile
 from werkzeug.datastructures import FileStorage
 from werkzeug.test import encode_multipart
 
-from hematovision.api import create_app
+from hematovision.interfaces.api import create_app
 from app.state import CURRENT_IMAGE
-from hematovision.batch import classify_batch, expand_uploads
-from hematovision.classifier import CLASS_NAMES, display_name
-from hematovision.imaging import SUPPORTED_SUFFIXES, ImageError, load_image
+from hematovision.workflows.batch import classify_batch, expand_uploads
+from hematovision.model.classifier import CLASS_NAMES, display_name
+from hematovision.model.imaging import SUPPORTED_SUFFIXES, ImageError, load_image
 from tests.app_driver import TIMEOUT, errors, predicted_label, start
 from tests.bad_inputs import KINDS, data_of
 from tests.conftest import REPO_ROOT
@@ -282,7 +282,7 @@ def test_api_door(name, client, classifier, tmp_path, workdir):
 
 @pytest.mark.parametrize("name", list(KINDS))
 def test_cli_door(name, classifier, tmp_path, workdir, capsys, monkeypatch):
-    from hematovision import cli
+    from hematovision.interfaces import cli
 
     kind, data = KINDS[name], data_of(name)
     expected = expected_text(name, "cli")

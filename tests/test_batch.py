@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hematovision.batch import (NOT_CLASSED, classify_batch, cells_csv, differential, expand_uploads,
+from hematovision.workflows.batch import (NOT_CLASSED, classify_batch, cells_csv, differential, expand_uploads,
                                 set_review)
-from hematovision.classifier import MODEL_CARD_PATH
-from hematovision.imaging import MAX_UPLOAD_BYTES
-from hematovision.samples import list_samples
+from hematovision.model.classifier import MODEL_CARD_PATH
+from hematovision.model.imaging import MAX_UPLOAD_BYTES
+from hematovision.workflows.samples import list_samples
 
 
 def zip_bytes(entries: dict[str, bytes]) -> bytes:
@@ -121,7 +121,7 @@ def test_csv_lists_every_cell_with_probabilities_review_and_flags(batch):
 def test_batch_report_pdf_and_html_carry_the_differential_model_and_disclaimer(batch, classifier):
     from pypdf import PdfReader
 
-    from hematovision.report import DISCLAIMER, batch_report_html, batch_report_pdf, build_batch_report
+    from hematovision.workflows.report import DISCLAIMER, batch_report_html, batch_report_pdf, build_batch_report
 
     _, skipped, cells = batch
     set_review(cells, cells[1].key, "NEUTROPHIL")
@@ -145,8 +145,8 @@ def test_batch_report_pdf_and_html_carry_the_differential_model_and_disclaimer(b
 def test_single_image_report_has_the_prediction_chart_and_four_overlays(classifier):
     from pypdf import PdfReader
 
-    from hematovision.imaging import load_image
-    from hematovision.report import build_image_report, image_report_html, image_report_pdf
+    from hematovision.model.imaging import load_image
+    from hematovision.workflows.report import build_image_report, image_report_html, image_report_pdf
 
     sample = list_samples()[4]
     prediction = classifier.predict(sample.path)

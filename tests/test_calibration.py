@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hematovision.calibration import (apply_temperature, choose_abstain_threshold, coverage_accuracy_curve,
+from hematovision.model.calibration import (apply_temperature, choose_abstain_threshold, coverage_accuracy_curve,
                                       expected_calibration_error, fit_temperature, reliability_bins)
 
 

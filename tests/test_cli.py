@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hematovision.classifier import CLASS_NAMES
-from hematovision.cli import main
-from hematovision.trust import STATUSES
+from hematovision.model.classifier import CLASS_NAMES
+from hematovision.interfaces.cli import main
+from hematovision.model.trust import STATUSES
 from tests.conftest import REPO_ROOT
 from tests.synthetic import SMEAR
 
@@ -164,7 +164,7 @@ def test_bench_json_reports_speed_against_targets(capsys, classifier):
 def test_bench_compare_reference_scores_the_defaults_against_high_budget_runs(
     capsys, classifier, monkeypatch
 ):
-    import hematovision.bench as bench
+    import hematovision.interfaces.bench as bench
 
     # A small "reference" budget keeps the test quick; the sums are the same code path.
     monkeypatch.setattr(bench, "REFERENCE_PARAMS", {"lime": {"num_samples": 300},
@@ -190,7 +190,7 @@ def test_bench_compare_reference_scores_the_defaults_against_high_budget_runs(
 
 
 def test_bench_agreement_is_perfect_when_the_reference_is_the_default(classifier, monkeypatch):
-    import hematovision.bench as bench
+    import hematovision.interfaces.bench as bench
 
     monkeypatch.setattr(bench, "REFERENCE_PARAMS", {"shap": {}})
     (entry,) = bench.run_stability(classifier, bench.sample_images(1), {"shap": [{}]},

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hematovision.classifier import CLASS_NAMES, DEFAULT_MODEL_PATH, MODEL_CARD_PATH, ModelOutputs
-from hematovision.evaluation import evaluate_folder, find_class_folders
+from hematovision.model.classifier import CLASS_NAMES, DEFAULT_MODEL_PATH, MODEL_CARD_PATH, ModelOutputs
+from hematovision.model.evaluation import evaluate_folder, find_class_folders
 
 DATA_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "blood-cells"
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hematovision.bench import sample_images
-from hematovision.classifier import CLASS_NAMES
-from hematovision.explainers import Explanation, available_methods, explain, get_explainer
+from hematovision.interfaces.bench import sample_images
+from hematovision.model.classifier import CLASS_NAMES
+from hematovision.explanation.explainers import Explanation, available_methods, explain, get_explainer
 
 METHODS = ["gradcam", "gradcam++", "integrated_gradients", "lime", "occlusion", "scorecam", "shap", "smoothgrad"]
 # Budgets far below the defaults: these tests check behaviour, not map quality.
@@ -106,7 +106,7 @@ def test_map_depends_on_the_target_class(classifier, images, method):
 
 @pytest.mark.parametrize("features", ["regions", "pixels"])
 def test_shap_values_add_up_to_the_probability_change_blurring_makes(classifier, images, features):
-    from hematovision.explainers.maskers import baseline_image
+    from hematovision.explanation.explainers.maskers import baseline_image
 
     result = explain(classifier, images[0], "shap", features=features, max_evals=64)
     full, blurred = classifier.predict_proba(
@@ -115,7 +115,7 @@ def test_shap_values_add_up_to_the_probability_change_blurring_makes(classifier,
 
 
 def test_shap_over_superpixels_is_exact_at_the_default_budget(classifier):
-    from hematovision.explainers.maskers import cell_superpixels
+    from hematovision.explanation.explainers.maskers import cell_superpixels
 
     # The first sample crop whose whole tree of superpixels fits in the 160 evaluations allowed
     # (most do: 12-16 superpixels take 109-161 evaluations).
@@ -169,8 +169,8 @@ def test_split_network_matches_tf_keras_vis_on_the_full_model(classifier, images
     from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
     from tf_keras_vis.utils.scores import CategoricalScore
 
-    from hematovision.classifier import LAST_CONV_LAYER
-    from hematovision.explainers.gradcam import upsample
+    from hematovision.model.classifier import LAST_CONV_LAYER
+    from hematovision.explanation.explainers.gradcam import upsample
 
     visualizer = (Gradcam if method == "gradcam" else GradcamPlusPlus)(
         classifier.model, model_modifier=ReplaceToLinear(), clone=True)
@@ -186,8 +186,8 @@ def test_split_network_matches_tf_keras_vis_on_the_full_model(classifier, images
 def test_fast_lime_sampling_equals_lime_itself(images):
     from lime.lime_image import LimeImageExplainer
 
-    from hematovision.explainers.lime_explainer import _FastLimeImage
-    from hematovision.explainers.maskers import baseline_image, cell_superpixels
+    from hematovision.explanation.explainers.lime_explainer import _FastLimeImage
+    from hematovision.explanation.explainers.maskers import baseline_image, cell_superpixels
 
     image = images[0].astype(np.float32)
     segments = cell_superpixels(image, 40, 20.0)
@@ -220,7 +220,7 @@ def test_scorecam_prints_no_progress_bars_from_any_thread(classifier, images, ca
 
     import keras
 
-    from hematovision.explainers.base import build_explainer
+    from hematovision.explanation.explainers.base import build_explainer
 
     built = []
     worker = threading.Thread(target=lambda: built.append(build_explainer(classifier, "scorecam")))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hematovision.faithfulness import agreement, deletion_insertion, drop_and_increase, spearman, top_iou
+from hematovision.explanation.faithfulness import agreement, deletion_insertion, drop_and_increase, spearman, top_iou
 
 SIZE = 64
 
@@ -109,7 +109,7 @@ def test_a_constant_map_agrees_only_with_another_constant_map():
 
 
 def test_bench_measures_agreement_with_the_same_definitions():
-    import hematovision.bench as bench
+    import hematovision.interfaces.bench as bench
 
     wide, narrow = np.zeros((10, 10)), np.zeros((10, 10))
     wide[:4], narrow[:2] = 1.0, 1.0
@@ -125,8 +125,8 @@ def test_a_map_of_the_wrong_size_or_an_unknown_baseline_is_refused():
 
 
 def test_real_gradcam_beats_its_inverse_on_the_shipped_model(classifier):
-    from hematovision.explainers import explain
-    from hematovision.samples import find_sample
+    from hematovision.explanation.explainers import explain
+    from hematovision.workflows.samples import find_sample
 
     prediction = classifier.predict(find_sample("eosinophil-1").path)
     target = prediction.class_index
@@ -140,9 +140,9 @@ def test_real_gradcam_beats_its_inverse_on_the_shipped_model(classifier):
 def test_randomisation_check_fails_a_model_independent_map_and_passes_gradcam(classifier):
     from scipy import ndimage
 
-    from hematovision.explainers.base import build_explainer
-    from hematovision.faithfulness import randomisation_check
-    from hematovision.samples import find_sample
+    from hematovision.explanation.explainers.base import build_explainer
+    from hematovision.explanation.faithfulness import randomisation_check
+    from hematovision.workflows.samples import find_sample
 
     crop = classifier.predict(find_sample("neutrophil-1").path).model_input
 
@@ -168,8 +168,8 @@ def test_compare_cli_writes_every_file_for_a_small_set(tmp_path, capsys, classif
     import json
     import shutil
 
-    from hematovision.cli import main
-    from hematovision.samples import list_samples
+    from hematovision.interfaces.cli import main
+    from hematovision.workflows.samples import list_samples
 
     data = tmp_path / "cells"
     for sample in list_samples()[::3]:  # one image of each class
@@ -196,7 +196,7 @@ def test_compare_cli_writes_every_file_for_a_small_set(tmp_path, capsys, classif
 
 
 def test_seed_stability_is_one_for_a_deterministic_map_and_low_for_noise():
-    from hematovision.faithfulness import seed_stability
+    from hematovision.explanation.faithfulness import seed_stability
 
     fixed = seed_stability(lambda seed: right_map(), seeds=(0, 1, 2))
     assert fixed["spearman"] == 1.0 and fixed["top_iou"] == 1.0 and fixed["identical"]
@@ -213,9 +213,9 @@ def test_compare_image_scores_every_method_and_exports_csv_and_json(classifier):
     import io
     import json
 
-    from hematovision.compare import compare_image
-    from hematovision.compare_tables import comparison_table, most_faithful
-    from hematovision.samples import find_sample
+    from hematovision.explanation.compare import compare_image
+    from hematovision.explanation.compare_tables import comparison_table, most_faithful
+    from hematovision.workflows.samples import find_sample
 
     crop = classifier.predict(find_sample("lymphocyte-1").path).model_input
     shares = []
@@ -245,7 +245,7 @@ def test_compare_image_scores_every_method_and_exports_csv_and_json(classifier):
 
 
 def test_maps_figure_puts_every_map_on_one_scale():
-    from hematovision.figures import agreement_figure, maps_figure, scaled_map
+    from hematovision.explanation.figures import agreement_figure, maps_figure, scaled_map
 
     rng = np.random.default_rng(0)
     maps = {"weak": rng.normal(0, 0.01, (224, 224)), "strong": rng.normal(0, 50, (224, 224))}
@@ -261,8 +261,8 @@ def test_maps_figure_puts_every_map_on_one_scale():
 
 
 def test_empty_maps_rank_alike_and_cannot_be_judged_by_the_randomisation_check(classifier):
-    from hematovision.faithfulness import is_empty, randomisation_check
-    from hematovision.samples import find_sample
+    from hematovision.explanation.faithfulness import is_empty, randomisation_check
+    from hematovision.workflows.samples import find_sample
 
     empty = np.zeros((SIZE, SIZE))
     assert is_empty(empty) and not is_empty(right_map())

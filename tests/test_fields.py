@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hematovision.cli import main
-from hematovision.cells import locate_white_cells
+from hematovision.interfaces.cli import main
+from hematovision.model.cells import locate_white_cells
 from tests.conftest import DATA_DIR
 from tests.synthetic import synthetic_smear
 
@@ -34,7 +34,7 @@ def test_two_separate_nuclei_give_two_boxes_around_them():
 
 
 def test_one_cell_image_gives_one_box_the_same_as_single_cell_framing():
-    from hematovision.cells import locate_white_cell
+    from hematovision.model.cells import locate_white_cell
 
     smear = synthetic_smear()
     assert locate_white_cells(smear) == [locate_white_cell(smear)]

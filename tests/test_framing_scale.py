@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hematovision.cells import CellBox, crop_to_box, frame_cell, locate_white_cell
-from hematovision.imaging import load_image
+from hematovision.model.cells import CellBox, crop_to_box, frame_cell, locate_white_cell
+from hematovision.model.imaging import load_image
 from tests.conftest import DATA_DIR
 
 SHARED = DATA_DIR.parent

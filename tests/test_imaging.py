@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hematovision.cells import MODEL_INPUT_SIZE, frame_cell, locate_white_cell
-from hematovision.imaging import MAX_PIXELS, ImageError, load_image
+from hematovision.model.cells import MODEL_INPUT_SIZE, frame_cell, locate_white_cell
+from hematovision.model.imaging import MAX_PIXELS, ImageError, load_image
 from tests.synthetic import SMEAR, encode
 
 

@@ -1,7 +1,8 @@
-"""The core stays free of the app: every module of ``hematovision`` imports without Streamlit or ``app/``."""
+"""The layers hold: the core stays free of the app, and its sub-packages only import downward."""
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 
@@ -24,3 +25,29 @@ def test_the_core_package_never_imports_streamlit_or_the_app():
                             text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+# Lower layers first: each sub-package may import its own layer and those before it.
+CORE_LAYERS = ["model", "explanation", "workflows", "interfaces"]
+
+
+def _hematovision_imports(path):
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            yield node.module
+        elif isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+
+
+def test_core_sub_packages_import_only_their_own_layer_or_lower_ones():
+    package = REPO_ROOT / "hematovision"
+    upward = []
+    for layer, name in enumerate(CORE_LAYERS):
+        for path in sorted((package / name).rglob("*.py")):
+            for module in _hematovision_imports(path):
+                parts = module.split(".")
+                if parts[0] == "hematovision" and len(parts) > 1 and parts[1] in CORE_LAYERS:
+                    if CORE_LAYERS.index(parts[1]) > layer:
+                        upward.append(f"{path.relative_to(REPO_ROOT)} imports {module}")
+    assert sorted(p.name for p in package.iterdir() if p.is_dir() and p.name != "__pycache__") == sorted(CORE_LAYERS)
+    assert upward == []

@@ -8,7 +8,7 @@ import inspect
 import numpy as np
 import pytest
 
-from hematovision.explainers.maskers import (DEFAULT_BASELINE, baseline_image, cell_superpixels,
+from hematovision.explanation.explainers.maskers import (DEFAULT_BASELINE, baseline_image, cell_superpixels,
                                              masked_batch, parse_baseline, region_hierarchy,
                                              region_masks)
 from tests.synthetic import synthetic_smear
@@ -118,8 +118,8 @@ def test_the_region_tree_joins_two_nucleus_lobes_before_the_pale_cytoplasm():
 
 
 def test_every_perturbation_method_and_metric_hides_with_the_same_default_baseline():
-    from hematovision import faithfulness
-    from hematovision.explainers import default_params
+    from hematovision.explanation import faithfulness
+    from hematovision.explanation.explainers import default_params
 
     for method in ("lime", "shap", "occlusion", "integrated_gradients"):
         assert default_params(method)["baseline"] == DEFAULT_BASELINE

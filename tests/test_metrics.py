@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from hematovision.metrics import (
+from hematovision.model.metrics import (
     accuracy_summary,
     confusion_matrix,
     majority_vote,

@@ -10,9 +10,9 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from hematovision.compare import mean_ci
-from hematovision.faithfulness import _auc
-from hematovision.metrics import confusion_matrix, per_class_report, wilson_interval
+from hematovision.explanation.compare import mean_ci
+from hematovision.explanation.faithfulness import _auc
+from hematovision.model.metrics import confusion_matrix, per_class_report, wilson_interval
 
 # scikit-learn warns about any 1x1 confusion matrix, even when labels= names the one class.
 pytestmark = pytest.mark.filterwarnings("ignore:A single label was found:UserWarning")

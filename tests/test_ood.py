@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hematovision.ood import OODDetector
-from hematovision.trust import CHECK, CONFIDENT, NOT_BLOOD_CELL
+from hematovision.model.ood import OODDetector
+from hematovision.model.trust import CHECK, CONFIDENT, NOT_BLOOD_CELL
 from training.nonblood import non_blood_images, synthetic
 
 
@@ -56,7 +56,7 @@ def test_photos_and_other_microscopy_are_flagged(classifier):
 
 
 def test_sample_blood_cells_pass_the_check(classifier):
-    from hematovision.samples import list_samples
+    from hematovision.workflows.samples import list_samples
 
     predictions = classifier.predict_batch([sample.path for sample in list_samples()])
     assert [p.status for p in predictions if p.status == NOT_BLOOD_CELL] == []
@@ -68,8 +68,8 @@ PBC_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "p
 
 @pytest.mark.skipif(not PBC_DIR.is_dir(), reason="PBC data not present")
 def test_calibration_lowers_ece_on_held_out_pbc_images(classifier):
-    from hematovision.calibration import apply_temperature, expected_calibration_error
-    from hematovision.evaluation import predict_files
+    from hematovision.model.calibration import apply_temperature, expected_calibration_error
+    from hematovision.model.evaluation import predict_files
     from training.data import read_pbc, split_pbc
 
     records = read_pbc(PBC_DIR)
@@ -85,8 +85,8 @@ def test_calibration_lowers_ece_on_held_out_pbc_images(classifier):
 def test_model_card_matches_the_shipped_trust_files():
     import json
 
-    from hematovision.classifier import MODEL_CARD_PATH, MODELS_DIR
-    from hematovision.model_card import file_sha256
+    from hematovision.model.classifier import MODEL_CARD_PATH, MODELS_DIR
+    from hematovision.model.model_card import file_sha256
 
     trust = json.loads(MODEL_CARD_PATH.read_text())["trust"]
     assert file_sha256(MODELS_DIR / trust["ood_file"]) == trust["ood_file_sha256"]

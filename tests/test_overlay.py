@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hematovision.overlay import (explanation_png, normalize_attribution, overlay, overlay_png,
+from hematovision.explanation.overlay import (explanation_png, normalize_attribution, overlay, overlay_png,
                                   to_png_bytes)
 
 IMAGE = np.full((224, 224, 3), 200, dtype=np.uint8)

@@ -12,10 +12,10 @@ from html.parser import HTMLParser
 
 import pytest
 
-from hematovision.batch import Skipped
-from hematovision.report import (ImageReport, ModelSummary, _jpeg, batch_contents, batch_report_html,
+from hematovision.workflows.batch import Skipped
+from hematovision.workflows.report import (ImageReport, ModelSummary, _jpeg, batch_contents, batch_report_html,
                                  batch_report_pdf, image_contents, image_report_html, image_report_pdf)
-from hematovision.trust import OTHER_CELL_TYPE, STATUS_TEXT, STATUSES, TrustModel
+from hematovision.model.trust import OTHER_CELL_TYPE, STATUS_TEXT, STATUSES, TrustModel
 from tests.test_statuses import batch_report, one_of_each, pdf_text, prediction
 
 HOSTILE = "<script>alert('x')</script> & \"ward\".png"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hematovision.stain import REFERENCE_MEAN, REFERENCE_STD, lab_statistics, normalise_stain
+from hematovision.model.stain import REFERENCE_MEAN, REFERENCE_STD, lab_statistics, normalise_stain
 from tests.synthetic import synthetic_smear
 
 
@@ -29,7 +29,7 @@ def test_plain_image_survives_normalisation():
 
 
 def test_white_balance_turns_a_yellow_or_blue_slide_the_same_grey():
-    from hematovision.stain import BACKGROUND_LEVEL, background_colour, white_balance
+    from hematovision.model.stain import BACKGROUND_LEVEL, background_colour, white_balance
 
     cell = synthetic_smear(224, 224, nucleus_at=(112, 112)).astype(np.float32)
     yellow = np.clip(cell * [1.0, 0.95, 0.7], 0, 255).astype(np.uint8)
@@ -41,7 +41,7 @@ def test_white_balance_turns_a_yellow_or_blue_slide_the_same_grey():
 
 
 def test_lightness_matching_gives_a_pale_photo_the_reference_contrast_without_a_colour_cast():
-    from hematovision.stain import lab_statistics, normalise_colour
+    from hematovision.model.stain import lab_statistics, normalise_colour
 
     cell = synthetic_smear(224, 224, nucleus_at=(112, 112)).astype(np.float32)
     pale = np.clip(cell * 0.4 + 150, 0, 255).astype(np.uint8)  # washed out, low contrast
@@ -54,7 +54,7 @@ def test_lightness_matching_gives_a_pale_photo_the_reference_contrast_without_a_
 def test_an_unknown_normalisation_is_refused_by_name():
     import pytest
 
-    from hematovision.stain import normalise_colour
+    from hematovision.model.stain import normalise_colour
 
     with pytest.raises(ValueError, match="background, background_lightness, reinhard, none"):
         normalise_colour(np.zeros((8, 8, 3), np.uint8), "histogram")

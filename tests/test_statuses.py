@@ -12,11 +12,11 @@ import io
 import numpy as np
 import pytest
 
-from hematovision.batch import (NOT_CLASSED, BatchCell, cells_csv, confirm_unreviewed, differential, other_cells,
+from hematovision.workflows.batch import (NOT_CLASSED, BatchCell, cells_csv, confirm_unreviewed, differential, other_cells,
                                 set_review)
-from hematovision.cells import CellBox
-from hematovision.classifier import CLASS_NAMES, Prediction
-from hematovision.trust import (CHECK, CONFIDENT, NOT_BLOOD_CELL, OTHER_CELL_TYPE, STATUS_TEXT, STATUSES,
+from hematovision.model.cells import CellBox
+from hematovision.model.classifier import CLASS_NAMES, Prediction
+from hematovision.model.trust import (CHECK, CONFIDENT, NOT_BLOOD_CELL, OTHER_CELL_TYPE, STATUS_TEXT, STATUSES,
                                 UNFAMILIAR_SOURCE, TrustModel)
 
 
@@ -112,7 +112,7 @@ def test_the_csv_carries_status_status_text_and_the_other_type(cells):
 # -- reports -----------------------------------------------------------------------------
 
 def batch_report(cells: list[BatchCell], other_types_checked: bool = True):
-    from hematovision.report import BatchReport, ModelSummary, _jpeg
+    from hematovision.workflows.report import BatchReport, ModelSummary, _jpeg
 
     return BatchReport(title="White-cell differential", created="2026-11-30 09:00 UTC",
                        model=ModelSummary("test.keras", "0123456789ab", ["Kaggle TEST images: 90.0%, n = 10"]),
@@ -128,7 +128,7 @@ def pdf_text(data: bytes) -> str:
 
 
 def test_the_batch_reports_list_other_cells_apart_from_the_differential(cells):
-    from hematovision.report import batch_report_html, batch_report_pdf
+    from hematovision.workflows.report import batch_report_html, batch_report_pdf
 
     report = batch_report(cells)
     page = batch_report_html(report)
@@ -145,7 +145,7 @@ def test_the_batch_reports_list_other_cells_apart_from_the_differential(cells):
 
 
 def test_every_cell_in_a_batch_report_carries_its_status_in_words(cells):
-    from hematovision.report import batch_report_html, batch_report_pdf
+    from hematovision.workflows.report import batch_report_html, batch_report_pdf
 
     report = batch_report(cells)
     page = batch_report_html(report)
@@ -157,7 +157,7 @@ def test_every_cell_in_a_batch_report_carries_its_status_in_words(cells):
 
 
 def test_a_report_from_a_model_without_the_other_type_check_says_so(cells):
-    from hematovision.report import batch_report_html
+    from hematovision.workflows.report import batch_report_html
 
     plain = [c for c in cells if c.prediction.status != OTHER_CELL_TYPE]
     page = batch_report_html(batch_report(plain, other_types_checked=False))
@@ -165,7 +165,7 @@ def test_a_report_from_a_model_without_the_other_type_check_says_so(cells):
 
 
 def test_the_single_image_report_shows_the_status_the_type_it_looks_like_and_the_advice():
-    from hematovision.report import ImageReport, ModelSummary, _jpeg, image_report_html, image_report_pdf
+    from hematovision.workflows.report import ImageReport, ModelSummary, _jpeg, image_report_html, image_report_pdf
 
     pred = prediction("MONOCYTE", OTHER_CELL_TYPE, "immature granulocyte", 0.8)
     advice = TrustModel().advice(pred.status, pred.other_type)
@@ -198,7 +198,7 @@ def test_tables_and_the_cell_picker_name_the_type_another_cell_looks_like():
 
 def test_the_status_guide_explains_all_five_and_knows_which_checks_the_model_lacks():
     from app.texts import STATUS_GUIDE, statuses_not_checked
-    from hematovision.ood import OODDetector
+    from hematovision.model.ood import OODDetector
 
     assert set(STATUS_GUIDE) == set(STATUSES)
     assert "planned" in " ".join(STATUS_GUIDE[UNFAMILIAR_SOURCE])  # lab profiles are not built yet
@@ -213,7 +213,7 @@ def test_the_status_guide_explains_all_five_and_knows_which_checks_the_model_lac
 # -- the command line ----------------------------------------------------------------------
 
 def test_the_cli_names_the_type_another_cell_looks_like(capsys, monkeypatch, tmp_path):
-    import hematovision.cli as cli
+    import hematovision.interfaces.cli as cli
     from PIL import Image
 
     image = tmp_path / "field.png"

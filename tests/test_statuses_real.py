@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hematovision.batch import UploadedImage, classify_batch, differential
-from hematovision.cell_types import OTHER_TYPES
-from hematovision.classifier import CLASS_NAMES, MODEL_CARD_PATH
-from hematovision.trust import CONFIDENT, NOT_BLOOD_CELL, OTHER_CELL_TYPE, UNFAMILIAR_SOURCE
+from hematovision.workflows.batch import UploadedImage, classify_batch, differential
+from hematovision.model.cell_types import OTHER_TYPES
+from hematovision.model.classifier import CLASS_NAMES, MODEL_CARD_PATH
+from hematovision.model.trust import CONFIDENT, NOT_BLOOD_CELL, OTHER_CELL_TYPE, UNFAMILIAR_SOURCE
 from tests.conftest import DATA_DIR
 
 SHARED = DATA_DIR.parent

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from hematovision.classifier import CLASS_NAMES
-from hematovision.samples import list_samples
-from hematovision.teaching import CELL_NOTES, Quiz, QuizError
+from hematovision.model.classifier import CLASS_NAMES
+from hematovision.workflows.samples import list_samples
+from hematovision.workflows.teaching import CELL_NOTES, Quiz, QuizError
 
 
 @pytest.fixture(scope="module")

@@ -33,12 +33,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
-from hematovision.calibration import (apply_temperature, choose_abstain_threshold, coverage_accuracy_curve,
+from hematovision.model.calibration import (apply_temperature, choose_abstain_threshold, coverage_accuracy_curve,
                                       expected_calibration_error, fit_temperature, negative_log_likelihood)
-from hematovision.classifier import DEFAULT_MODEL_PATH, FEATURE_LAYER, card_beside, load_classifier
-from hematovision.evaluation import predict_files
-from hematovision.model_card import file_sha256, load_model_card
-from hematovision.ood import OODDetector
+from hematovision.model.classifier import DEFAULT_MODEL_PATH, FEATURE_LAYER, card_beside, load_classifier
+from hematovision.model.evaluation import predict_files
+from hematovision.model.model_card import file_sha256, load_model_card
+from hematovision.model.ood import OODDetector
 from training import data
 from training.nonblood import validation_non_blood_images
 
@@ -92,9 +92,9 @@ def held_out_and_training(args, sources: tuple[str, ...], seed: int, val_fractio
 
 def shifted_outputs(classifier, paths: list[Path], strength: float, copies: int = 2, seed: int = 7):
     """Model outputs for these images' cells after lab-to-lab changes (seeded), copies stacked."""
-    from hematovision.cells import crop_to_box, locate_white_cell
-    from hematovision.classifier import ModelOutputs
-    from hematovision.imaging import load_image
+    from hematovision.model.cells import crop_to_box, locate_white_cell
+    from hematovision.model.classifier import ModelOutputs
+    from hematovision.model.imaging import load_image
     from training.train import model_inputs
 
     crops = []

@@ -21,10 +21,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
-from hematovision.classifier import CLASS_NAMES, load_classifier
-from hematovision.evaluation import predict_files
-from hematovision.metrics import accuracy_summary, macro_recall, majority_vote, status_mix
-from hematovision.trust import STATUSES
+from hematovision.model.classifier import CLASS_NAMES, load_classifier
+from hematovision.model.evaluation import predict_files
+from hematovision.model.metrics import accuracy_summary, macro_recall, majority_vote, status_mix
+from hematovision.model.trust import STATUSES
 from training import data
 
 # Kaggle validation cells: this many images per cell (a cell's ~36 images are near-copies).

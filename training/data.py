@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from hematovision import cells, stain
-from hematovision.cells import frame_cell
-from hematovision.classifier import CLASS_NAMES
-from hematovision.imaging import load_image
+from hematovision.model import cells, stain
+from hematovision.model.cells import frame_cell
+from hematovision.model.classifier import CLASS_NAMES
+from hematovision.model.imaging import load_image
 
 CACHE_DIR = Path(__file__).resolve().parent / "cache"
 
@@ -182,7 +182,7 @@ OTHER_SPLIT_FRACTIONS = {"test": 0.2, "val": 0.2}
 
 def read_pbc_other(other_dir: Path) -> list[Record]:
     """PBC cells of the other types; ``label`` indexes ``cell_types.OTHER_TYPES``."""
-    from hematovision.cell_types import OTHER_TYPES
+    from hematovision.model.cell_types import OTHER_TYPES
 
     records = read_class_folders(other_dir, [OTHER_FOLDERS[name] for name in OTHER_TYPES], "*.jpg", "pbc-other")
     if not records:

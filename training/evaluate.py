@@ -33,16 +33,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
-from hematovision.calibration import (apply_temperature, coverage_accuracy_curve, expected_calibration_error,
+from hematovision.model.calibration import (apply_temperature, coverage_accuracy_curve, expected_calibration_error,
                                       reliability_bins)
-from hematovision.classifier import CLASS_NAMES, DEFAULT_MODEL_PATH, card_beside, class_index, load_classifier
-from hematovision.evaluation import predict_files
-from hematovision.cell_types import OTHER_TYPES
-from hematovision.cells import CellBox, crop_to_box, locate_white_cell
-from hematovision.imaging import load_image
-from hematovision.metrics import accuracy_summary, macro_recall, majority_vote, rate, status_mix
-from hematovision.model_card import ModelCard, file_sha256, load_model_card
-from hematovision.trust import CONFIDENT, NOT_BLOOD_CELL, OTHER_CELL_TYPE, STATUSES
+from hematovision.model.classifier import CLASS_NAMES, DEFAULT_MODEL_PATH, card_beside, class_index, load_classifier
+from hematovision.model.evaluation import predict_files
+from hematovision.model.cell_types import OTHER_TYPES
+from hematovision.model.cells import CellBox, crop_to_box, locate_white_cell
+from hematovision.model.imaging import load_image
+from hematovision.model.metrics import accuracy_summary, macro_recall, majority_vote, rate, status_mix
+from hematovision.model.model_card import ModelCard, file_sha256, load_model_card
+from hematovision.model.trust import CONFIDENT, NOT_BLOOD_CELL, OTHER_CELL_TYPE, STATUSES
 from training import data
 from training.nonblood import non_blood_images
 
@@ -288,7 +288,7 @@ def evaluate_fields(classifier, data_dir: Path) -> dict:
     for group, fields in groups.items():
         expected = sum(f["expected"] for f in fields.values())
         matched = sum(f["matched"] for f in fields.values())
-        from hematovision.metrics import wilson_interval
+        from hematovision.model.metrics import wilson_interval
 
         summary[group] = {
             "fields": len(fields),
@@ -303,7 +303,7 @@ def evaluate_fields(classifier, data_dir: Path) -> dict:
         }
     summary["how"] = ("ORIGINAL/JPEGImages fields whose labels.csv row names one or two of the four classes "
                       "(empty and basophil rows dropped). 'found' counts the white cells located by "
-                      "hematovision.cells.locate_white_cells; 'classified right' matches the predicted classes "
+                      "hematovision.model.cells.locate_white_cells; 'classified right' matches the predicted classes "
                       "to the named ones as multisets. labels.csv has no boxes, so a right class on a wrong "
                       "object cannot be told apart. held_out = originals of Kaggle TEST cells.")
     return summary

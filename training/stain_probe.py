@@ -20,7 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
-from hematovision import stain
+from hematovision.model import stain
 from training import data
 
 def white_balance(crop: np.ndarray) -> np.ndarray:
@@ -38,8 +38,8 @@ def views(records: list[data.Record]) -> tuple[np.ndarray, np.ndarray]:
     """(frame_cell crops, whole images resized to 224x224) of ``records``."""
     from PIL import Image
 
-    from hematovision.cells import frame_cell
-    from hematovision.imaging import load_image
+    from hematovision.model.cells import frame_cell
+    from hematovision.model.imaging import load_image
 
     crops, wholes = [], []
     for record in records:
@@ -87,7 +87,7 @@ def main(argv=None) -> None:
     pbc_val = np.flatnonzero(pbc_split == "val")
     kaggle_labels = np.array([r.label for r in kaggle])
     pbc_labels = np.array([r.label for r in pbc])
-    # The 400 + 400 training crops that hematovision.stain.REFERENCE_MEAN/STD average over.
+    # The 400 + 400 training crops that hematovision.model.stain.REFERENCE_MEAN/STD average over.
     pick = np.random.default_rng(0)
     kaggle_train_cells = np.flatnonzero(np.isin([r.cell for r in kaggle], sorted(train_cells)))
     kaggle_reference = pick.choice(kaggle_train_cells, 400, replace=False)

@@ -31,11 +31,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
-from hematovision.cells import CellBox, crop_to_box
-from hematovision.classifier import CLASS_NAMES, DEFAULT_MODEL_PATH
-from hematovision.metrics import majority_vote
-from hematovision.model_card import MODEL_CARD_PATH, ModelCard, file_sha256, load_model_card
-from hematovision.stain import NORMALISATIONS, background_colour, normalise_colour
+from hematovision.model.cells import CellBox, crop_to_box
+from hematovision.model.classifier import CLASS_NAMES, DEFAULT_MODEL_PATH
+from hematovision.model.metrics import majority_vote
+from hematovision.model.model_card import MODEL_CARD_PATH, ModelCard, file_sha256, load_model_card
+from hematovision.model.stain import NORMALISATIONS, background_colour, normalise_colour
 from training import data
 
 # The frozen part ends at this layer's output (cached); stage 2 trains blocks N+1 to 16
@@ -71,7 +71,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--val-fraction", type=float, default=0.2)
     parser.add_argument("--colour-normalisation", choices=NORMALISATIONS, default="background",
-                        help="what every crop goes through before the network, as in the app (hematovision.stain)")
+                        help="what every crop goes through before the network, as in the app (hematovision.model.stain)")
     parser.add_argument("--copies", type=int, default=5, help="augmented copies cached per image (first is unaugmented)")
     parser.add_argument("--kaggle-per-cell", type=int, default=12,
                         help="Kaggle TRAIN images used per cell (TRAIN holds ~36 near-copies of each)")
@@ -537,7 +537,7 @@ def train(args) -> dict:
         "early_stopping": f"lowest validation loss (all sources' validation images together), patience {args.patience}",
         "final_model_trained_on": "training parts only: the validation cells/images are held out, because "
                                   "temperature scaling, the abstain threshold and the OOD threshold are fitted on them",
-        "framing": "hematovision.cells.frame_cell, cached once",
+        "framing": "hematovision.model.cells.frame_cell, cached once",
     })
     summary = {
         "command": "python -m training.train " + " ".join(sys.argv[1:]) if sys.argv[1:] else "python -m training.train",
@@ -591,7 +591,7 @@ def write_card(args, training_summary: dict, sources: dict) -> None:
         model_sha256=file_sha256(args.output),
         class_names=list(CLASS_NAMES),
         input_size=224,
-        framing="cropped around the white cell (hematovision.cells.frame_cell): a square 2.2 times the "
+        framing="cropped around the white cell (hematovision.model.cells.frame_cell): a square 2.2 times the "
                 "extent of the most strongly stained nucleus, centred on it, filled with the slide's background "
                 "colour where it passes the photo's edge, resized to 224x224",
         training=training_summary,

@@ -12,8 +12,8 @@ import random
 
 import pytest
 
-from hematovision.classifier import display_name
-from hematovision.imaging import ImageError, load_image
+from hematovision.model.classifier import display_name
+from hematovision.model.imaging import ImageError, load_image
 from scripts.loadtest import (CHROMIUM, IMAGE_WIDTH_WHEN_SETTLED, MAP_TITLES, VIEWPORT,
                               streamlit_server)
 from tests.conftest import REPO_ROOT

@@ -1,0 +1,412 @@
+"""Command-line interface: predict, explain, evaluate and bench without the app.
+
+    python -m hematovision predict IMAGE_OR_FOLDER... [--json] [--csv FILE|-]
+    python -m hematovision explain IMAGE --method gradcam --out map.png
+    python -m hematovision evaluate DIR [--json]
+    python -m hematovision compare --data-dir DIR --per-class N --methods gradcam,lime --out results/
+    python -m hematovision bench [--json]
+    python -m hematovision serve [--host 127.0.0.1] [--port 8000]   # JSON HTTP API, see api.py
+
+A bad input never ends in a traceback: it becomes an ``error`` entry (with ``--json``)
+or a one-line message on stderr, and the exit status is non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from hematovision.model.imaging import ImageError
+
+EXIT_OK = 0
+EXIT_INPUT_ERROR = 1
+EXIT_USAGE = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    _import_tensorflow_quietly()
+    try:
+        return args.handler(args)
+    except (ImageError, FileNotFoundError, NotADirectoryError, ValueError) as exc:
+        _fail(str(exc), as_json=getattr(args, "json", False))
+        return EXIT_INPUT_ERROR
+
+
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow with its C++ start-up log lines kept off the terminal.
+
+    TensorFlow 2.21 prints oneDNN/CPU-feature notices from C++ before any Python
+    setting can silence them; in a CLI they bury the answer.
+    """
+    import os
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m hematovision",
+        description="Classify white blood cells and explain the decision.",
+    )
+    parser.add_argument("--model", help="a .keras model file (default: the committed model)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    predict = commands.add_parser(
+        "predict",
+        help="classify images; a folder means the images directly in it (not its sub-folders)")
+    predict.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER",
+                         help="image files, or folders: the images directly in them, not sub-folders")
+    predict.add_argument("--json", action="store_true", help="print JSON")
+    predict.add_argument("--csv", metavar="FILE",
+                         help="also write one CSV row per image to FILE ('-': print only the CSV)")
+    predict.set_defaults(handler=_predict)
+
+    explain = commands.add_parser("explain", help="write an explanation overlay as PNG")
+    explain.add_argument("image", metavar="IMAGE")
+    explain.add_argument("--method", default="gradcam",
+                         help="gradcam, gradcam++, lime, shap, integrated_gradients, occlusion, smoothgrad or scorecam")
+    explain.add_argument("--out", required=True, metavar="FILE.png")
+    explain.add_argument("--target", help="class to explain (default: the predicted class)")
+    explain.add_argument("--cell", type=int, default=1,
+                         help="in a field with several white cells, which one (1 = the most strongly stained nucleus; see predict)")
+    explain.add_argument("--seed", type=int, default=0)
+    explain.add_argument("--opacity", type=float, default=0.6, help="heatmap opacity, 0-1")
+    explain.add_argument(
+        "--view", choices=["both", "positive", "negative"], default="both",
+        help="for LIME and SHAP: evidence for, against, or both",
+    )
+    explain.add_argument("--json", action="store_true", help="print the explanation's metadata as JSON")
+    explain.set_defaults(handler=_explain)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="accuracy on a folder with one sub-folder per class"
+    )
+    evaluate.add_argument("data_dir", metavar="DIR")
+    evaluate.add_argument("--json", action="store_true", help="print JSON")
+    evaluate.set_defaults(handler=_evaluate)
+
+    compare = commands.add_parser(
+        "compare", help="score explanation methods over a data set (faithfulness, agreement, sanity check)")
+    compare.add_argument("--data-dir", required=True, metavar="DIR", help="DIR/<class>/ images")
+    compare.add_argument("--per-class", type=int, default=5, metavar="N", help="images per class (seeded)")
+    compare.add_argument("--methods", default=None, help="comma-separated (default: all registered methods)")
+    compare.add_argument("--out", required=True, metavar="DIR", help="folder for the CSV, JSON and PNG files")
+    compare.add_argument("--seed", type=int, default=0)
+    compare.add_argument("--steps", type=int, default=20, help="deletion/insertion steps")
+    compare.add_argument("--baseline", default="blur(64)", help="replacement for removed pixels: blur(N) or constant(V)")
+    compare.add_argument("--sanity-per-class", type=int, default=1, metavar="K",
+                         help="first K images of each class also get the model-randomisation check (slow)")
+    compare.add_argument("--stability-per-class", type=int, default=2, metavar="K",
+                         help="first K images of each class also get the seed-stability check")
+    compare.add_argument("--stability-seeds", type=int, default=3, metavar="S",
+                         help="seeds per stability check (at least 2)")
+    compare.set_defaults(handler=_compare)
+
+    bench = commands.add_parser("bench", help="measure load, predict and explanation speed")
+    bench.add_argument("--json", action="store_true", help="print JSON")
+    bench.add_argument("--repeats", type=_positive_int, default=5, help="timed runs per measurement")
+    bench.add_argument(
+        "--compare-tutorial",
+        action="store_true",
+        help="also time LIME and SHAP the way the libraries' tutorials call them",
+    )
+    bench.add_argument(
+        "--compare-reference",
+        action="store_true",
+        help="also measure how closely the LIME and SHAP defaults match high-budget "
+             "references (LIME 2000 samples, SHAP 2000 evaluations), and time the "
+             "tutorial-style calls too: slow, ~1 min per image",
+    )
+    bench.add_argument("--reference-images", type=_positive_int, default=20, metavar="N",
+                       help="cells for --compare-reference (default 20)")
+    bench.set_defaults(handler=_bench)
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the JSON HTTP API (Flask's threaded server: localhost or small deployments)",
+        description="Serve POST /predict, POST /explain and GET /health (see README, 'HTTP API'). "
+                    "This is Flask's own threaded server, meant for localhost or a small "
+                    "deployment; for more, run hematovision.interfaces.api:create_app() under a "
+                    "production WSGI server.",
+    )
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=8000, help="default 8000")
+    serve.set_defaults(handler=_serve)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _classifier(args):
+    from hematovision.model.classifier import load_classifier
+
+    return load_classifier(args.model)
+
+
+def _predict(args) -> int:
+    from hematovision.model.classifier import image_answer
+    from hematovision.model.imaging import load_image
+
+    if args.csv == "-" and args.json:
+        raise ValueError("--csv - and --json both want stdout; write the CSV to a file instead.")
+    if args.csv not in (None, "-") and not Path(args.csv).parent.is_dir():
+        raise NotADirectoryError(f"The folder for --csv does not exist: {Path(args.csv).parent}")
+    classifier = _classifier(args)
+    results, failures = [], 0
+    for name, problem in _expand_folders(args.images):
+        entry = {"file": name}
+        if problem:
+            entry["error"] = problem
+            failures += 1
+            results.append(entry)
+            continue
+        try:
+            # The most strongly stained cell first: its prediction is also the image's top-level answer,
+            # and a whole smear field lists every white cell found.
+            entry.update(image_answer(classifier.predict_cells(load_image(Path(name)))))
+        except (ImageError, OSError, ValueError) as exc:
+            entry["error"] = str(exc)
+            failures += 1
+        results.append(entry)
+    if args.csv:
+        _write_predictions_csv(results, args.csv)
+    if args.csv == "-":
+        for entry in results:
+            if "error" in entry:
+                print(f"{entry['file']}: error: {entry['error']}", file=sys.stderr)
+    elif args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for entry in results:
+            if "error" in entry:
+                print(f"{entry['file']}: error: {entry['error']}", file=sys.stderr)
+            elif len(entry["cells"]) == 1:
+                print(f"{entry['file']}: {_cell_line(entry)}")
+            else:
+                print(f"{entry['file']}: {len(entry['cells'])} white cells")
+                for number, cell in enumerate(entry["cells"], 1):
+                    box = cell["cell_box"]
+                    print(f"  cell {number} at x={box['x']} y={box['y']} ({box['width']} px): {_cell_line(cell)}")
+    return EXIT_INPUT_ERROR if failures else EXIT_OK
+
+
+def _expand_folders(names: Sequence[str]) -> list[tuple[str, str | None]]:
+    """(file, problem or None) for each argument, a folder standing for the images directly in it.
+
+    Not recursive, like ``evaluate``'s class folders: a folder of results or thumbnails
+    beside the images is not swept in by accident. A folder without images is a problem
+    to report, not silence.
+    """
+    from hematovision.model.evaluation import list_images
+    from hematovision.model.imaging import SUPPORTED_SUFFIXES
+
+    expanded: list[tuple[str, str | None]] = []
+    for name in names:
+        path = Path(name)
+        if not path.is_dir():
+            expanded.append((name, None))
+            continue
+        try:
+            images = list_images(path)
+        except OSError as exc:
+            expanded.append((name, f"The folder cannot be read ({exc.strerror or exc})."))
+            continue
+        if not images:
+            suffixes = ", ".join(SUPPORTED_SUFFIXES)
+            expanded.append((name, f"No images ({suffixes}) directly in this folder."))
+        expanded.extend((str(image), None) for image in images)
+    return expanded
+
+
+def _write_predictions_csv(results: list[dict], destination: str) -> None:
+    """One row per image: its top-level answer, a probability column per class, any error."""
+    from hematovision.model.classifier import CLASS_NAMES
+
+    probability_columns = {name: f"probability_{name.lower()}" for name in CLASS_NAMES}
+    columns = ["file", "label", "confidence", *probability_columns.values(),
+               "status", "other_type", "cell_count", "error"]
+    rows = []
+    for entry in results:
+        row = {"file": entry["file"], "error": entry.get("error", "")}
+        if "error" not in entry:
+            row.update({key: entry[key] for key in ("label", "confidence", "status", "cell_count")})
+            row["other_type"] = entry.get("other_type") or ""
+            row.update({column: entry["probabilities"][name]
+                        for name, column in probability_columns.items()})
+        rows.append(row)
+    if destination == "-":
+        _write_csv_rows(sys.stdout, columns, rows)
+        return
+    try:
+        with open(destination, "w", newline="", encoding="utf-8") as handle:
+            _write_csv_rows(handle, columns, rows)
+    except OSError as exc:
+        raise ValueError(f"Cannot write --csv {destination}: {exc.strerror or exc}") from None
+
+
+def _write_csv_rows(handle, columns: list[str], rows: list[dict]) -> None:
+    writer = csv.DictWriter(handle, fieldnames=columns, restval="")
+    writer.writeheader()
+    writer.writerows(rows)
+
+
+def _compare(args) -> int:
+    from hematovision.explanation.compare import run_comparison
+    from hematovision.explanation.explainers import available_methods
+
+    if args.per_class < 1:
+        raise ValueError("--per-class must be at least 1.")
+    if args.stability_seeds < 2:
+        raise ValueError("--stability-seeds must be at least 2.")
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else available_methods()
+    out = Path(args.out)
+    summary = run_comparison(_classifier(args), Path(args.data_dir), args.per_class, methods, out, seed=args.seed,
+                             steps=args.steps, baseline=args.baseline, sanity_per_class=args.sanity_per_class,
+                             stability_per_class=args.stability_per_class, stability_seeds=args.stability_seeds,
+                             progress=lambda line: print(line, file=sys.stderr))
+    for method, entry in summary["methods"].items():
+        stability = entry["stability_spearman"]["mean"]
+        print(f"{method:22s} deletion AUC {entry['deletion_auc']['mean']:.3f}  insertion AUC "
+              f"{entry['insertion_auc']['mean']:.3f}  drop {entry['drop']['mean']:.3f}  "
+              f"{entry['seconds']['mean']:.2f} s  seed stability "
+              f"{'-' if stability is None else f'{stability:.2f}'}  "
+              f"sanity {entry['sanity_passed']}/{entry['sanity_checked']}")
+    print(f"Wrote per_image.csv, summary.csv, summary.json, agreement.csv, curves.png and figures.html to {out}")
+    return EXIT_OK
+
+
+def _cell_line(cell: dict) -> str:
+    """'neutrophil (93.1%) - Confident'. Another cell type leads with the type it looks like,
+    since its class among the four is only the nearest of them."""
+    from hematovision.model.cell_types import OTHER_TYPE_TEXT
+    from hematovision.model.trust import OTHER_CELL_TYPE
+
+    call = f"{cell['label'].lower()} ({cell['confidence']:.1%})"
+    if cell.get("status") != OTHER_CELL_TYPE:
+        return f"{call} - {cell['status_text']}"
+    chance = cell.get("other_type_probability")
+    looks = OTHER_TYPE_TEXT.get(cell.get("other_type") or "", "another type")
+    return (f"{cell['status_text']}: looks most like {looks}"
+            + (f" ({chance:.0%} likely none of the four)" if chance is not None else "")
+            + f"; nearest of the four: {call}")
+
+
+def _explain(args) -> int:
+    from hematovision.explanation.explainers import explain
+    from hematovision.explanation.overlay import explanation_png
+
+    out = Path(args.out)
+    if out.suffix.lower() != ".png":
+        raise ValueError(f"--out must name a .png file, got {out.name}")
+    if not out.parent.is_dir():
+        raise NotADirectoryError(f"The folder for --out does not exist: {out.parent}")
+    classifier = _classifier(args)
+    cells = classifier.predict_cells(Path(args.image))
+    if not 1 <= args.cell <= len(cells):
+        raise ValueError(f"--cell {args.cell}: this image has {len(cells)} white cell(s); choose 1 to {len(cells)}.")
+    prediction = cells[args.cell - 1]
+    explanation = explain(
+        classifier, prediction.model_input, method=args.method, target=args.target, seed=args.seed
+    )
+    out.write_bytes(
+        explanation_png(prediction.model_input, explanation, opacity=args.opacity, view=args.view)
+    )
+    summary = {
+        "file": args.image,
+        "cell": args.cell,
+        "prediction": prediction.as_dict(),
+        "explanation": explanation.metadata(),
+        "out": str(out),
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(
+            f"{explanation.label} for {explanation.target.lower()} "
+            f"({explanation.seconds:.2f} s, {explanation.evaluations} model evaluations) -> {out}"
+        )
+    return EXIT_OK
+
+
+def _evaluate(args) -> int:
+    from hematovision.model.evaluation import evaluate_folder
+
+    report = evaluate_folder(_classifier(args), Path(args.data_dir))
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return EXIT_OK
+    low, high = report["accuracy_ci95"]
+    print(f"images: {report['n']}  accuracy: {report['accuracy']:.2%} (95% CI {low:.1%}-{high:.1%})")
+    print("recall per class:")
+    for name, scores in report["per_class"].items():
+        print(f"  {name.lower():<11} {scores['recall']:.2%}  (n={scores['support']})")
+    print("confusion matrix (rows: true, columns: predicted):")
+    names = report["class_names"]
+    print("      " + "".join(f"{n[:4].lower():>7}" for n in names))
+    for name, row in zip(names, report["confusion_matrix"]):
+        print(f"  {name[:4].lower():<4}" + "".join(f"{v:>7}" for v in row))
+    for entry in report["unreadable"]:
+        print(f"skipped {entry['file']}: {entry['error']}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _bench(args) -> int:
+    from hematovision.interfaces.bench import run_bench
+
+    # The reference check reports agreement; the tutorial timing beside it, the speed-up.
+    results = run_bench(repeats=args.repeats,
+                        compare_tutorial=args.compare_tutorial or args.compare_reference,
+                        compare_reference=args.compare_reference,
+                        reference_images=args.reference_images)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for key, value in results.items():
+            print(f"{key}: {value}")
+    return EXIT_OK
+
+
+def _serve(args) -> int:
+    import numpy as np
+
+    from hematovision.interfaces.api import create_app
+
+    classifier = _classifier(args)
+    # One throwaway prediction traces the model's graph now, so the first request is not slow.
+    side = classifier.input_size
+    classifier.predict_cells(np.full((side, side, 3), 220, np.uint8))
+    app = create_app(classifier)
+    print(f"HematoVision API on http://{args.host}:{args.port}/ "
+          "(GET /health, POST /predict, POST /explain); Ctrl+C stops it.", file=sys.stderr)
+    app.run(host=args.host, port=args.port, threaded=True, debug=False, load_dotenv=False)
+    return EXIT_OK
+
+
+def _fail(message: str, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"error": message}))
+    else:
+        print(f"error: {message}", file=sys.stderr)

@@ -1,0 +1,249 @@
+"""The white-cell classifier: the committed Keras model behind a small, fast interface.
+
+The model takes raw RGB pixels (0-255) at 224x224; scaling to MobileNetV2's -1..1 range
+is a layer inside it, so every caller feeds the same thing. What callers add here is
+framing: each image is cropped around its white cell first (see ``cells.py``), exactly
+as the training script did.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from hematovision.model.cells import CellBox, crop_to_box, locate_white_cell, locate_white_cells
+from hematovision.model.imaging import ImageSource, load_image
+from hematovision.model.model_card import MODEL_CARD_PATH, MODELS_DIR, load_model_card
+from hematovision.model.stain import normalise_colour
+from hematovision.model.trust import TrustModel
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of the CLI
+
+CLASS_NAMES: tuple[str, ...] = ("EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL")
+PROJECT_ROOT = MODELS_DIR.parent
+DEFAULT_MODEL_PATH = MODELS_DIR / "hematovision-mobilenetv2.keras"
+# Name of the last convolutional layer, the one Grad-CAM looks at.
+LAST_CONV_LAYER = "Conv_1"
+# The out-of-distribution check reads this block's output, averaged over the image.
+# The final pooled features are shaped to separate the four classes and place a cat photo
+# among the cells; block 12's still describe what the image looks like (on validation and
+# non-blood images they flagged 100% of non-blood images vs 44% for the final features).
+FEATURE_LAYER = "block_12_add"
+# The other-type detector (cell_types.py) reads the final pooled features: the ones the
+# four-class decision is made from, which describe the cell itself.
+OTHER_TYPE_LAYER = "avg_pool"
+# Batch size for forward passes: big enough to keep both cores busy, small enough
+# that a LIME or SHAP batch never needs much memory.
+FORWARD_BATCH = 32
+
+
+def display_name(class_name: str) -> str:
+    """'NEUTROPHIL' -> 'Neutrophil'."""
+    return class_name.capitalize()
+
+
+@dataclass
+class Prediction:
+    """What the classifier says about one white cell.
+
+    ``probabilities`` and ``confidence`` are calibrated (temperature-scaled); the raw
+    softmax is kept beside them. ``status`` says whether to trust the call (see trust.py).
+    """
+
+    label: str
+    confidence: float
+    probabilities: dict[str, float]
+    box: CellBox
+    model_input: np.ndarray = field(repr=False)  # the 224x224 crop the model saw
+    status: str = "confident"
+    status_text: str = "Confident"
+    raw_confidence: float = 0.0
+    ood_score: float | None = None
+    other_type: str | None = None  # with status other_cell_type: the type it looks most like
+    other_type_probability: float | None = None  # p(none of the four types)
+
+    @property
+    def class_index(self) -> int:
+        return CLASS_NAMES.index(self.label)
+
+    def as_dict(self) -> dict:
+        return {
+            "label": self.label,
+            "confidence": round(self.confidence, 6),
+            "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()},
+            "status": self.status,
+            "status_text": self.status_text,
+            "raw_confidence": round(self.raw_confidence, 6),
+            "ood_score": None if self.ood_score is None else round(self.ood_score, 3),
+            "other_type": self.other_type,
+            "other_type_probability": (None if self.other_type_probability is None
+                                       else round(self.other_type_probability, 6)),
+            "cell_box": self.box.as_dict(),
+        }
+
+
+class Classifier:
+    """Wraps a loaded Keras model; build it with ``load_classifier()``."""
+
+    def __init__(self, model, model_path: Path | None = None, colour_normalisation: str = "none",
+                 trust: TrustModel | None = None) -> None:
+        import keras
+        import tensorflow as tf
+
+        self.model = model
+        self.model_path = model_path
+        self.input_size = int(model.input_shape[1])
+        self.colour_normalisation = colour_normalisation
+        self.trust = trust or TrustModel()
+        # One traced graph for every batch size: perturbation explainers call this
+        # thousands of times, and model.predict() pays its per-call set-up every time.
+        signature = [tf.TensorSpec([None, self.input_size, self.input_size, 3], tf.float32)]
+        self._forward = tf.function(lambda batch: model(batch, training=False),
+                                    input_signature=signature, reduce_retracing=True)
+        pooled = keras.layers.GlobalAveragePooling2D(name="ood_features")(model.get_layer(FEATURE_LAYER).output)
+        with_features = keras.Model(model.input, [pooled, model.get_layer(OTHER_TYPE_LAYER).output, model.output])
+        self._forward_with_features = tf.function(lambda batch: with_features(batch, training=False),
+                                                  input_signature=signature, reduce_retracing=True)
+
+    # -- framing -------------------------------------------------------------
+    def _model_view(self, rgb: np.ndarray, box: CellBox) -> np.ndarray:
+        crop = crop_to_box(rgb, box, self.input_size)
+        return normalise_colour(crop, self.colour_normalisation)
+
+    def prepare(self, image: ImageSource) -> tuple[np.ndarray, CellBox]:
+        """Load any supported input and return (what the model sees of its main cell, the box)."""
+        rgb = load_image(image)
+        box = locate_white_cell(rgb)
+        return self._model_view(rgb, box), box
+
+    def prepare_cells(self, image: ImageSource) -> list[tuple[np.ndarray, CellBox]]:
+        """Every white cell found in the image (a whole smear field may hold several)."""
+        rgb = load_image(image)
+        return [(self._model_view(rgb, box), box) for box in locate_white_cells(rgb)]
+
+    # -- raw forward passes ---------------------------------------------------
+    def _batched(self, forward, batch: np.ndarray):
+        batch = np.asarray(batch, dtype=np.float32)
+        if batch.ndim == 3:
+            batch = batch[None]
+        return [forward(batch[start : start + FORWARD_BATCH]) for start in range(0, len(batch), FORWARD_BATCH)]
+
+    def predict_proba(self, batch: np.ndarray) -> np.ndarray:
+        """Raw softmax for model-size RGB images, shape (N, 224, 224, 3), 0-255."""
+        outputs = [out.numpy() for out in self._batched(self._forward, batch)]
+        if not outputs:
+            return np.zeros((0, len(CLASS_NAMES)), np.float32)
+        return np.concatenate(outputs, axis=0)
+
+    def outputs(self, batch: np.ndarray) -> "ModelOutputs":
+        """Raw softmax and the features the trust checks read, in one forward pass."""
+        chunks = [[part.numpy() for part in out] for out in self._batched(self._forward_with_features, batch)]
+        if not chunks:
+            widths = [int(self.model.get_layer(name).output.shape[-1]) for name in (FEATURE_LAYER, OTHER_TYPE_LAYER)]
+            return ModelOutputs(np.zeros((0, widths[0]), np.float32), np.zeros((0, widths[1]), np.float32),
+                                np.zeros((0, len(CLASS_NAMES)), np.float32))
+        return ModelOutputs(*(np.concatenate([chunk[i] for chunk in chunks]) for i in range(3)))
+
+    # -- user-facing predictions ----------------------------------------------
+    def predict(self, image: ImageSource) -> Prediction:
+        return self.predict_batch([image])[0]
+
+    def predict_batch(self, images: Iterable[ImageSource]) -> list[Prediction]:
+        return self.predict_crops([self.prepare(image) for image in images])
+
+    def predict_cells(self, image: ImageSource) -> list[Prediction]:
+        """One prediction per white cell in the image, the most strongly stained nucleus first."""
+        return self.predict_crops(self.prepare_cells(image))
+
+    def predict_crops(self, prepared: list[tuple[np.ndarray, CellBox]]) -> list[Prediction]:
+        if not prepared:
+            return []
+        crops = np.stack([crop for crop, _ in prepared])
+        out = self.outputs(crops)
+        assessments = self.trust.assess(out.probabilities, out.ood_features, out.type_features,
+                                        [box.found for _, box in prepared])
+        return [_to_prediction(probs, assessment, box, crop)
+                for probs, assessment, (crop, box) in zip(out.probabilities, assessments, prepared)]
+
+
+@dataclass
+class ModelOutputs:
+    """One forward pass: pooled FEATURE_LAYER features (OOD check), OTHER_TYPE_LAYER features
+    (other-type detector) and the raw softmax, one row per image."""
+
+    ood_features: np.ndarray
+    type_features: np.ndarray
+    probabilities: np.ndarray
+
+
+def _to_prediction(raw: np.ndarray, assessment, box: CellBox, crop: np.ndarray) -> Prediction:
+    best = int(np.argmax(raw))
+    calibrated = assessment.calibrated_probabilities
+    return Prediction(
+        label=CLASS_NAMES[best],
+        confidence=float(calibrated[best]),
+        probabilities={name: float(p) for name, p in zip(CLASS_NAMES, calibrated)},
+        box=box,
+        model_input=crop,
+        status=assessment.status,
+        status_text=assessment.status_text,
+        raw_confidence=float(raw[best]),
+        ood_score=assessment.ood_score,
+        other_type=assessment.other_type,
+        other_type_probability=assessment.other_type_probability,
+    )
+
+
+def card_beside(model_path: Path) -> Path | None:
+    """The model card that belongs to a model file: the shipped card, or one next to it."""
+    if model_path.resolve() == DEFAULT_MODEL_PATH.resolve():
+        return MODEL_CARD_PATH
+    for name in ("model-card.json", "card.json"):
+        if (model_path.parent / name).is_file():
+            return model_path.parent / name
+    return None
+
+
+@functools.lru_cache(maxsize=4)
+def load_classifier(model_path: str | Path | None = None) -> Classifier:
+    """Load the committed model (or another ``.keras`` file) once per process."""
+    import keras
+
+    path = Path(model_path) if model_path else DEFAULT_MODEL_PATH
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"Model file not found: {path}. Train one with `python -m training.train`."
+        )
+    model = keras.saving.load_model(path, compile=False)
+    card_path = card_beside(path)
+    card = load_model_card(card_path) if card_path is not None else None
+    if card is None:  # nothing says how it was trained or calibrated: plain colours, no trust checks
+        return Classifier(model, path)
+    return Classifier(model, path, colour_normalisation=card.training.colour_normalisation,
+                      trust=TrustModel.from_card(card.trust, card_path.parent))
+
+
+def class_index(name: str) -> int:
+    """Accept 'neutrophil', 'Neutrophils', 'NEUTROPHIL'... and return its index."""
+    key = name.strip().upper().rstrip("S")
+    for index, class_name in enumerate(CLASS_NAMES):
+        if class_name == key:
+            return index
+    raise ValueError(f"Unknown class {name!r}; expected one of {', '.join(CLASS_NAMES)}.")
+
+
+def image_answer(cells: list[Prediction]) -> dict:
+    """One image's answer as JSON: its first cell's prediction at the top, every cell in ``cells``.
+
+    Shared by ``predict --json`` and the HTTP API so both describe an image the same way.
+    """
+    return {
+        **cells[0].as_dict(),
+        "cell_count": sum(cell.box.found for cell in cells),
+        "cells": [cell.as_dict() for cell in cells],
+    }
