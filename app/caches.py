@@ -8,6 +8,7 @@ themselves are passed as ``_``-prefixed arguments, which Streamlit does not hash
 from __future__ import annotations
 
 import gc
+import weakref
 
 import numpy as np
 import streamlit as st
@@ -16,10 +17,11 @@ from app import images
 from app.state import COMPARISONS
 from hematovision import load_classifier
 from hematovision.explanation import overlay
-from hematovision.model.classifier import Classifier, Prediction
 from hematovision.explanation.compare import compare_image
 from hematovision.explanation.explainers import Explanation, built_explainers, explain
+from hematovision.model.classifier import Classifier, Prediction
 from hematovision.model.imaging import load_image
+from hematovision.model.model_card import file_sha256
 
 THUMBNAIL_SIDE = 360  # the sidebar's copy of the current image
 MAX_COMPARISONS = 6  # per session; each holds 8 maps of 224x224 floats (~1.6 MB)
@@ -30,10 +32,17 @@ def get_classifier() -> Classifier:
     global _classifiers_loaded
     classifier = load_classifier()
     _classifiers_loaded += 1
+    _classifiers.add(classifier)
     return classifier
 
 
 _classifiers_loaded = 0
+_classifiers: weakref.WeakSet[Classifier] = weakref.WeakSet()  # what get_classifier made, while cached
+
+
+def explainers_built() -> int:
+    """Explainers built by the classifiers this cache holds (each once per method)."""
+    return sum(built_explainers(classifier) for classifier in list(_classifiers))
 _frozen_after: tuple[int, int] = (0, 0)  # (classifiers loaded, explainers built) at the last freeze
 
 
@@ -50,7 +59,7 @@ def freeze_long_lived_objects() -> None:
     one run that are frozen with them are all the memory this can keep.
     """
     global _frozen_after
-    built = (_classifiers_loaded, built_explainers())
+    built = (_classifiers_loaded, explainers_built())
     if built != _frozen_after:
         gc.freeze()
         _frozen_after = built
@@ -138,3 +147,9 @@ def run_comparison(key: tuple, crop: np.ndarray, settings: dict, progress):
     while len(stored) > MAX_COMPARISONS:  # dicts keep insertion order: drop the oldest
         stored.pop(next(iter(stored)))
     return result
+
+
+@st.cache_data(show_spinner=False)
+def model_file_sha256(path: str, mtime: float) -> str | None:
+    """The model file's SHA-256 for the Model page, computed again only when the file changes."""
+    return file_sha256(path)

@@ -5,13 +5,11 @@ Plain functions of an RGB array; ``app.caches`` keeps their results per image di
 
 from __future__ import annotations
 
-import base64
-import io
-
 import numpy as np
 from PIL import Image, ImageDraw
 
 from hematovision.model.cells import CellBox
+from hematovision.model.imaging import data_uri, jpeg_bytes
 
 PREVIEW_SIDE = 1000  # longest side of images sent to the browser for display
 BOX_COLOUR = (0, 200, 255)  # cyan: stands out against pink red cells and purple nuclei
@@ -67,6 +65,4 @@ def thumbnail(rgb: np.ndarray, side: int) -> np.ndarray:
 
 def jpeg_data_uri(rgb: np.ndarray) -> str:
     """A small image as a data URI, for st.column_config.ImageColumn (nothing is served from disk)."""
-    buffer = io.BytesIO()
-    Image.fromarray(np.asarray(rgb, np.uint8)).save(buffer, format="JPEG", quality=85)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return data_uri(jpeg_bytes(rgb))

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from hematovision.workflows.batch import looks_like
 from hematovision.model.classifier import Prediction
-from hematovision.model.trust import CHECK, CONFIDENT, NOT_BLOOD_CELL, OTHER_CELL_TYPE, UNFAMILIAR_SOURCE, TrustModel
+from hematovision.model.trust import (
+    CHECK,
+    CONFIDENT,
+    NOT_BLOOD_CELL,
+    OTHER_CELL_TYPE,
+    UNFAMILIAR_SOURCE,
+    TrustModel,
+)
+from hematovision.workflows.batch import looks_like
 
 
 def format_seconds(seconds: float | None) -> str:

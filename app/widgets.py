@@ -10,13 +10,30 @@ from app import caches, state
 from app.state import CELL_INDEX, IMAGE_REPORT, UPLOAD_ERROR, CurrentImage
 from app.texts import STATUS_GUIDE, cell_choice_label, statuses_not_checked
 from hematovision.explanation import overlay
-from hematovision.model.classifier import Prediction
 from hematovision.explanation.explainers import Explanation
-from hematovision.model.imaging import MAX_UPLOAD_BYTES, SUPPORTED_SUFFIXES, ImageError, over_upload_limit
-from hematovision.workflows.report import REPORT_METHODS, build_image_report, image_report_html, image_report_pdf
+from hematovision.model.classifier import Prediction
+from hematovision.model.imaging import (
+    MAX_UPLOAD_BYTES,
+    SUPPORTED_SUFFIXES,
+    ImageError,
+    over_upload_limit,
+)
+from hematovision.model.trust import (
+    CHECK,
+    CONFIDENT,
+    NOT_BLOOD_CELL,
+    OTHER_CELL_TYPE,
+    STATUS_TEXT,
+    STATUSES,
+    UNFAMILIAR_SOURCE,
+)
+from hematovision.workflows.report import (
+    REPORT_METHODS,
+    build_image_report,
+    image_report_html,
+    image_report_pdf,
+)
 from hematovision.workflows.samples import find_sample
-from hematovision.model.trust import (CHECK, CONFIDENT, NOT_BLOOD_CELL, OTHER_CELL_TYPE, STATUS_TEXT, STATUSES,
-                                UNFAMILIAR_SOURCE)
 
 
 # ---------------------------------------------------------------------------

@@ -6,15 +6,32 @@ import hashlib
 
 import streamlit as st
 
-from app import caches, charts, state, widgets
+from app import caches, state, widgets
 from app.page_paths import EXPLAIN_PAGE
 from app.state import BATCH, BATCH_REPORT, BATCH_UPLOADER, CELL_INDEX, review_key, uploaded_image
 from app.texts import format_percent, status_label
-from hematovision.workflows.batch import (NOT_CLASSED, REFERENCE_SOURCE, BatchCell, Skipped, cells_csv, classify_batch,
-                                confirm_unreviewed, differential, expand_uploads, other_cells, set_review)
+from hematovision import charts
 from hematovision.model.classifier import CLASS_NAMES, display_name
 from hematovision.model.imaging import SUPPORTED_SUFFIXES
-from hematovision.workflows.report import batch_report_html, batch_report_pdf, build_batch_report, other_types_note
+from hematovision.workflows.batch import (
+    NOT_CLASSED,
+    REFERENCE_SOURCE,
+    BatchCell,
+    Skipped,
+    cells_csv,
+    classify_batch,
+    confirm_unreviewed,
+    differential,
+    expand_uploads,
+    other_cells,
+    set_review,
+)
+from hematovision.workflows.report import (
+    batch_report_html,
+    batch_report_pdf,
+    build_batch_report,
+    other_types_note,
+)
 
 state.init_state()
 PAGE_SIZE = 24

@@ -2,10 +2,11 @@
 
 import streamlit as st
 
-from app import caches, charts, state, widgets
+from app import caches, state, widgets
 from app.page_paths import EXPLAIN_PAGE
 from app.state import CELL_RADIO
 from app.texts import format_percent, status_label
+from hematovision import charts
 from hematovision.model.classifier import display_name
 from hematovision.workflows.samples import find_sample, list_samples
 

@@ -7,13 +7,28 @@ from app import caches, state, widgets
 from app.explanations import EXTRA_METHODS, METHOD_ORDER, METHOD_TITLES
 from app.state import CELL_SELECT_COMPARE, COMPARE_SETTINGS
 from app.texts import format_percent
-from hematovision.model.classifier import CLASS_NAMES, display_name
+from hematovision.charts import (
+    agreement_figure,
+    benchmark_curves_figure,
+    curves_figure,
+    maps_figure,
+    sanity_figure,
+    summary_agreement,
+)
 from hematovision.explanation.compare import DEFAULT_STABILITY_SEEDS
-from hematovision.explanation.compare_tables import (benchmark_table, comparison_table, load_benchmark,
-                                         most_faithful)
-from hematovision.explanation.faithfulness import CASCADE, DEFAULT_BASELINE, DEFAULT_KEEP_FRACTION, DEFAULT_STEPS
-from hematovision.explanation.figures import (agreement_figure, benchmark_curves_figure, curves_figure, maps_figure,
-                                  sanity_figure, summary_agreement)
+from hematovision.explanation.compare_tables import (
+    benchmark_table,
+    comparison_table,
+    load_benchmark,
+    most_faithful,
+)
+from hematovision.explanation.faithfulness import (
+    CASCADE,
+    DEFAULT_BASELINE,
+    DEFAULT_KEEP_FRACTION,
+    DEFAULT_STEPS,
+)
+from hematovision.model.classifier import CLASS_NAMES, display_name
 from hematovision.workflows.samples import list_samples
 
 state.init_state()

@@ -3,14 +3,23 @@
 import streamlit as st
 
 from app import caches, state, widgets
-from app.explanations import (DEFAULT_LIME_SAMPLES, DEFAULT_SHAP_EVALS, EXTRA_METHODS, LIME_SAMPLES_CHOICES,
-                              METHOD_BLURBS, METHOD_TITLES, SHAP_EVALS_CHOICES, ExplainSettings, explanation_key)
+from app.explanations import (
+    DEFAULT_LIME_SAMPLES,
+    DEFAULT_SHAP_EVALS,
+    EXTRA_METHODS,
+    LIME_SAMPLES_CHOICES,
+    METHOD_BLURBS,
+    METHOD_TITLES,
+    SHAP_EVALS_CHOICES,
+    ExplainSettings,
+    explanation_key,
+)
 from app.page_paths import CLASSIFY_PAGE
 from app.state import CELL_SELECT, EXPLAIN_SETTINGS, OPACITY, SIGN_VIEW
 from app.texts import format_percent, format_seconds
 from hematovision.model.classifier import CLASS_NAMES, display_name
-from hematovision.workflows.samples import list_samples
 from hematovision.model.trust import OTHER_CELL_TYPE
+from hematovision.workflows.samples import list_samples
 
 state.init_state()
 SEED = 0

@@ -3,27 +3,27 @@ abstention, out-of-distribution flag rates, whole fields, data, training, limits
 
 import streamlit as st
 
-from app import charts, state, widgets
+from app import caches, state, widgets
 from app.texts import format_percent, format_seconds
+from hematovision import charts
 from hematovision.model.cell_types import OTHER_TYPES
 from hematovision.model.classifier import CLASS_NAMES, DEFAULT_MODEL_PATH, display_name
-from hematovision.model.trust import STATUS_TEXT
 from hematovision.model.model_card import (
     IMAGE_SPLITS,
     SPLITS,
-    comparison_rows,
-    leave_one_lab_out_rows,
-    status_rows,
     UNSEEN_SPLITS,
     ModelCardError,
+    comparison_rows,
     confusion_matrix,
     default_card_path,
-    file_sha256,
     interval_text,
+    leave_one_lab_out_rows,
     load_model_card,
     model_file_check,
     per_class_rows,
+    status_rows,
 )
+from hematovision.model.trust import STATUS_TEXT
 
 state.init_state()
 
@@ -33,11 +33,6 @@ NORMALISATION_TEXT = {
     "reinhard": "Stain normalisation: every crop's L\\*a\\*b\\* colour mean and spread are moved to a shared "
                 "reference (Reinhard colour transfer), in training and in the app alike",
 }
-
-
-@st.cache_data(show_spinner=False)
-def committed_model_sha256(path: str, mtime: float) -> str | None:
-    return file_sha256(path)
 
 
 def show_setting_table(settings: dict) -> None:
@@ -81,7 +76,7 @@ if card is None:
         icon=":material/warning:",
     )
     if DEFAULT_MODEL_PATH.is_file():
-        sha = committed_model_sha256(str(DEFAULT_MODEL_PATH), DEFAULT_MODEL_PATH.stat().st_mtime)
+        sha = caches.model_file_sha256(str(DEFAULT_MODEL_PATH), DEFAULT_MODEL_PATH.stat().st_mtime)
         st.markdown(f"Model file in use: `{DEFAULT_MODEL_PATH.name}`")
         st.code(f"sha256 {sha}", language=None)
     widgets.decision_support_note()

@@ -15,8 +15,8 @@ from app.explanations import teaching_explanation_key
 from app.page_paths import ATLAS_PAGE
 from app.state import OPACITY, QUIZ, image_digest, quiz_choice_key
 from app.texts import format_percent
-from hematovision.model.classifier import CLASS_NAMES, Prediction, display_name
 from hematovision.explanation.explainers import Explanation
+from hematovision.model.classifier import CLASS_NAMES, Prediction, display_name
 from hematovision.workflows.samples import Sample, list_samples
 from hematovision.workflows.teaching import CELL_NOTES, Quiz
 

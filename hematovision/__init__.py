@@ -7,8 +7,8 @@ Core package (no Streamlit here). Typical use:
     result = clf.predict(load_image("cell.jpg"))
 """
 
-from hematovision.model.imaging import ImageError, load_image
 from hematovision.model.classifier import CLASS_NAMES, Classifier, Prediction, load_classifier
+from hematovision.model.imaging import ImageError, load_image
 
 __all__ = [
     "CLASS_NAMES",

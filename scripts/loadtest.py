@@ -385,8 +385,8 @@ def construction_counts() -> Iterator[dict[str, int]]:
     """Count, while active: classifiers built, load_classifier() calls from the app,
     explainers built and explanations computed (the app's cache misses)."""
     from app import caches
-    from hematovision.model.classifier import Classifier
     from hematovision.explanation.explainers.base import Explainer
+    from hematovision.model.classifier import Classifier
 
     counts = {"classifiers_built": 0, "load_classifier_calls": 0, "explainers_built": 0,
               "explanations_computed": 0}
@@ -431,8 +431,8 @@ def rerun_explain(reruns: int = 500, sample_key: str = "neutrophil-1", trace_eve
     """
     from streamlit.testing.v1 import AppTest
 
+    from app.caches import explainers_built
     from app.state import CURRENT_IMAGE, OPACITY, sample_image
-    from hematovision.explanation.explainers import built_explainers
     from hematovision.workflows.samples import find_sample
 
     sample = find_sample(sample_key)
@@ -449,7 +449,7 @@ def rerun_explain(reruns: int = 500, sample_key: str = "neutrophil-1", trace_eve
             _check_explain_page(at, "warm-up")
         warmup_s = time.monotonic() - warm_started
         warm_counts = dict(counts)
-        warm_instances = built_explainers()
+        warm_instances = explainers_built()
         before = own_rss_bytes()
 
         trace = [round(before / MB)]
@@ -463,7 +463,7 @@ def rerun_explain(reruns: int = 500, sample_key: str = "neutrophil-1", trace_eve
         after = own_rss_bytes()
         _check_explain_page(at, "last rerun")
         final_counts = dict(counts)
-        final_instances = built_explainers()
+        final_instances = explainers_built()
 
     return {
         "reruns": reruns,

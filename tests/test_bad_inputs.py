@@ -27,12 +27,12 @@ from PIL import ImageFile
 from werkzeug.datastructures import FileStorage
 from werkzeug.test import encode_multipart
 
-from hematovision.interfaces.api import create_app
 from app.state import CURRENT_IMAGE
-from hematovision.workflows.batch import classify_batch, expand_uploads
+from hematovision.interfaces.api import create_app
 from hematovision.model.classifier import CLASS_NAMES, display_name
 from hematovision.model.imaging import SUPPORTED_SUFFIXES, ImageError, load_image
-from tests.app_driver import TIMEOUT, errors, predicted_label, start
+from hematovision.workflows.batch import classify_batch, expand_uploads
+from tests.app.driver import TIMEOUT, errors, predicted_label, start
 from tests.bad_inputs import KINDS, data_of
 from tests.conftest import REPO_ROOT
 from tests.synthetic import SMEAR

@@ -28,14 +28,23 @@ from typing import Callable
 
 import numpy as np
 
-from hematovision.model.classifier import CLASS_NAMES
 from hematovision.explanation.compare_output import write_outputs
-from hematovision.model.evaluation import find_class_folders, list_images
 from hematovision.explanation.explainers import available_methods, explain, method_label
 from hematovision.explanation.explainers.base import Target, build_explainer, resolve_target
-from hematovision.explanation.faithfulness import (CASCADE, DEFAULT_BASELINE, DEFAULT_KEEP_FRACTION, DEFAULT_STEPS, agreement,
-                                       deletion_insertion, drop_and_increase, is_empty, randomisation_checks,
-                                       seed_stability)
+from hematovision.explanation.faithfulness import (
+    CASCADE,
+    DEFAULT_BASELINE,
+    DEFAULT_KEEP_FRACTION,
+    DEFAULT_STEPS,
+    agreement,
+    deletion_insertion,
+    drop_and_increase,
+    is_empty,
+    randomisation_checks,
+    seed_stability,
+)
+from hematovision.model.classifier import CLASS_NAMES
+from hematovision.model.evaluation import find_class_folders, list_images
 
 METRICS = ("deletion_auc", "insertion_auc", "drop", "increase", "seconds", "evaluations")
 DEFAULT_STABILITY_SEEDS = 3

@@ -19,7 +19,12 @@ from pathlib import Path
 
 def write_outputs(out: Path, rows: list[dict], summary: dict) -> None:
     """Write every file above to ``out`` (which must exist)."""
-    from hematovision.explanation.figures import agreement_figure, benchmark_curves_figure, summary_agreement
+    from hematovision.charts import (
+        agreement_figure,
+        benchmark_curves_figure,
+        benchmark_curves_png,
+        summary_agreement,
+    )
 
     with open(out / "per_image.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
@@ -43,7 +48,7 @@ def write_outputs(out: Path, rows: list[dict], summary: dict) -> None:
         for pair, values in summary["agreement"].items():
             writer.writerow([pair, values["spearman"], values["top20_iou"]])
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    _plot_curves(out / "curves.png", summary)
+    (out / "curves.png").write_bytes(benchmark_curves_png(summary))
     figures = [benchmark_curves_figure(summary)]
     if summary["agreement"]:
         figures.append(agreement_figure(summary_agreement(summary)))
@@ -53,24 +58,3 @@ def write_outputs(out: Path, rows: list[dict], summary: dict) -> None:
             # plotly.js is loaded once, from plotly's CDN, to keep the file small.
             handle.write(figure.to_html(full_html=False, include_plotlyjs="cdn" if number == 0 else False))
 
-
-def _plot_curves(path: Path, summary: dict) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
-    for method, entry in summary["methods"].items():
-        curves = entry["mean_curves"]
-        for axis, kind in zip(axes, ("deletion", "insertion")):
-            axis.plot(curves["fractions"], curves[kind], label=entry["label"])
-    for axis, kind in zip(axes, ("Deletion (lower is better)", "Insertion (higher is better)")):
-        axis.set_title(kind)
-        axis.set_xlabel("share of pixels removed / revealed, by attribution")
-        axis.set_ylabel("probability of the predicted class")
-        axis.set_ylim(0, 1)
-    axes[1].legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)

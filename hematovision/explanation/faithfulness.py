@@ -29,7 +29,11 @@ from typing import Callable
 
 import numpy as np
 
-from hematovision.explanation.explainers.maskers import DEFAULT_BASELINE, baseline_image, masked_batch
+from hematovision.explanation.explainers.maskers import (
+    DEFAULT_BASELINE,
+    baseline_image,
+    masked_batch,
+)
 
 Predict = Callable[[np.ndarray], np.ndarray]
 DEFAULT_STEPS = 20

@@ -21,10 +21,16 @@ import numpy as np
 from flask import Flask, Request, Response, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from hematovision.model.classifier import CLASS_NAMES, Classifier, class_index, image_answer, load_classifier
 from hematovision.explanation.explainers import available_methods, get_explainer
-from hematovision.model.imaging import MAX_UPLOAD_BYTES, ImageError, load_image
 from hematovision.explanation.overlay import explanation_png
+from hematovision.model.classifier import (
+    CLASS_NAMES,
+    Classifier,
+    class_index,
+    image_answer,
+    load_classifier,
+)
+from hematovision.model.imaging import MAX_UPLOAD_BYTES, ImageError, load_image
 
 EXPLAIN_FORMATS = ("png", "json")
 EXPLAIN_OPTIONS = ("method", "format", "target", "cell", "seed")

@@ -19,12 +19,17 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from hematovision.model.classifier import (CLASS_NAMES, DEFAULT_MODEL_PATH, PROJECT_ROOT, Classifier,
-                                     load_classifier)
-from hematovision.model.cells import frame_cell
 from hematovision.explanation.compare import mean_ci
-from hematovision.model.evaluation import list_images
 from hematovision.explanation.faithfulness import spearman, top_iou
+from hematovision.model.cells import frame_cell
+from hematovision.model.classifier import (
+    CLASS_NAMES,
+    DEFAULT_MODEL_PATH,
+    PROJECT_ROOT,
+    Classifier,
+    load_classifier,
+)
+from hematovision.model.evaluation import list_images
 from hematovision.model.imaging import load_image
 from hematovision.workflows.samples import list_samples
 

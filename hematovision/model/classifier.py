@@ -8,11 +8,11 @@ as the training script did.
 
 from __future__ import annotations
 
-import functools
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Callable, Hashable, Iterable
 
 import numpy as np
 
@@ -109,6 +109,25 @@ class Classifier:
         with_features = keras.Model(model.input, [pooled, model.get_layer(OTHER_TYPE_LAYER).output, model.output])
         self._forward_with_features = tf.function(lambda batch: with_features(batch, training=False),
                                                   input_signature=signature, reduce_retracing=True)
+        self._built: dict[Hashable, Any] = {}
+        self._built_lock = threading.RLock()  # re-entrant: an explainer may build the CAM network
+
+    def built_once(self, key: Hashable, build: Callable[[], Any]) -> Any:
+        """What ``build()`` returns, built on the first call for ``key`` and kept with this classifier.
+
+        For things derived from the model that are slow to make and safe to share, such as
+        explainers and the Grad-CAM network: they live exactly as long as the classifier,
+        so whoever keeps the classifier (the app's cache, a CLI run) keeps them too.
+        """
+        with self._built_lock:
+            if key not in self._built:
+                self._built[key] = build()
+            return self._built[key]
+
+    def built_count(self, kind: str) -> int:
+        """How many things keyed ``(kind, ...)`` this classifier has built."""
+        with self._built_lock:
+            return sum(isinstance(key, tuple) and key[:1] == (kind,) for key in self._built)
 
     # -- framing -------------------------------------------------------------
     def _model_view(self, rgb: np.ndarray, box: CellBox) -> np.ndarray:
@@ -209,9 +228,10 @@ def card_beside(model_path: Path) -> Path | None:
     return None
 
 
-@functools.lru_cache(maxsize=4)
 def load_classifier(model_path: str | Path | None = None) -> Classifier:
-    """Load the committed model (or another ``.keras`` file) once per process."""
+    """Load the committed model (or another ``.keras`` file), with its card's colour
+    normalisation and trust checks. Each call loads afresh: keep the result (the app
+    caches it with ``st.cache_resource``)."""
     import keras
 
     path = Path(model_path) if model_path else DEFAULT_MODEL_PATH

@@ -6,6 +6,7 @@ Nothing here writes to disk.
 
 from __future__ import annotations
 
+import base64
 import io
 import re
 import unicodedata
@@ -244,3 +245,24 @@ def clean_display_name(name: str | None, fallback: str = "uploaded image", limit
     if len(base) > limit:
         base = base[: limit - 1] + "…"
     return base
+
+
+# -- writing images out (reports, the app's tables) ------------------------------------
+
+JPEG_QUALITY = 88  # photos and overlays: a report with hundreds of cells stays a few MB
+
+
+def jpeg_bytes(rgb: np.ndarray, side: int | None = None, quality: int = JPEG_QUALITY) -> bytes:
+    """An RGB array as JPEG, resized to ``side`` x ``side`` first when given (square crops)."""
+    image = Image.fromarray(np.asarray(rgb, np.uint8)).convert("RGB")
+    if side:
+        image = image.resize((side, side), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def data_uri(data: bytes) -> str:
+    """PNG or JPEG bytes as a data URI, so a page or a report embeds them without serving files."""
+    kind = "png" if data[:4] == b"\x89PNG" else "jpeg"
+    return f"data:image/{kind};base64," + base64.b64encode(data).decode("ascii")

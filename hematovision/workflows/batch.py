@@ -26,11 +26,23 @@ from typing import Callable, Iterable
 import numpy as np
 from PIL import Image
 
-from hematovision.model.classifier import CLASS_NAMES, Classifier, Prediction, display_name
 from hematovision.model.cell_types import OTHER_TYPE_TEXT
-from hematovision.model.imaging import (MAX_UPLOAD_BYTES, SUPPORTED_SUFFIXES, ImageError, clean_display_name, load_image,
-                                  over_upload_limit)
-from hematovision.model.trust import CONFIDENT, COUNTED_STATUSES, NOT_BLOOD_CELL, OTHER_CELL_TYPE, UNFAMILIAR_SOURCE
+from hematovision.model.classifier import CLASS_NAMES, Classifier, Prediction, display_name
+from hematovision.model.imaging import (
+    MAX_UPLOAD_BYTES,
+    SUPPORTED_SUFFIXES,
+    ImageError,
+    clean_display_name,
+    load_image,
+    over_upload_limit,
+)
+from hematovision.model.trust import (
+    CONFIDENT,
+    COUNTED_STATUSES,
+    NOT_BLOOD_CELL,
+    OTHER_CELL_TYPE,
+    UNFAMILIAR_SOURCE,
+)
 
 TOO_LARGE = f"larger than the {MAX_UPLOAD_BYTES // 2**20} MB limit per image"
 MAX_ZIP_MEMBERS = 1000

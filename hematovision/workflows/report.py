@@ -15,7 +15,6 @@ in ``templates/``) and the PDF renderer (fpdf2) lay out the same contents.
 
 from __future__ import annotations
 
-import base64
 import html
 import io
 from dataclasses import dataclass
@@ -26,13 +25,22 @@ import numpy as np
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from hematovision.workflows.batch import (REFERENCE_SOURCE, BatchCell, Differential, Skipped, differential, looks_like,
-                                other_cells)
-from hematovision.model.classifier import CLASS_NAMES, Classifier, Prediction, display_name
+from hematovision import charts
 from hematovision.explanation.explainers import Explanation, explain
-from hematovision.model.model_card import interval_text, load_model_card
 from hematovision.explanation.overlay import overlay
+from hematovision.model.classifier import Classifier, Prediction, display_name
+from hematovision.model.imaging import data_uri, jpeg_bytes
+from hematovision.model.model_card import interval_text, load_model_card
 from hematovision.model.trust import OTHER_CELL_TYPE
+from hematovision.workflows.batch import (
+    REFERENCE_SOURCE,
+    BatchCell,
+    Differential,
+    Skipped,
+    differential,
+    looks_like,
+    other_cells,
+)
 
 DISCLAIMER = ("Decision support, not a diagnosis. HematoVision's classifications and explanations are for "
               "education and research and to assist review; a qualified person must check every cell and "
@@ -71,50 +79,11 @@ def _timestamp() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def _data_uri(data: bytes) -> str:
-    kind = "png" if data[:4] == b"\x89PNG" else "jpeg"
-    return f"data:image/{kind};base64," + base64.b64encode(data).decode("ascii")
-
-
 def _gradcam_overlay(classifier: Classifier, prediction: Prediction, side: int = 160) -> bytes:
     explanation = explain(classifier, prediction.model_input, "gradcam")
     picture = overlay(prediction.model_input, explanation.attribution, signed=False, opacity=0.5)
-    return _jpeg(picture, side)
+    return jpeg_bytes(picture, side)
 
-
-def _jpeg(picture: np.ndarray, side: int | None = None) -> bytes:
-    """Photos and overlays as JPEG: a report with hundreds of cells stays a few MB."""
-    from PIL import Image
-
-    image = Image.fromarray(np.asarray(picture, np.uint8)).convert("RGB")
-    if side:
-        image = image.resize((side, side), Image.Resampling.LANCZOS)
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=88)
-    return buffer.getvalue()
-
-
-def probability_chart_png(prediction: Prediction) -> bytes:
-    """Horizontal bars of the calibrated class probabilities (for reports, no plotly needed)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    names = list(CLASS_NAMES)[::-1]
-    values = [100 * prediction.probabilities[name] for name in names]
-    figure = Figure(figsize=(4.2, 1.9), dpi=150, layout="constrained")
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
-    colours = ["#1f6f8b" if name == prediction.label else "#a9bac6" for name in names]
-    axes.barh([display_name(n) for n in names], values, color=colours)
-    for y, value in enumerate(values):
-        axes.text(min(value + 1.5, 100), y, f"{value:.1f}%", va="center", fontsize=8)
-    axes.set_xlim(0, 115)
-    axes.set_xlabel("calibrated probability (%)", fontsize=8)
-    axes.tick_params(labelsize=8)
-    axes.spines[["top", "right"]].set_visible(False)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
 
 
 # -- batch report: what it says ----------------------------------------------------------
@@ -257,14 +226,14 @@ def batch_contents(report: BatchReport) -> BatchContents:
             for r in d.rows]
     tiles = [CellTile(file=cell.file, where=f" · cell {cell.cell_number}" if cell.cells_in_image > 1 else "",
                       model_call=f"{display_name(cell.predicted)} ({100 * cell.prediction.confidence:.0f}%)",
-                      counted_as=cell.counted_as, status=_cell_status(cell), thumbnail=_jpeg(cell.thumbnail, 128),
+                      counted_as=cell.counted_as, status=_cell_status(cell), thumbnail=jpeg_bytes(cell.thumbnail, 128),
                       overlay=report.overlays[cell.key])
              for cell in report.cells]
     return BatchContents(
         title=report.title, created=report.created, summary=_summary_lines(report), rows=rows, counted=d.counted,
         counted_share="100%" if d.counted else "–",
         note=REFERENCE_SOURCE + " " + other_types_note(report.other_types_checked),
-        other_cells=[OtherCellLine(_other_cell_line(cell), _jpeg(cell.thumbnail, 64)) for cell in report.other_cells],
+        other_cells=[OtherCellLine(_other_cell_line(cell), jpeg_bytes(cell.thumbnail, 64)) for cell in report.other_cells],
         model_text=(f"{report.model.file} (sha256 {report.model.sha256}…), MobileNetV2 fine-tuned on two labs' "
                     "images. Measured accuracy on held-out data:"),
         accuracy=list(report.model.accuracy), tiles=tiles,
@@ -305,11 +274,11 @@ def build_image_report(classifier: Classifier, image_name: str, original: np.nda
     for method in REPORT_METHODS:
         result = explanations.get(method) or explain(classifier, prediction.model_input, method)
         picture = overlay(prediction.model_input, result.attribution, signed=result.signed, opacity=0.5)
-        made.append((result, _jpeg(picture, 224)))
+        made.append((result, jpeg_bytes(picture, 224)))
     preview = Image.fromarray(np.asarray(original, np.uint8))
     preview.thumbnail((640, 640))
     return ImageReport(name=image_name, created=_timestamp(), model=model_summary(classifier), prediction=prediction,
-                       original_jpeg=_jpeg(np.asarray(preview)), chart_png=probability_chart_png(prediction),
+                       original_jpeg=jpeg_bytes(np.asarray(preview)), chart_png=charts.probability_png(prediction),
                        explanations=made, cells_in_image=cells_in_image, cell_number=cell_number,
                        advice=classifier.trust.advice(prediction.status, prediction.other_type))
 
@@ -377,7 +346,7 @@ def _escape(value: object) -> Markup:
 
 _templates = Environment(loader=PackageLoader("hematovision.workflows", "templates"), autoescape=select_autoescape(["html"]),
                          finalize=_escape, trim_blocks=True, lstrip_blocks=True, undefined=StrictUndefined)
-_templates.filters["data_uri"] = _data_uri
+_templates.filters["data_uri"] = data_uri
 _templates.globals.update(disclaimer=DISCLAIMER, other_cells_intro=OTHER_CELLS_INTRO)
 
 

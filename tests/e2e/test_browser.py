@@ -14,8 +14,13 @@ import pytest
 
 from hematovision.model.classifier import display_name
 from hematovision.model.imaging import ImageError, load_image
-from scripts.loadtest import (CHROMIUM, IMAGE_WIDTH_WHEN_SETTLED, MAP_TITLES, VIEWPORT,
-                              streamlit_server)
+from scripts.loadtest import (
+    CHROMIUM,
+    IMAGE_WIDTH_WHEN_SETTLED,
+    MAP_TITLES,
+    VIEWPORT,
+    streamlit_server,
+)
 from tests.conftest import REPO_ROOT
 
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "e2e"

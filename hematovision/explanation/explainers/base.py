@@ -160,11 +160,6 @@ def resolve_target(target: Target, probabilities: np.ndarray) -> int:
 
 # -- registry -------------------------------------------------------------------------
 _METHODS: dict[str, type[Explainer]] = {}
-# One explainer per (classifier, method), keyed by the classifier object itself (identity
-# hash). Explainers hold their classifier, so entries live as long as the process, like
-# the classifiers load_classifier() caches.
-_INSTANCES: dict[Classifier, dict[str, Explainer]] = {}
-_INSTANCES_LOCK = threading.Lock()
 
 
 def register(cls: type[Explainer]) -> type[Explainer]:
@@ -212,19 +207,14 @@ def build_explainer(classifier: Classifier, method: str = "gradcam") -> Explaine
 
 
 def get_explainer(classifier: Classifier, method: str = "gradcam") -> Explainer:
-    """The cached explainer for this classifier and method (built on first use)."""
+    """This classifier's explainer for ``method``, built on first use and kept with the classifier."""
     name = _canonical(method)
-    with _INSTANCES_LOCK:
-        per_classifier = _INSTANCES.setdefault(classifier, {})
-        if name not in per_classifier:
-            per_classifier[name] = _METHODS[name](classifier)
-        return per_classifier[name]
+    return classifier.built_once(("explainer", name), lambda: _METHODS[name](classifier))
 
 
-def built_explainers() -> int:
-    """How many explainers exist, over all classifiers (each is built once, then reused)."""
-    with _INSTANCES_LOCK:
-        return sum(len(per_classifier) for per_classifier in _INSTANCES.values())
+def built_explainers(classifier: Classifier) -> int:
+    """How many explainers this classifier has built (each once, then reused)."""
+    return classifier.built_count("explainer")
 
 
 def explain(classifier: Classifier, image: np.ndarray, method: str = "gradcam",

@@ -19,14 +19,13 @@ classifier's own model keeps its softmax.
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from hematovision.model.classifier import LAST_CONV_LAYER, Classifier
 from hematovision.explanation.explainers.base import Attribution, Explainer, register
+from hematovision.model.classifier import LAST_CONV_LAYER, Classifier
 
 
 class CamNetwork:
@@ -58,16 +57,9 @@ class CamNetwork:
         return features.numpy(), probabilities.numpy()[0]
 
 
-_NETWORKS: dict[Classifier, CamNetwork] = {}
-_NETWORKS_LOCK = threading.Lock()
-
-
 def cam_network(classifier: Classifier) -> CamNetwork:
     """One CamNetwork per classifier, shared by Grad-CAM and Grad-CAM++."""
-    with _NETWORKS_LOCK:
-        if classifier not in _NETWORKS:
-            _NETWORKS[classifier] = CamNetwork(classifier)
-        return _NETWORKS[classifier]
+    return classifier.built_once(("cam_network",), lambda: CamNetwork(classifier))
 
 
 def upsample(cam: np.ndarray, size: int) -> np.ndarray:

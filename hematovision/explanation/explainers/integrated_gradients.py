@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from hematovision.model.classifier import Classifier
 from hematovision.explanation.explainers.base import Attribution, Explainer, register, require_int
 from hematovision.explanation.explainers.maskers import DEFAULT_BASELINE, baseline_image
+from hematovision.model.classifier import Classifier
 
 # Path points per gradient batch: enough to keep both cores busy, small enough that the
 # backward pass through MobileNetV2 stays within a few hundred MB.

@@ -22,8 +22,13 @@ import numpy as np
 from lime.lime_image import LimeImageExplainer
 
 from hematovision.explanation.explainers.base import Attribution, Explainer, register, require_int
-from hematovision.explanation.explainers.maskers import (DEFAULT_BASELINE, baseline_image, cell_superpixels,
-                                             masked_batch, region_masks)
+from hematovision.explanation.explainers.maskers import (
+    DEFAULT_BASELINE,
+    baseline_image,
+    cell_superpixels,
+    masked_batch,
+    region_masks,
+)
 
 KERNEL_WIDTH = 0.25  # lime_image's default locality kernel on the cosine distance
 

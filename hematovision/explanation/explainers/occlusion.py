@@ -12,7 +12,11 @@ from typing import Any
 import numpy as np
 
 from hematovision.explanation.explainers.base import Attribution, Explainer, register, require_int
-from hematovision.explanation.explainers.maskers import DEFAULT_BASELINE, baseline_image, masked_batch
+from hematovision.explanation.explainers.maskers import (
+    DEFAULT_BASELINE,
+    baseline_image,
+    masked_batch,
+)
 
 
 @register

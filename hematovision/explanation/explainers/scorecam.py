@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from hematovision.model.classifier import LAST_CONV_LAYER, Classifier
 from hematovision.explanation.explainers.base import Attribution, Explainer, register, require_int
+from hematovision.model.classifier import LAST_CONV_LAYER, Classifier
 
 
 @register
@@ -34,9 +34,8 @@ class ScoreCamExplainer(Explainer):
 
     def attribute(self, image: np.ndarray, target_index: int, seed: int,
                   params: dict[str, Any]) -> Attribution:
-        from tf_keras_vis.utils.scores import CategoricalScore
-
         import keras
+        from tf_keras_vis.utils.scores import CategoricalScore
 
         channels = require_int(params, "max_channels", 1)
         # Scorecam runs the masked images through model.predict(), whose progress bars would

@@ -29,11 +29,17 @@ from typing import Any
 
 import numpy as np
 
-from hematovision.model.classifier import CLASS_NAMES, Classifier
 from hematovision.explanation.explainers.base import Attribution, Explainer, register, require_int
-from hematovision.explanation.explainers.maskers import (DEFAULT_BASELINE, background_masker, baseline_image,
-                                             cell_superpixels, masked_batch, region_hierarchy,
-                                             region_masks)
+from hematovision.explanation.explainers.maskers import (
+    DEFAULT_BASELINE,
+    background_masker,
+    baseline_image,
+    cell_superpixels,
+    masked_batch,
+    region_hierarchy,
+    region_masks,
+)
+from hematovision.model.classifier import CLASS_NAMES, Classifier
 
 FEATURE_SETS = ("regions", "pixels")
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from hematovision.model.classifier import Classifier
 from hematovision.explanation.explainers.base import Attribution, Explainer, register, require_int
+from hematovision.model.classifier import Classifier
 
 
 @register

@@ -8,9 +8,15 @@ import inspect
 import numpy as np
 import pytest
 
-from hematovision.explanation.explainers.maskers import (DEFAULT_BASELINE, baseline_image, cell_superpixels,
-                                             masked_batch, parse_baseline, region_hierarchy,
-                                             region_masks)
+from hematovision.explanation.explainers.maskers import (
+    DEFAULT_BASELINE,
+    baseline_image,
+    cell_superpixels,
+    masked_batch,
+    parse_baseline,
+    region_hierarchy,
+    region_masks,
+)
 from tests.synthetic import synthetic_smear
 
 

@@ -12,12 +12,27 @@ import io
 import numpy as np
 import pytest
 
-from hematovision.workflows.batch import (NOT_CLASSED, BatchCell, cells_csv, confirm_unreviewed, differential, other_cells,
-                                set_review)
 from hematovision.model.cells import CellBox
 from hematovision.model.classifier import CLASS_NAMES, Prediction
-from hematovision.model.trust import (CHECK, CONFIDENT, NOT_BLOOD_CELL, OTHER_CELL_TYPE, STATUS_TEXT, STATUSES,
-                                UNFAMILIAR_SOURCE, TrustModel)
+from hematovision.model.trust import (
+    CHECK,
+    CONFIDENT,
+    NOT_BLOOD_CELL,
+    OTHER_CELL_TYPE,
+    STATUS_TEXT,
+    STATUSES,
+    UNFAMILIAR_SOURCE,
+    TrustModel,
+)
+from hematovision.workflows.batch import (
+    NOT_CLASSED,
+    BatchCell,
+    cells_csv,
+    confirm_unreviewed,
+    differential,
+    other_cells,
+    set_review,
+)
 
 
 def prediction(label: str, status: str = CONFIDENT, other_type: str | None = None,
@@ -112,12 +127,13 @@ def test_the_csv_carries_status_status_text_and_the_other_type(cells):
 # -- reports -----------------------------------------------------------------------------
 
 def batch_report(cells: list[BatchCell], other_types_checked: bool = True):
-    from hematovision.workflows.report import BatchReport, ModelSummary, _jpeg
+    from hematovision.model.imaging import jpeg_bytes
+    from hematovision.workflows.report import BatchReport, ModelSummary
 
     return BatchReport(title="White-cell differential", created="2026-11-30 09:00 UTC",
                        model=ModelSummary("test.keras", "0123456789ab", ["Kaggle TEST images: 90.0%, n = 10"]),
                        differential=differential(cells), cells=cells,
-                       overlays={c.key: _jpeg(c.prediction.model_input, 64) for c in cells}, skipped=[],
+                       overlays={c.key: jpeg_bytes(c.prediction.model_input, 64) for c in cells}, skipped=[],
                        images=len(cells), other_types_checked=other_types_checked)
 
 
@@ -165,11 +181,17 @@ def test_a_report_from_a_model_without_the_other_type_check_says_so(cells):
 
 
 def test_the_single_image_report_shows_the_status_the_type_it_looks_like_and_the_advice():
-    from hematovision.workflows.report import ImageReport, ModelSummary, _jpeg, image_report_html, image_report_pdf
+    from hematovision.model.imaging import jpeg_bytes
+    from hematovision.workflows.report import (
+        ImageReport,
+        ModelSummary,
+        image_report_html,
+        image_report_pdf,
+    )
 
     pred = prediction("MONOCYTE", OTHER_CELL_TYPE, "immature granulocyte", 0.8)
     advice = TrustModel().advice(pred.status, pred.other_type)
-    picture = _jpeg(pred.model_input)
+    picture = jpeg_bytes(pred.model_input)
     report = ImageReport(name="cell.png", created="2026-11-30 09:00 UTC",
                          model=ModelSummary("test.keras", "0123456789ab", ["n = 10"]), prediction=pred,
                          original_jpeg=picture, chart_png=picture, explanations=[], cells_in_image=1, cell_number=1,
@@ -213,8 +235,9 @@ def test_the_status_guide_explains_all_five_and_knows_which_checks_the_model_lac
 # -- the command line ----------------------------------------------------------------------
 
 def test_the_cli_names_the_type_another_cell_looks_like(capsys, monkeypatch, tmp_path):
-    import hematovision.interfaces.cli as cli
     from PIL import Image
+
+    import hematovision.interfaces.cli as cli
 
     image = tmp_path / "field.png"
     Image.fromarray(np.full((64, 64, 3), 200, np.uint8)).save(image)

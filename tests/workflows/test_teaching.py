@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from hematovision import load_image
 from hematovision.model.classifier import CLASS_NAMES
 from hematovision.workflows.samples import list_samples
 from hematovision.workflows.teaching import CELL_NOTES, Quiz, QuizError
+from tests.conftest import REPO_ROOT
 
 
 @pytest.fixture(scope="module")
@@ -165,3 +167,13 @@ def test_a_quiz_needs_distinct_samples(samples):
         Quiz([], seed=0)
     with pytest.raises(QuizError):
         Quiz([samples[0], samples[0]], seed=0)
+
+
+def test_samples_cover_every_class_and_are_readable():
+    samples = list_samples()
+    per_class = {name: sum(s.class_name == name for s in samples) for name in CLASS_NAMES}
+    assert all(2 <= count <= 3 for count in per_class.values()), per_class
+    for sample in samples:
+        assert load_image(sample.path).shape[2] == 3
+    assert (REPO_ROOT / "samples" / "README.md").is_file()
+

@@ -12,11 +12,20 @@ from html.parser import HTMLParser
 
 import pytest
 
-from hematovision.workflows.batch import Skipped
-from hematovision.workflows.report import (ImageReport, ModelSummary, _jpeg, batch_contents, batch_report_html,
-                                 batch_report_pdf, image_contents, image_report_html, image_report_pdf)
+from hematovision.model.imaging import jpeg_bytes
 from hematovision.model.trust import OTHER_CELL_TYPE, STATUS_TEXT, STATUSES, TrustModel
-from tests.test_statuses import batch_report, one_of_each, pdf_text, prediction
+from hematovision.workflows.batch import Skipped
+from hematovision.workflows.report import (
+    ImageReport,
+    ModelSummary,
+    batch_contents,
+    batch_report_html,
+    batch_report_pdf,
+    image_contents,
+    image_report_html,
+    image_report_pdf,
+)
+from tests.model.test_statuses import batch_report, one_of_each, pdf_text, prediction
 
 HOSTILE = "<script>alert('x')</script> & \"ward\".png"
 
@@ -45,7 +54,7 @@ class _Reader(HTMLParser):
 
 def image_report(status: str, name: str = "cell.png") -> ImageReport:
     pred = prediction("MONOCYTE", status, "erythroblast" if status == OTHER_CELL_TYPE else None, 0.8)
-    picture = _jpeg(pred.model_input)
+    picture = jpeg_bytes(pred.model_input)
     return ImageReport(name=name, created="2026-11-30 09:00 UTC",
                        model=ModelSummary("test.keras", "0123456789ab", ["n = 10"]), prediction=pred,
                        original_jpeg=picture, chart_png=picture, explanations=[], cells_in_image=1, cell_number=1,

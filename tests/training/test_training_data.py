@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import REPO_ROOT
 from training.data import Record, cell_labels, split_cells
 
 
@@ -45,7 +46,7 @@ def test_a_cell_under_two_classes_is_refused():
         cell_labels(records)
 
 
-DATA_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "blood-cells"
+DATA_DIR = REPO_ROOT.parent / "shared" / "data" / "blood-cells"
 
 
 @pytest.mark.skipif(not (DATA_DIR / "TRAIN_SOURCES.csv").is_file(), reason="dataset not present")

@@ -9,8 +9,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hematovision.explanation.overlay import (explanation_png, normalize_attribution, overlay, overlay_png,
-                                  to_png_bytes)
+from hematovision.explanation.overlay import (
+    explanation_png,
+    normalize_attribution,
+    overlay,
+    overlay_png,
+    to_png_bytes,
+)
 
 IMAGE = np.full((224, 224, 3), 200, dtype=np.uint8)
 # Left half evidence for (+), right half against (-), a zero strip in the middle.

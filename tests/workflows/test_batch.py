@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import csv
-import json
 import html
 import io
+import json
 import zipfile
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from hematovision.workflows.batch import (NOT_CLASSED, classify_batch, cells_csv, differential, expand_uploads,
-                                set_review)
 from hematovision.model.classifier import MODEL_CARD_PATH
 from hematovision.model.imaging import MAX_UPLOAD_BYTES
+from hematovision.workflows.batch import (
+    NOT_CLASSED,
+    cells_csv,
+    classify_batch,
+    differential,
+    expand_uploads,
+    set_review,
+)
 from hematovision.workflows.samples import list_samples
 
 
@@ -121,7 +127,12 @@ def test_csv_lists_every_cell_with_probabilities_review_and_flags(batch):
 def test_batch_report_pdf_and_html_carry_the_differential_model_and_disclaimer(batch, classifier):
     from pypdf import PdfReader
 
-    from hematovision.workflows.report import DISCLAIMER, batch_report_html, batch_report_pdf, build_batch_report
+    from hematovision.workflows.report import (
+        DISCLAIMER,
+        batch_report_html,
+        batch_report_pdf,
+        build_batch_report,
+    )
 
     _, skipped, cells = batch
     set_review(cells, cells[1].key, "NEUTROPHIL")
@@ -146,7 +157,11 @@ def test_single_image_report_has_the_prediction_chart_and_four_overlays(classifi
     from pypdf import PdfReader
 
     from hematovision.model.imaging import load_image
-    from hematovision.workflows.report import build_image_report, image_report_html, image_report_pdf
+    from hematovision.workflows.report import (
+        build_image_report,
+        image_report_html,
+        image_report_pdf,
+    )
 
     sample = list_samples()[4]
     prediction = classifier.predict(sample.path)

@@ -13,8 +13,8 @@ from app.state import QUIZ, quiz_choice_key
 from hematovision.model.classifier import CLASS_NAMES, display_name
 from hematovision.workflows.samples import list_samples
 from hematovision.workflows.teaching import CELL_NOTES, Quiz
-from tests import app_driver
-from tests.app_driver import errors
+from tests.app import driver as app_driver
+from tests.app.driver import errors
 
 ATLAS = "app_pages/atlas.py"
 QUIZ_PAGE = "app_pages/quiz.py"

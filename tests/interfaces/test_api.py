@@ -11,12 +11,12 @@ import pytest
 import werkzeug.formparser
 from PIL import Image
 
+from hematovision.explanation.explainers import available_methods
 from hematovision.interfaces.api import MAX_UPLOAD_BYTES, create_app
 from hematovision.model.classifier import CLASS_NAMES
-from hematovision.explanation.explainers import available_methods
 from tests.conftest import REPO_ROOT
+from tests.model.test_fields import two_cell_field
 from tests.synthetic import encode
-from tests.test_fields import two_cell_field
 
 SAMPLE = REPO_ROOT / "samples" / "neutrophil-1.jpeg"
 CELL = SAMPLE.read_bytes()

@@ -7,9 +7,16 @@ import json
 import pytest
 
 from hematovision.model.classifier import CLASS_NAMES
-from hematovision.model.model_card import CARD_PATH_ENV, MODEL_CARD_PATH, MODELS_DIR, ModelCard, Share, load_model_card
+from hematovision.model.model_card import (
+    CARD_PATH_ENV,
+    MODEL_CARD_PATH,
+    MODELS_DIR,
+    ModelCard,
+    Share,
+    load_model_card,
+)
 from hematovision.model.trust import TrustModel
-from tests.app_driver import start
+from tests.app.driver import start
 
 pytestmark = pytest.mark.skipif(not MODEL_CARD_PATH.is_file(), reason="models/model-card.json not written yet")
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hematovision.explanation.faithfulness import agreement, deletion_insertion, drop_and_increase, spearman, top_iou
+from hematovision.explanation.faithfulness import (
+    agreement,
+    deletion_insertion,
+    drop_and_increase,
+    spearman,
+    top_iou,
+)
 
 SIZE = 64
 
@@ -245,7 +251,7 @@ def test_compare_image_scores_every_method_and_exports_csv_and_json(classifier):
 
 
 def test_maps_figure_puts_every_map_on_one_scale():
-    from hematovision.explanation.figures import agreement_figure, maps_figure, scaled_map
+    from hematovision.charts import agreement_figure, maps_figure, scaled_map
 
     rng = np.random.default_rng(0)
     maps = {"weak": rng.normal(0, 0.01, (224, 224)), "strong": rng.normal(0, 50, (224, 224))}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hematovision.workflows.samples import list_samples
 from hematovision.model.trust import CHECK
+from hematovision.workflows.samples import list_samples
 
 SAMPLES = list_samples()
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from hematovision.model.ood import OODDetector
 from hematovision.model.trust import CHECK, CONFIDENT, NOT_BLOOD_CELL
+from tests.conftest import REPO_ROOT
 from training.nonblood import non_blood_images, synthetic
 
 
@@ -63,7 +62,7 @@ def test_sample_blood_cells_pass_the_check(classifier):
     assert {p.status for p in predictions} <= {CONFIDENT, CHECK}
 
 
-PBC_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "pbc"
+PBC_DIR = REPO_ROOT.parent / "shared" / "data" / "pbc"
 
 
 @pytest.mark.skipif(not PBC_DIR.is_dir(), reason="PBC data not present")

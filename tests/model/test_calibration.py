@@ -5,8 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hematovision.model.calibration import (apply_temperature, choose_abstain_threshold, coverage_accuracy_curve,
-                                      expected_calibration_error, fit_temperature, reliability_bins)
+from hematovision.model.calibration import (
+    apply_temperature,
+    choose_abstain_threshold,
+    coverage_accuracy_curve,
+    expected_calibration_error,
+    fit_temperature,
+    reliability_bins,
+)
 
 
 def overconfident_model(n: int, seed: int, sharpen: float = 3.0):

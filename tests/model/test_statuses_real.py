@@ -4,15 +4,14 @@ labs and cell types it never trained on (issue 12)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from hematovision.workflows.batch import UploadedImage, classify_batch, differential
 from hematovision.model.cell_types import OTHER_TYPES
 from hematovision.model.classifier import CLASS_NAMES, MODEL_CARD_PATH
 from hematovision.model.trust import CONFIDENT, NOT_BLOOD_CELL, OTHER_CELL_TYPE, UNFAMILIAR_SOURCE
+from hematovision.workflows.batch import UploadedImage, classify_batch, differential
 from tests.conftest import DATA_DIR
 
 SHARED = DATA_DIR.parent

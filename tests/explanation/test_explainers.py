@@ -6,9 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from hematovision.explanation.explainers import (
+    Explanation,
+    available_methods,
+    explain,
+    get_explainer,
+)
 from hematovision.interfaces.bench import sample_images
 from hematovision.model.classifier import CLASS_NAMES
-from hematovision.explanation.explainers import Explanation, available_methods, explain, get_explainer
 
 METHODS = ["gradcam", "gradcam++", "integrated_gradients", "lime", "occlusion", "scorecam", "shap", "smoothgrad"]
 # Budgets far below the defaults: these tests check behaviour, not map quality.
@@ -169,8 +174,8 @@ def test_split_network_matches_tf_keras_vis_on_the_full_model(classifier, images
     from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
     from tf_keras_vis.utils.scores import CategoricalScore
 
-    from hematovision.model.classifier import LAST_CONV_LAYER
     from hematovision.explanation.explainers.gradcam import upsample
+    from hematovision.model.classifier import LAST_CONV_LAYER
 
     visualizer = (Gradcam if method == "gradcam" else GradcamPlusPlus)(
         classifier.model, model_modifier=ReplaceToLinear(), clone=True)

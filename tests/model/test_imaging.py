@@ -9,10 +9,8 @@ import pytest
 from PIL import Image
 
 from hematovision.model.cells import MODEL_INPUT_SIZE, frame_cell, locate_white_cell
-from hematovision.model.imaging import MAX_PIXELS, ImageError, load_image
+from hematovision.model.imaging import MAX_PIXELS, ImageError, clean_display_name, load_image
 from tests.synthetic import SMEAR, encode
-
-
 
 
 def assert_rgb(array: np.ndarray, shape=(240, 320)) -> None:
@@ -192,3 +190,12 @@ def test_image_without_a_nucleus_falls_back_to_the_centre():
     box = locate_white_cell(grey)
     assert not box.found
     assert (box.x, box.y, box.side) == (40, 0, 240)
+
+
+def test_clean_display_name_never_keeps_a_path():
+    assert clean_display_name("../../etc/passwd") == "passwd"
+    assert clean_display_name("C:\\Users\\me\\cell.png") == "cell.png"
+    assert clean_display_name("a\x00b\nc.jpg") == "abc.jpg"
+    assert clean_display_name("") == "uploaded image"
+    assert len(clean_display_name("x" * 500 + ".png")) <= 60
+

@@ -11,11 +11,22 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hematovision.model.classifier import CLASS_NAMES
 from hematovision.interfaces.cli import main
+from hematovision.model.classifier import CLASS_NAMES
 from hematovision.model.trust import STATUSES
 from tests.conftest import REPO_ROOT
 from tests.synthetic import SMEAR
+
+
+@pytest.fixture(autouse=True)
+def shipped_model_loaded_once(classifier, monkeypatch):
+    """Commands run in this process use the session's classifier: each real run loads the
+    model itself (subprocess tests below do), which would only repeat the same load here."""
+    from hematovision.interfaces import bench, cli
+
+    real_cli_classifier = cli._classifier
+    monkeypatch.setattr(cli, "_classifier", lambda args: classifier if args.model is None else real_cli_classifier(args))
+    monkeypatch.setattr(bench, "load_classifier", lambda: classifier)
 
 
 @pytest.fixture()

@@ -7,10 +7,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hematovision.model.classifier import CLASS_NAMES, DEFAULT_MODEL_PATH, MODEL_CARD_PATH, ModelOutputs
+from hematovision.model.classifier import (
+    CLASS_NAMES,
+    DEFAULT_MODEL_PATH,
+    MODEL_CARD_PATH,
+    ModelOutputs,
+)
 from hematovision.model.evaluation import evaluate_folder, find_class_folders
+from tests.conftest import REPO_ROOT
 
-DATA_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "blood-cells"
+DATA_DIR = REPO_ROOT.parent / "shared" / "data" / "blood-cells"
 
 
 def test_folder_names_match_singular_plural_and_case(tmp_path):
