@@ -13,8 +13,16 @@ layout, no shared sidebar, and an auto-generated page list.
 import streamlit as st
 
 from app import caches, state, widgets
-from app.page_paths import (ATLAS_PAGE, BATCH_PAGE, CLASSIFY_PAGE, COMPARE_PAGE, EXPLAIN_PAGE, HOME_PAGE,
-                            MODEL_PAGE, QUIZ_PAGE)
+from app.page_paths import (
+    ATLAS_PAGE,
+    BATCH_PAGE,
+    CLASSIFY_PAGE,
+    COMPARE_PAGE,
+    EXPLAIN_PAGE,
+    HOME_PAGE,
+    MODEL_PAGE,
+    QUIZ_PAGE,
+)
 
 st.set_page_config(
     page_title="HematoVision",

@@ -33,9 +33,20 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
-from hematovision.model.calibration import (apply_temperature, choose_abstain_threshold, coverage_accuracy_curve,
-                                      expected_calibration_error, fit_temperature, negative_log_likelihood)
-from hematovision.model.classifier import DEFAULT_MODEL_PATH, FEATURE_LAYER, card_beside, load_classifier
+from hematovision.model.calibration import (
+    apply_temperature,
+    choose_abstain_threshold,
+    coverage_accuracy_curve,
+    expected_calibration_error,
+    fit_temperature,
+    negative_log_likelihood,
+)
+from hematovision.model.classifier import (
+    DEFAULT_MODEL_PATH,
+    FEATURE_LAYER,
+    card_beside,
+    load_classifier,
+)
 from hematovision.model.evaluation import predict_files
 from hematovision.model.model_card import file_sha256, load_model_card
 from hematovision.model.ood import OODDetector

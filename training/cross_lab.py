@@ -8,6 +8,9 @@ cells, by majority vote over each cell's images, and PBC's validation split) and
 LISC. A recipe's leave-one-lab-out score is its Kaggle-only model on PBC validation and
 its PBC-only model on Kaggle validation cells; test splits are never read here, and
 LISC is reported beside the validation numbers, never used alone to choose.
+
+A model spec may join several paths with "+": their probabilities are averaged (an
+ensemble of recipes), and statuses are left out, since no trust layer was fitted to it.
 """
 
 from __future__ import annotations
@@ -43,11 +46,16 @@ def validation_jobs(data_dir: Path, pbc_dir: Path, lisc_dir: Path) -> dict[str, 
     }
 
 
-def score(model_path: Path, jobs: dict) -> dict:
-    classifier = load_classifier(model_path)
+def score(model_paths: list[Path], jobs: dict) -> dict:
+    classifiers = [load_classifier(path) for path in model_paths]
     results = {}
     for name, items in jobs.items():
-        result = predict_files(classifier, [(path, label) for path, label, _ in items])
+        runs = [predict_files(c, [(path, label) for path, label, _ in items]) for c in classifiers]
+        result = runs[0]
+        if len(runs) > 1:
+            if any(run.paths != result.paths for run in runs):
+                raise SystemExit(f"{name}: the models read different images; cannot average them")
+            result.probabilities = np.mean([run.probabilities for run in runs], axis=0)
         summary = accuracy_summary(result.labels, result.predicted, CLASS_NAMES)
         entry = {"accuracy": summary["accuracy"], "n": summary["n"], "macro_recall": macro_recall(summary)}
         if name == "kaggle_val":
@@ -56,8 +64,8 @@ def score(model_path: Path, jobs: dict) -> dict:
             truth = {cell: label for _, label, cell in items}
             entry["cell_accuracy"] = round(float(np.mean([votes[c] == truth[c] for c in votes])), 6)
             entry["cells"] = len(votes)
-        if classifier.trust.ood is not None:
-            assessed = result.assessments(classifier.trust)
+        if len(classifiers) == 1 and classifiers[0].trust.ood is not None:
+            assessed = result.assessments(classifiers[0].trust)
             entry["statuses"] = {k: v["rate"] for k, v in status_mix([a.status for a in assessed], STATUSES).items()}
         results[name] = entry
     return results
@@ -66,13 +74,13 @@ def score(model_path: Path, jobs: dict) -> dict:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", type=Path, required=True)
-    parser.add_argument("--model", action="append", required=True, metavar="NAME=PATH")
+    parser.add_argument("--model", action="append", required=True, metavar="NAME=PATH[+PATH...]")
     args = parser.parse_args(argv)
     root = args.data_dir.parent
     jobs = validation_jobs(args.data_dir, root / "pbc", root / "lisc")
     for spec in args.model:
         name, _, path = spec.partition("=")
-        print(json.dumps({"model": name, "path": path, **score(Path(path), jobs)}), flush=True)
+        print(json.dumps({"model": name, "path": path, **score([Path(p) for p in path.split("+")], jobs)}), flush=True)
 
 
 if __name__ == "__main__":

@@ -33,14 +33,30 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
-from hematovision.model.calibration import (apply_temperature, coverage_accuracy_curve, expected_calibration_error,
-                                      reliability_bins)
-from hematovision.model.classifier import CLASS_NAMES, DEFAULT_MODEL_PATH, card_beside, class_index, load_classifier
-from hematovision.model.evaluation import predict_files
+from hematovision.model.calibration import (
+    apply_temperature,
+    coverage_accuracy_curve,
+    expected_calibration_error,
+    reliability_bins,
+)
 from hematovision.model.cell_types import OTHER_TYPES
 from hematovision.model.cells import CellBox, crop_to_box, locate_white_cell
+from hematovision.model.classifier import (
+    CLASS_NAMES,
+    DEFAULT_MODEL_PATH,
+    card_beside,
+    class_index,
+    load_classifier,
+)
+from hematovision.model.evaluation import predict_files
 from hematovision.model.imaging import load_image
-from hematovision.model.metrics import accuracy_summary, macro_recall, majority_vote, rate, status_mix
+from hematovision.model.metrics import (
+    accuracy_summary,
+    macro_recall,
+    majority_vote,
+    rate,
+    status_mix,
+)
 from hematovision.model.model_card import ModelCard, file_sha256, load_model_card
 from hematovision.model.trust import CONFIDENT, NOT_BLOOD_CELL, OTHER_CELL_TYPE, STATUSES
 from training import data

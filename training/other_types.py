@@ -32,7 +32,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 
 from hematovision.model.cell_types import OTHER_TYPES, OtherTypeDetector
-from hematovision.model.classifier import CLASS_NAMES, DEFAULT_MODEL_PATH, OTHER_TYPE_LAYER, card_beside, load_classifier
+from hematovision.model.classifier import (
+    CLASS_NAMES,
+    DEFAULT_MODEL_PATH,
+    OTHER_TYPE_LAYER,
+    card_beside,
+    load_classifier,
+)
 from hematovision.model.evaluation import predict_files
 from hematovision.model.model_card import file_sha256, load_model_card
 from training import data

@@ -23,6 +23,7 @@ import numpy as np
 from hematovision.model import stain
 from training import data
 
+
 def white_balance(crop: np.ndarray) -> np.ndarray:
     """Scale each channel so the bright background (its 97th percentile) becomes 240."""
     pixels = crop.astype(np.float32)
