@@ -1,6 +1,6 @@
 """A small JSON HTTP API over the classifier and the explainers, for scripts and other programs.
 
-    GET  /health                       -> model, classes, explanation methods, upload limit
+    GET  /health                       -> model, classes, explanation methods, upload limit, lab profile
     POST /predict   (multipart: image) -> label, calibrated confidence, probabilities, cells[]
     POST /explain?method=gradcam       -> PNG overlay, or JSON with the map (format=json)
 
@@ -78,6 +78,7 @@ def create_app(classifier: Classifier | None = None,
             "classes": list(CLASS_NAMES),
             "explanation_methods": available_methods(),
             "max_upload_bytes": max_upload_bytes,
+            "lab_profile": classifier.lab_profile.as_dict() if classifier.lab_profile is not None else None,
         })
 
     @app.post("/predict")

@@ -6,6 +6,10 @@
     python -m hematovision compare --data-dir DIR --per-class N --methods gradcam,lime --out results/
     python -m hematovision bench [--json]
     python -m hematovision serve [--host 127.0.0.1] [--port 8000]   # JSON HTTP API, see api.py
+    python -m hematovision adapt DIR --out PROFILE.json [--per-class 5] [--seed 0]   # DIR/<class>/ images
+    python -m hematovision adapt DIR --unlabelled --out PROFILE.json                 # DIR/ images
+
+predict, explain, evaluate and serve take ``--lab-profile PROFILE.json`` (see lab_profile.py).
 
 A bad input never ends in a traceback: it becomes an ``error`` entry (with ``--json``)
 or a one-line message on stderr, and the exit status is non-zero.
@@ -73,6 +77,7 @@ def _build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--json", action="store_true", help="print JSON")
     predict.add_argument("--csv", metavar="FILE",
                          help="also write one CSV row per image to FILE ('-': print only the CSV)")
+    _add_lab_profile(predict)
     predict.set_defaults(handler=_predict)
 
     explain = commands.add_parser("explain", help="write an explanation overlay as PNG")
@@ -90,6 +95,7 @@ def _build_parser() -> argparse.ArgumentParser:
         help="for LIME and SHAP: evidence for, against, or both",
     )
     explain.add_argument("--json", action="store_true", help="print the explanation's metadata as JSON")
+    _add_lab_profile(explain)
     explain.set_defaults(handler=_explain)
 
     evaluate = commands.add_parser(
@@ -97,6 +103,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("data_dir", metavar="DIR")
     evaluate.add_argument("--json", action="store_true", help="print JSON")
+    _add_lab_profile(evaluate)
     evaluate.set_defaults(handler=_evaluate)
 
     compare = commands.add_parser(
@@ -146,8 +153,29 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to listen on (default 127.0.0.1: this machine only)")
     serve.add_argument("--port", type=int, default=8000, help="default 8000")
+    _add_lab_profile(serve)
     serve.set_defaults(handler=_serve)
+
+    adapt = commands.add_parser(
+        "adapt", help="build a lab profile that fits the model to your lab's images",
+        description="Few-shot (default): DIR holds one folder per class (eosinophil, lymphocyte, monocyte, "
+                    "neutrophil) with a few of your lab's labelled cells; the model's last layer is refitted "
+                    "on them. --unlabelled: DIR holds at least 30 of your lab's images directly; only the "
+                    "'unfamiliar lab' check is fitted to them. Use the profile with --lab-profile.")
+    adapt.add_argument("data_dir", metavar="DIR")
+    adapt.add_argument("--out", required=True, metavar="PROFILE.json")
+    adapt.add_argument("--unlabelled", action="store_true", help="DIR holds unlabelled images directly")
+    adapt.add_argument("--per-class", type=_positive_int, default=5, metavar="K",
+                       help="labelled cells used per class (a seeded draw when a folder holds more; default 5)")
+    adapt.add_argument("--seed", type=int, default=0)
+    adapt.add_argument("--json", action="store_true", help="print the profile's summary as JSON")
+    adapt.set_defaults(handler=_adapt)
     return parser
+
+
+def _add_lab_profile(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--lab-profile", metavar="PROFILE.json",
+                         help="a lab profile made by `adapt` for this model (default: none, the shipped model)")
 
 
 def _positive_int(text: str) -> int:
@@ -163,7 +191,50 @@ def _positive_int(text: str) -> int:
 def _classifier(args):
     from hematovision.model.classifier import load_classifier
 
-    return load_classifier(args.model)
+    return load_classifier(args.model, lab_profile=getattr(args, "lab_profile", None))
+
+
+def _adapt(args) -> int:
+    from hematovision.model.evaluation import find_class_folders, list_images
+    from hematovision.model.lab_profile import build_few_shot, build_unlabelled
+
+    folder, out = Path(args.data_dir), Path(args.out)
+    if not folder.is_dir():
+        raise NotADirectoryError(f"Not a folder: {folder}")
+    if out.suffix.lower() != ".json":
+        raise ValueError(f"--out must name a .json file, got {out.name}")
+    if not out.parent.is_dir():
+        raise NotADirectoryError(f"The folder for --out does not exist: {out.parent}")
+    if args.unlabelled:
+        images = list_images(folder)
+        if not images and find_class_folders(folder):
+            raise ValueError(f"{folder} holds class folders, not images: drop --unlabelled for a few-shot profile.")
+        profile = build_unlabelled(_classifier(args), images)
+        given = len(images)
+    else:
+        classes = find_class_folders(folder)
+        missing = [name.lower() for name in _class_names() if name not in classes]
+        if missing:
+            raise ValueError(f"A few-shot profile needs one folder per class in {folder}; missing: "
+                             f"{', '.join(missing)}. (For images without labels, add --unlabelled.)")
+        labelled = {name: list_images(path) for name, path in classes.items()}
+        profile = build_few_shot(_classifier(args), labelled, per_class=args.per_class, seed=args.seed)
+        given = sum(min(len(images), args.per_class) for images in labelled.values())
+    profile.save(out)
+    summary = {**profile.as_dict(), "images_given": given, "out": str(out)}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        left_out = given - profile.images
+        print(f"Wrote {profile.describe()} to {out}"
+              + (f"; {left_out} image(s) left out (unreadable, or not like a stained white cell)" if left_out else ""))
+    return EXIT_OK
+
+
+def _class_names() -> tuple[str, ...]:
+    from hematovision.model.classifier import CLASS_NAMES
+
+    return CLASS_NAMES
 
 
 def _predict(args) -> int:
@@ -187,12 +258,14 @@ def _predict(args) -> int:
             # The most strongly stained cell first: its prediction is also the image's top-level answer,
             # and a whole smear field lists every white cell found.
             entry.update(image_answer(classifier.predict_cells(load_image(Path(name)))))
+            if classifier.lab_profile is not None:
+                entry["lab_profile"] = classifier.lab_profile.sha256
         except (ImageError, OSError, ValueError) as exc:
             entry["error"] = str(exc)
             failures += 1
         results.append(entry)
     if args.csv:
-        _write_predictions_csv(results, args.csv)
+        _write_predictions_csv(results, args.csv, with_profile=classifier.lab_profile is not None)
     if args.csv == "-":
         for entry in results:
             if "error" in entry:
@@ -241,18 +314,21 @@ def _expand_folders(names: Sequence[str]) -> list[tuple[str, str | None]]:
     return expanded
 
 
-def _write_predictions_csv(results: list[dict], destination: str) -> None:
-    """One row per image: its top-level answer, a probability column per class, any error."""
+def _write_predictions_csv(results: list[dict], destination: str, with_profile: bool = False) -> None:
+    """One row per image: its top-level answer, a probability column per class, any error,
+    and with a lab profile in use, the profile's SHA-256."""
     from hematovision.model.classifier import CLASS_NAMES
 
     probability_columns = {name: f"probability_{name.lower()}" for name in CLASS_NAMES}
     columns = ["file", "label", "confidence", *probability_columns.values(),
-               "status", "other_type", "cell_count", "error"]
+               "status", "other_type", "cell_count", "error"] + (["lab_profile"] if with_profile else [])
     rows = []
     for entry in results:
         row = {"file": entry["file"], "error": entry.get("error", "")}
         if "error" not in entry:
             row.update({key: entry[key] for key in ("label", "confidence", "status", "cell_count")})
+            if with_profile:
+                row["lab_profile"] = entry["lab_profile"]
             row["other_type"] = entry.get("other_type") or ""
             row.update({column: entry["probabilities"][name]
                         for name, column in probability_columns.items()})
@@ -341,6 +417,8 @@ def _explain(args) -> int:
         "explanation": explanation.metadata(),
         "out": str(out),
     }
+    if classifier.lab_profile is not None:
+        summary["lab_profile"] = classifier.lab_profile.as_dict()
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -354,11 +432,16 @@ def _explain(args) -> int:
 def _evaluate(args) -> int:
     from hematovision.model.evaluation import evaluate_folder
 
-    report = evaluate_folder(_classifier(args), Path(args.data_dir))
+    classifier = _classifier(args)
+    report = evaluate_folder(classifier, Path(args.data_dir))
+    if classifier.lab_profile is not None:
+        report["lab_profile"] = classifier.lab_profile.as_dict()
     if args.json:
         print(json.dumps(report, indent=2))
         return EXIT_OK
     low, high = report["accuracy_ci95"]
+    if classifier.lab_profile is not None:
+        print(f"with {classifier.lab_profile.describe()}")
     print(f"images: {report['n']}  accuracy: {report['accuracy']:.2%} (95% CI {low:.1%}-{high:.1%})")
     print("recall per class:")
     for name, scores in report["per_class"].items():
@@ -401,6 +484,8 @@ def _serve(args) -> int:
     app = create_app(classifier)
     print(f"HematoVision API on http://{args.host}:{args.port}/ "
           "(GET /health, POST /predict, POST /explain); Ctrl+C stops it.", file=sys.stderr)
+    if classifier.lab_profile is not None:
+        print(f"Using {classifier.lab_profile.describe()}.", file=sys.stderr)
     app.run(host=args.host, port=args.port, threaded=True, debug=False, load_dotenv=False)
     return EXIT_OK
 

@@ -18,7 +18,8 @@ import numpy as np
 
 from hematovision.model.cells import CellBox, crop_to_box, locate_white_cell, locate_white_cells
 from hematovision.model.imaging import ImageSource, load_image
-from hematovision.model.model_card import MODEL_CARD_PATH, MODELS_DIR, load_model_card
+from hematovision.model.lab_profile import LabProfile
+from hematovision.model.model_card import MODEL_CARD_PATH, MODELS_DIR, file_sha256, load_model_card
 from hematovision.model.stain import normalise_colour
 from hematovision.model.trust import TrustModel
 
@@ -91,15 +92,29 @@ class Classifier:
     """Wraps a loaded Keras model; build it with ``load_classifier()``."""
 
     def __init__(self, model, model_path: Path | None = None, colour_normalisation: str = "none",
-                 trust: TrustModel | None = None) -> None:
+                 trust: TrustModel | None = None, lab_profile: LabProfile | None = None,
+                 model_sha256: str | None = None) -> None:
         import keras
         import tensorflow as tf
 
-        self.model = model
+        self.shipped_model = model
         self.model_path = model_path
+        self.model_sha256 = model_sha256
         self.input_size = int(model.input_shape[1])
         self.colour_normalisation = colour_normalisation
         self.trust = trust or TrustModel()
+        self.lab_profile = lab_profile
+        self._ood_shift = None
+        if lab_profile is not None:
+            lab_profile.check_model(model_sha256)
+            lab_profile.check_shapes(int(model.get_layer(FEATURE_LAYER).output.shape[-1]),
+                                     int(model.get_layer(OTHER_TYPE_LAYER).output.shape[-1]), len(CLASS_NAMES))
+            self._ood_shift = lab_profile.ood_shift
+            if lab_profile.head_weights is not None:
+                model = _with_refitted_head(model, lab_profile)
+        # What every prediction and explanation runs through: the shipped network, with the
+        # profile's refitted head when one is in use.
+        self.model = model
         # One traced graph for every batch size: perturbation explainers call this
         # thousands of times, and model.predict() pays its per-call set-up every time.
         signature = [tf.TensorSpec([None, self.input_size, self.input_size, 3], tf.float32)]
@@ -123,6 +138,11 @@ class Classifier:
             if key not in self._built:
                 self._built[key] = build()
             return self._built[key]
+
+    def head_weights(self) -> tuple[np.ndarray, np.ndarray]:
+        """The shipped network's final dense layer: weights (features, classes) and biases."""
+        weights, bias = self.shipped_model.layers[-1].get_weights()
+        return weights, bias
 
     def built_count(self, kind: str) -> int:
         """How many things keyed ``(kind, ...)`` this classifier has built."""
@@ -166,7 +186,10 @@ class Classifier:
             widths = [int(self.model.get_layer(name).output.shape[-1]) for name in (FEATURE_LAYER, OTHER_TYPE_LAYER)]
             return ModelOutputs(np.zeros((0, widths[0]), np.float32), np.zeros((0, widths[1]), np.float32),
                                 np.zeros((0, len(CLASS_NAMES)), np.float32))
-        return ModelOutputs(*(np.concatenate([chunk[i] for chunk in chunks]) for i in range(3)))
+        ood_features, type_features, probabilities = (np.concatenate([chunk[i] for chunk in chunks]) for i in range(3))
+        if self._ood_shift is not None:  # the lab's own cells measured from the training labs' centre
+            ood_features = ood_features + self._ood_shift
+        return ModelOutputs(ood_features, type_features, probabilities)
 
     # -- user-facing predictions ----------------------------------------------
     def predict(self, image: ImageSource) -> Prediction:
@@ -228,10 +251,12 @@ def card_beside(model_path: Path) -> Path | None:
     return None
 
 
-def load_classifier(model_path: str | Path | None = None) -> Classifier:
+def load_classifier(model_path: str | Path | None = None,
+                    lab_profile: str | Path | LabProfile | None = None) -> Classifier:
     """Load the committed model (or another ``.keras`` file), with its card's colour
-    normalisation and trust checks. Each call loads afresh: keep the result (the app
-    caches it with ``st.cache_resource``)."""
+    normalisation and trust checks, adapted to a lab when ``lab_profile`` (a path or a
+    ``LabProfile``) is given. Each call loads afresh: keep the result (the app caches it
+    with ``st.cache_resource``). Raises ``LabProfileError`` for a profile that cannot be used."""
     import keras
 
     path = Path(model_path) if model_path else DEFAULT_MODEL_PATH
@@ -239,13 +264,27 @@ def load_classifier(model_path: str | Path | None = None) -> Classifier:
         raise FileNotFoundError(
             f"Model file not found: {path}. Train one with `python -m training.train`."
         )
+    if lab_profile is not None and not isinstance(lab_profile, LabProfile):
+        lab_profile = LabProfile.load(lab_profile)
     model = keras.saving.load_model(path, compile=False)
+    sha = file_sha256(path)
     card_path = card_beside(path)
     card = load_model_card(card_path) if card_path is not None else None
     if card is None:  # nothing says how it was trained or calibrated: plain colours, no trust checks
-        return Classifier(model, path)
+        return Classifier(model, path, lab_profile=lab_profile, model_sha256=sha)
     return Classifier(model, path, colour_normalisation=card.training.colour_normalisation,
-                      trust=TrustModel.from_card(card.trust, card_path.parent))
+                      trust=TrustModel.from_card(card.trust, card_path.parent), lab_profile=lab_profile,
+                      model_sha256=sha)
+
+
+def _with_refitted_head(model, profile: LabProfile):
+    """The network with its final dense layer replaced by the profile's refitted one."""
+    import keras
+
+    head = keras.layers.Dense(profile.head_bias.shape[0], activation="softmax", name="lab_predictions")
+    outputs = head(model.get_layer(OTHER_TYPE_LAYER).output)
+    head.set_weights([profile.head_weights, profile.head_bias])
+    return keras.Model(model.input, outputs, name=f"{model.name}_lab")
 
 
 def class_index(name: str) -> int:

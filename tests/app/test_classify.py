@@ -12,7 +12,6 @@ from streamlit.testing.v1 import AppTest
 
 from app.state import CELL_INDEX, CURRENT_IMAGE, EXPLAIN_SETTINGS
 from hematovision import load_image
-from hematovision.model.cells import CellBox
 from hematovision.model.classifier import display_name
 from hematovision.model.trust import STATUS_TEXT
 from hematovision.workflows.samples import find_sample

@@ -47,6 +47,7 @@ def test_health_names_the_model_classes_methods_and_limit(client):
     assert body["classes"] == list(CLASS_NAMES)
     assert body["explanation_methods"] == available_methods()
     assert body["max_upload_bytes"] == MAX_UPLOAD_BYTES == 20 * 1024 * 1024
+    assert body["lab_profile"] is None  # the shipped model, as it is
 
 
 def test_predict_gives_the_same_answer_as_the_classifier(client, classifier):
@@ -190,3 +191,18 @@ def test_a_large_upload_is_never_written_to_disk(client, monkeypatch):
     response = post_image(client, "/predict", data)
     assert response.status_code == 200
     assert response.get_json()["label"] in CLASS_NAMES
+
+
+def test_a_lab_profile_given_at_start_up_is_named_by_health_and_used_by_predict(classifier):
+    from hematovision import load_classifier
+    from hematovision.model.lab_profile import build_few_shot
+
+    lisc = REPO_ROOT.parent / "shared" / "data" / "lisc"
+    labelled = {name: sorted((lisc / name.lower()).glob("*.png"))[:5] for name in CLASS_NAMES}
+    profile = build_few_shot(classifier, labelled)
+    adapted = load_classifier(lab_profile=profile)
+    profiled = create_app(adapted).test_client()
+    assert profiled.get("/health").get_json()["lab_profile"]["sha256"] == profile.sha256
+    image = labelled["MONOCYTE"][0].read_bytes()
+    answer = post_image(profiled, "/predict", image).get_json()
+    assert answer["probabilities"] == pytest.approx(adapted.predict_cells(image)[0].as_dict()["probabilities"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import hashlib
 import json
 import subprocess
 import sys
@@ -25,7 +27,8 @@ def shipped_model_loaded_once(classifier, monkeypatch):
     from hematovision.interfaces import bench, cli
 
     real_cli_classifier = cli._classifier
-    monkeypatch.setattr(cli, "_classifier", lambda args: classifier if args.model is None else real_cli_classifier(args))
+    monkeypatch.setattr(cli, "_classifier", lambda args: classifier if args.model is None
+                        and getattr(args, "lab_profile", None) is None else real_cli_classifier(args))
     monkeypatch.setattr(bench, "load_classifier", lambda: classifier)
 
 
@@ -269,3 +272,98 @@ def test_predict_csv_to_stdout_mixes_files_and_reports_an_empty_folder(
     good, missing = read_csv(out)
     assert good["label"] in CLASS_NAMES
     assert missing["file"] == str(empty) and "No images" in missing["error"]
+
+
+# -- lab profiles: adapt, then --lab-profile ----------------------------------------------
+
+LISC = REPO_ROOT.parent / "shared" / "data" / "lisc"
+
+
+@pytest.fixture(scope="module")
+def lab_folders(tmp_path_factory) -> Path:
+    """Five LISC cells per class in class folders, as a lab would lay out its labelled cells."""
+    root = tmp_path_factory.mktemp("lab")
+    for name in CLASS_NAMES:
+        folder = root / name.lower()
+        folder.mkdir()
+        for path in sorted((LISC / name.lower()).glob("*.png"))[:5]:
+            (folder / path.name).write_bytes(path.read_bytes())
+    return root
+
+
+@pytest.fixture(scope="module")
+def few_shot_json(lab_folders, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("profile") / "lab.json"
+    assert main(["adapt", str(lab_folders), "--out", str(out)]) == 0
+    return out
+
+
+def test_adapt_writes_a_few_shot_profile_and_says_what_it_holds(capsys, lab_folders, tmp_path):
+    out = tmp_path / "lab.json"
+    code, stdout, _ = run_cli(capsys, "adapt", str(lab_folders), "--out", str(out), "--json")
+    assert code == 0
+    summary = json.loads(stdout)
+    assert summary["kind"] == "few_shot" and summary["out"] == str(out)
+    assert summary["labelled"] == {name: 5 for name in CLASS_NAMES}
+    assert json.loads(out.read_text())["format"] == "hematovision-lab-profile/1"
+
+
+def test_adapt_unlabelled_uses_the_images_in_the_folder(capsys, tmp_path):
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    for name in CLASS_NAMES:
+        for path in sorted((LISC / name.lower()).glob("*.png"))[5:14]:
+            (folder / path.name).write_bytes(path.read_bytes())
+    code, stdout, _ = run_cli(capsys, "adapt", str(folder), "--unlabelled", "--out", str(tmp_path / "u.json"))
+    assert code == 0
+    assert "unlabelled" in stdout and (tmp_path / "u.json").is_file()
+
+
+def test_adapt_refuses_a_folder_without_every_class(capsys, lab_folders, tmp_path):
+    partial = tmp_path / "partial"
+    for name in ("eosinophil", "lymphocyte"):
+        (partial / name).mkdir(parents=True)
+        for path in (lab_folders / name).iterdir():
+            (partial / name / path.name).write_bytes(path.read_bytes())
+    code, _, err = run_cli(capsys, "adapt", str(partial), "--out", str(tmp_path / "p.json"))
+    assert code == 1
+    assert "missing: monocyte, neutrophil" in err and not (tmp_path / "p.json").exists()
+
+
+def test_adapt_unlabelled_on_class_folders_says_to_drop_the_flag(capsys, lab_folders, tmp_path):
+    code, _, err = run_cli(capsys, "adapt", str(lab_folders), "--unlabelled", "--out", str(tmp_path / "u.json"))
+    assert code == 1 and "drop --unlabelled" in err
+
+
+def test_predict_with_a_lab_profile_names_it_in_json_and_csv(capsys, few_shot_json, tmp_path):
+    image = sorted((LISC / "monocyte").glob("*.png"))[9]
+    sha = hashlib.sha256(few_shot_json.read_bytes()).hexdigest()
+    code, stdout, _ = run_cli(capsys, "predict", str(image), "--json", "--lab-profile", str(few_shot_json),
+                              "--csv", str(tmp_path / "out.csv"))
+    assert code == 0
+    [entry] = json.loads(stdout)
+    assert entry["lab_profile"] == sha
+    rows = list(csv.DictReader((tmp_path / "out.csv").open()))
+    assert rows[0]["lab_profile"] == sha
+
+
+def test_evaluate_and_explain_with_a_lab_profile_name_it(capsys, few_shot_json, lab_folders, tmp_path):
+    code, stdout, _ = run_cli(capsys, "evaluate", str(lab_folders), "--json", "--lab-profile", str(few_shot_json))
+    assert code == 0
+    report = json.loads(stdout)
+    assert report["lab_profile"]["kind"] == "few_shot" and report["n"] == 20
+    image = sorted((LISC / "eosinophil").glob("*.png"))[0]
+    code, stdout, _ = run_cli(capsys, "explain", str(image), "--out", str(tmp_path / "map.png"), "--json",
+                              "--lab-profile", str(few_shot_json))
+    assert code == 0
+    assert json.loads(stdout)["lab_profile"]["kind"] == "few_shot" and (tmp_path / "map.png").is_file()
+
+
+def test_a_bad_lab_profile_is_a_clear_error(capsys, smear_png, tmp_path):
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    code, _, err = run_cli(capsys, "predict", str(smear_png), "--lab-profile", str(broken))
+    assert code == 1
+    assert "not a lab profile" in err and "Traceback" not in err
+    code, _, err = run_cli(capsys, "predict", str(smear_png), "--lab-profile", str(tmp_path / "gone.json"))
+    assert code == 1 and "No lab profile at" in err

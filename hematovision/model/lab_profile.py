@@ -1,0 +1,318 @@
+"""Lab profiles: fit the shipped model to one lab's stain, microscope and camera.
+
+A profile is a small JSON file made from that lab's own images, in seconds on a CPU:
+
+* **unlabelled** (at least ``MIN_UNLABELLED_IMAGES`` images, no labels): the lab's mean
+  block-12 feature is moved onto the training labs' mean before the out-of-distribution
+  check (``ood_shift``), so the lab's own cells stop being "unfamiliar" while non-blood
+  images stay far. The four-class decision is left as it is: on validation data, moving
+  the final features to the training mean lowered accuracy on both unseen labs tried.
+* **few-shot** (``k`` labelled cells per class, default 5): the same shift, and the final
+  dense layer refitted on the labelled cells with an L2 pull toward the shipped weights
+  (``HEAD_PULL``), so a few cells nudge the decision rather than replace it.
+
+The measurements behind these choices are in ``training/EXPERIMENTS.md`` ("Lab
+profiles"); ``training.lab_profiles`` measures them on unseen labs.
+
+A profile names the SHA-256 of the model file it was made for and refuses to load on
+any other. Its contents carry a checksum, so a damaged or hand-edited file is refused
+with a clear message instead of giving quietly wrong answers.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from hematovision.model.imaging import ImageError, ImageSource, load_image
+
+if TYPE_CHECKING:
+    from hematovision.model.classifier import Classifier
+
+FORMAT = "hematovision-lab-profile/1"
+UNLABELLED = "unlabelled"
+FEW_SHOT = "few_shot"
+KINDS = (UNLABELLED, FEW_SHOT)
+MIN_UNLABELLED_IMAGES = 30
+DEFAULT_PER_CLASS = 5
+# Strength of the pull toward the shipped head weights when refitting on k cells per
+# class. Chosen on PBC validation cells with the Kaggle-only model (a lab it never saw).
+HEAD_PULL = 1e-3
+MAX_PROFILE_BYTES = 1_000_000
+
+
+class LabProfileError(ValueError):
+    """A profile that cannot be built or used; the message says why, in plain words."""
+
+
+@dataclass(frozen=True)
+class LabProfile:
+    kind: str
+    model_sha256: str
+    created: str
+    images: int  # images the profile was built from (blood cells only)
+    ood_shift: np.ndarray = field(repr=False)  # added to block-12 features before the OOD check
+    labelled: dict[str, int] = field(default_factory=dict)  # cells per class (few-shot)
+    settings: dict[str, Any] = field(default_factory=dict)
+    head_weights: np.ndarray | None = field(default=None, repr=False)  # (features, classes)
+    head_bias: np.ndarray | None = field(default=None, repr=False)  # (classes,)
+
+    # -- what users see ---------------------------------------------------------------
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.to_bytes()).hexdigest()
+
+    @property
+    def short_id(self) -> str:
+        return self.sha256[:12]
+
+    def describe(self) -> str:
+        """One line for pages, reports and the CLI: what the profile is and where it came from."""
+        if self.kind == FEW_SHOT:
+            counts = ", ".join(f"{n} {name.lower()}" for name, n in self.labelled.items())
+            source = f"few-shot, {sum(self.labelled.values())} labelled cells ({counts})"
+        else:
+            source = f"unlabelled, {self.images} images"
+        return f"lab profile {self.short_id} ({source}; made {self.created[:10]})"
+
+    def as_dict(self) -> dict[str, Any]:
+        """The profile's identity for JSON answers and CSV columns (no arrays)."""
+        return {"sha256": self.sha256, "kind": self.kind, "images": self.images,
+                "labelled": dict(self.labelled), "created": self.created}
+
+    # -- file format --------------------------------------------------------------------
+    def _content(self) -> dict[str, Any]:
+        content = {
+            "format": FORMAT, "kind": self.kind, "model_sha256": self.model_sha256, "created": self.created,
+            "images": self.images, "labelled": dict(self.labelled), "settings": dict(self.settings),
+            "ood_shift": _encode(self.ood_shift),
+        }
+        if self.head_weights is not None:
+            content["head_weights"] = _encode(self.head_weights)
+            content["head_bias"] = _encode(self.head_bias)
+        return content
+
+    def to_bytes(self) -> bytes:
+        content = self._content()
+        return json.dumps({**content, "checksum": _checksum(content)}, indent=1).encode("utf-8") + b"\n"
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.write_bytes(self.to_bytes())
+        return path
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> LabProfile:
+        """Read a profile, or raise ``LabProfileError`` saying what is wrong with it."""
+        if len(data) > MAX_PROFILE_BYTES:
+            raise LabProfileError(f"This file is {len(data):,} bytes; a lab profile is under 1 MB. "
+                                  "Is it the right file?")
+        try:
+            raw = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise LabProfileError("This is not a lab profile: it is not a JSON file. Choose the .json file that "
+                                  "'Build profile' or `python -m hematovision adapt` wrote.") from None
+        if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+            raise LabProfileError(f"This JSON file is not a HematoVision lab profile (expected format {FORMAT!r}).")
+        checksum = raw.pop("checksum", None)
+        if checksum != _checksum(raw):
+            raise LabProfileError("This lab profile was changed after it was made (its checksum does not match), "
+                                  "so it cannot be trusted. Build a new one from the lab's images.")
+        try:
+            kind = raw["kind"]
+            if kind not in KINDS:
+                raise LabProfileError(f"Unknown kind of lab profile {kind!r}.")
+            profile = cls(kind=kind, model_sha256=str(raw["model_sha256"]), created=str(raw["created"]),
+                          images=int(raw["images"]), ood_shift=_decode(raw["ood_shift"]),
+                          labelled={str(k): int(v) for k, v in raw.get("labelled", {}).items()},
+                          settings=dict(raw.get("settings", {})),
+                          head_weights=_decode(raw["head_weights"]) if "head_weights" in raw else None,
+                          head_bias=_decode(raw["head_bias"]) if "head_bias" in raw else None)
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, LabProfileError):
+                raise
+            raise LabProfileError(f"This lab profile is damaged ({type(exc).__name__}: {exc}).") from None
+        return profile
+
+    @classmethod
+    def load(cls, path: str | Path) -> LabProfile:
+        path = Path(path)
+        if not path.is_file():
+            raise LabProfileError(f"No lab profile at {path}.")
+        return cls.from_bytes(path.read_bytes())
+
+    def check_model(self, model_sha256: str | None) -> None:
+        """Refuse a profile made for another model: its numbers would not mean anything here."""
+        if model_sha256 != self.model_sha256:
+            raise LabProfileError(
+                f"This lab profile was made for another model (SHA-256 {self.model_sha256[:12]}…), not the one "
+                f"loaded ({(model_sha256 or 'unknown')[:12]}…). Build a new profile with this model.")
+
+    def check_shapes(self, ood_width: int, feature_width: int, classes: int) -> None:
+        if self.ood_shift.shape != (ood_width,):
+            raise LabProfileError(f"This lab profile does not fit the model: its OOD shift has shape "
+                                  f"{self.ood_shift.shape}, the model's features {ood_width} values.")
+        if self.head_weights is not None and (self.head_weights.shape != (feature_width, classes)
+                                              or self.head_bias is None or self.head_bias.shape != (classes,)):
+            raise LabProfileError("This lab profile does not fit the model: its class weights have the wrong shape.")
+
+
+# -- building a profile ---------------------------------------------------------------------
+
+@dataclass
+class _Features:
+    ood: np.ndarray
+    final: np.ndarray
+    usable: int
+    given: int
+
+
+def _blood_cell_features(classifier: Classifier, images: Sequence[ImageSource]) -> _Features:
+    """Features of the images that look like blood cells (a nucleus found, not far from every
+    training cell); others are left out, so a stray photo cannot bend the profile."""
+    crops, found = [], []
+    for image in images:
+        try:
+            crop, box = classifier.prepare(load_image(image))
+        except (ImageError, OSError, ValueError):
+            continue
+        crops.append(crop)
+        found.append(bool(box.found))
+    if not crops:
+        return _Features(np.zeros((0, 0)), np.zeros((0, 0)), 0, len(images))
+    outputs = classifier.outputs(np.stack(crops))
+    blood = np.asarray(found)
+    ood = classifier.trust.ood
+    if ood is not None:
+        blood &= ood.score(outputs.ood_features) <= ood.far_threshold
+    return _Features(outputs.ood_features[blood], outputs.type_features[blood], int(blood.sum()), len(images))
+
+
+def _ood_shift(classifier: Classifier, ood_features: np.ndarray) -> np.ndarray:
+    ood = classifier.trust.ood
+    if ood is None:  # a model without an OOD reference: nothing to move
+        return np.zeros(ood_features.shape[1], np.float32)
+    return (ood.mean - ood_features.mean(axis=0)).astype(np.float32)
+
+
+def _require_shipped(classifier: Classifier) -> str:
+    if classifier.lab_profile is not None:
+        raise LabProfileError("Build a lab profile with the shipped model, not with another profile in use.")
+    if not classifier.model_sha256:
+        raise LabProfileError("The model file's SHA-256 is unknown, so a profile could not be tied to it.")
+    return classifier.model_sha256
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def build_unlabelled(classifier: Classifier, images: Sequence[ImageSource],
+                     min_images: int = MIN_UNLABELLED_IMAGES) -> LabProfile:
+    """A profile from the lab's images alone (at least ``min_images`` blood-cell images)."""
+    model_sha = _require_shipped(classifier)
+    features = _blood_cell_features(classifier, images)
+    if features.usable < min_images:
+        left_out = features.given - features.usable
+        raise LabProfileError(
+            f"An unlabelled profile needs at least {min_images} images of white blood cells; "
+            f"{features.usable} of the {features.given} given look like one"
+            + (f" ({left_out} were unreadable, or show no stained cell)." if left_out else "."))
+    return LabProfile(kind=UNLABELLED, model_sha256=model_sha, created=_now(), images=features.usable,
+                      ood_shift=_ood_shift(classifier, features.ood), settings={"min_images": min_images})
+
+
+def build_few_shot(classifier: Classifier, labelled: Mapping[str, Sequence[ImageSource]],
+                   per_class: int = DEFAULT_PER_CLASS, seed: int = 0, pull: float = HEAD_PULL) -> LabProfile:
+    """A profile from up to ``per_class`` labelled cells of each of the four types.
+
+    ``labelled`` maps each class name to its images; with more than ``per_class``, a seeded
+    draw picks which. Every class needs at least one usable image.
+    """
+    from hematovision.model.classifier import CLASS_NAMES, class_index
+
+    model_sha = _require_shipped(classifier)
+    by_class: dict[str, list[ImageSource]] = {name: [] for name in CLASS_NAMES}
+    for name, images in labelled.items():
+        by_class[CLASS_NAMES[class_index(name)]].extend(images)
+    rng = np.random.default_rng(seed)
+    ood_parts, final_parts, labels, counts = [], [], [], {}
+    for index, name in enumerate(CLASS_NAMES):
+        images = by_class[name]
+        if len(images) > per_class:
+            images = [images[i] for i in sorted(rng.choice(len(images), per_class, replace=False))]
+        features = _blood_cell_features(classifier, images)
+        if features.usable == 0:
+            given = f"{len(by_class[name])} given, none usable" if by_class[name] else "none given"
+            raise LabProfileError(f"A few-shot profile needs at least one labelled {name.lower()} that looks like "
+                                  f"a white blood cell ({given}).")
+        ood_parts.append(features.ood)
+        final_parts.append(features.final)
+        labels += [index] * features.usable
+        counts[name] = features.usable
+    weights, bias = classifier.head_weights()
+    refitted_weights, refitted_bias = refit_head(np.concatenate(final_parts), np.asarray(labels), weights, bias, pull)
+    ood = np.concatenate(ood_parts)
+    return LabProfile(kind=FEW_SHOT, model_sha256=model_sha, created=_now(), images=len(ood),
+                      ood_shift=_ood_shift(classifier, ood), labelled=counts,
+                      settings={"per_class": per_class, "seed": seed, "pull": pull},
+                      head_weights=refitted_weights, head_bias=refitted_bias)
+
+
+def refit_head(features: np.ndarray, labels: np.ndarray, weights: np.ndarray, bias: np.ndarray,
+               pull: float = HEAD_PULL) -> tuple[np.ndarray, np.ndarray]:
+    """The dense layer refitted by cross-entropy on (features, labels), plus ``pull`` times the
+    squared distance to the shipped weights (and a light pull on the biases)."""
+    from scipy.optimize import minimize
+
+    features = np.asarray(features, np.float64)
+    start_w, start_b = np.asarray(weights, np.float64), np.asarray(bias, np.float64)
+    n, width = features.shape
+    classes = start_b.shape[0]
+    targets = np.eye(classes)[labels]
+
+    def loss_and_gradient(vector: np.ndarray) -> tuple[float, np.ndarray]:
+        w, b = vector[: width * classes].reshape(width, classes), vector[width * classes :]
+        logits = features @ w + b
+        logits -= logits.max(axis=1, keepdims=True)
+        log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+        loss = -(targets * log_p).sum() / n + pull * ((w - start_w) ** 2).sum() + 1e-3 * ((b - start_b) ** 2).sum()
+        residual = (np.exp(log_p) - targets) / n
+        grad_w = features.T @ residual + 2 * pull * (w - start_w)
+        grad_b = residual.sum(axis=0) + 2e-3 * (b - start_b)
+        return float(loss), np.concatenate([grad_w.ravel(), grad_b])
+
+    result = minimize(loss_and_gradient, np.concatenate([start_w.ravel(), start_b]), jac=True,
+                      method="L-BFGS-B", options={"maxiter": 500})
+    refitted = result.x
+    return (refitted[: width * classes].reshape(width, classes).astype(np.float32),
+            refitted[width * classes :].astype(np.float32))
+
+
+# -- storage helpers --------------------------------------------------------------------
+
+def _encode(array: np.ndarray) -> dict[str, Any]:
+    array = np.ascontiguousarray(array, dtype="<f4")
+    return {"shape": list(array.shape), "float32_base64": base64.b64encode(array.tobytes()).decode("ascii")}
+
+
+def _decode(stored: Any) -> np.ndarray:
+    if not isinstance(stored, dict):
+        raise ValueError("an array entry is not an object")
+    shape = tuple(int(s) for s in stored["shape"])
+    values = np.frombuffer(base64.b64decode(stored["float32_base64"], validate=True), dtype="<f4")
+    if values.size != int(np.prod(shape)) or not np.all(np.isfinite(values)):
+        raise ValueError("an array has the wrong size or non-finite values")
+    return values.reshape(shape).astype(np.float32)
+
+
+def _checksum(content: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()

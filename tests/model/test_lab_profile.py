@@ -1,0 +1,177 @@
+"""Lab profiles: built from a lab's own images, they change what users see, and bad ones are refused.
+
+LISC (``../shared/data/lisc``) stands for a user's own lab here, as in the app: a profile is
+built from some of its images and judged on others.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from hematovision import load_classifier
+from hematovision.explanation.explainers import explain
+from hematovision.model.classifier import CLASS_NAMES
+from hematovision.model.lab_profile import (
+    FEW_SHOT,
+    UNLABELLED,
+    LabProfile,
+    LabProfileError,
+    build_few_shot,
+    build_unlabelled,
+)
+from hematovision.model.trust import NOT_BLOOD_CELL, UNFAMILIAR_SOURCE
+from tests.conftest import REPO_ROOT
+from training.nonblood import non_blood_images
+
+LISC = REPO_ROOT.parent / "shared" / "data" / "lisc"
+
+
+def lisc_images() -> dict[str, list]:
+    return {name: sorted((LISC / name.lower()).glob("*.png")) for name in CLASS_NAMES}
+
+
+def interleaved(per_class: dict[str, list]) -> list:
+    """All classes mixed, as an unsorted batch from a lab would be."""
+    lists = list(per_class.values())
+    return [path for group in zip(*lists) for path in group]
+
+
+@pytest.fixture(scope="module")
+def lisc_split():
+    images = interleaved(lisc_images())
+    return images[0::2], images[1::2]  # build on one half, judge on the other
+
+
+@pytest.fixture(scope="module")
+def unlabelled_profile(classifier, lisc_split):
+    return build_unlabelled(classifier, lisc_split[0])
+
+
+def five_per_class() -> dict[str, list]:
+    return {name: paths[:5] for name, paths in lisc_images().items()}
+
+
+@pytest.fixture(scope="module")
+def few_shot_profile(classifier):
+    return build_few_shot(classifier, five_per_class(), per_class=5, seed=0)
+
+
+def statuses(classifier, paths) -> list[str]:
+    return [classifier.predict(path).status for path in paths]
+
+
+def test_an_unlabelled_profile_makes_the_labs_own_cells_familiar(classifier, unlabelled_profile, lisc_split):
+    adapted = load_classifier(lab_profile=unlabelled_profile)
+    held_out = lisc_split[1]
+    before, after = statuses(classifier, held_out), statuses(adapted, held_out)
+    unfamiliar_before = sum(s in (UNFAMILIAR_SOURCE, NOT_BLOOD_CELL) for s in before)
+    unfamiliar_after = sum(s in (UNFAMILIAR_SOURCE, NOT_BLOOD_CELL) for s in after)
+    assert unfamiliar_after < unfamiliar_before / 2, (unfamiliar_before, unfamiliar_after)
+    # Only the trust checks move: the four-class decision is the shipped model's.
+    sample = held_out[:8]
+    assert [adapted.predict(p).label for p in sample] == [classifier.predict(p).label for p in sample]
+    assert unlabelled_profile.kind == UNLABELLED and unlabelled_profile.images >= 60
+
+
+def test_with_a_profile_non_blood_images_are_still_called_not_blood(unlabelled_profile):
+    adapted = load_classifier(lab_profile=unlabelled_profile)
+    images = non_blood_images()[::5]
+    called = [adapted.predict(image.rgb).status for image in images]
+    assert called.count(NOT_BLOOD_CELL) == len(images), called
+
+
+def test_a_few_shot_profile_refits_the_head_on_the_labelled_cells(classifier, few_shot_profile):
+    assert few_shot_profile.kind == FEW_SHOT
+    assert set(few_shot_profile.labelled) == set(CLASS_NAMES)
+    assert all(1 <= n <= 5 for n in few_shot_profile.labelled.values())
+    adapted = load_classifier(lab_profile=few_shot_profile)
+    weights, _ = classifier.head_weights()
+    assert not np.allclose(adapted.model.layers[-1].get_weights()[0], weights)
+    # It learned from the labelled cells: more of them come out as labelled than before.
+    def right(model) -> int:
+        return sum(model.predict(path).label == name for name, paths in five_per_class().items() for path in paths)
+
+    assert right(adapted) > right(classifier), (right(adapted), right(classifier))
+
+
+def test_explanations_use_the_adapted_model(classifier, few_shot_profile):
+    adapted = load_classifier(lab_profile=few_shot_profile)
+    path = lisc_images()["MONOCYTE"][7]
+    prediction = adapted.predict(path)
+    adapted_probabilities = adapted.predict_proba(prediction.model_input[None])[0]
+    shipped_probabilities = classifier.predict_proba(prediction.model_input[None])[0]
+    assert not np.allclose(adapted_probabilities, shipped_probabilities, atol=1e-4)
+    explanation = explain(adapted, prediction.model_input, "gradcam")
+    assert explanation.attribution.shape == prediction.model_input.shape[:2]
+    assert explanation.target == prediction.label
+
+
+def test_a_profile_survives_saving_and_loading(tmp_path, few_shot_profile):
+    path = few_shot_profile.save(tmp_path / "lab.json")
+    assert path.stat().st_size < 1_000_000
+    again = LabProfile.load(path)
+    assert again.sha256 == few_shot_profile.sha256
+    assert np.array_equal(again.head_weights, few_shot_profile.head_weights)
+    assert few_shot_profile.short_id in few_shot_profile.describe()
+
+
+# -- bad input: a clear message, and the shipped model stays in use ------------------------
+
+def test_a_profile_from_another_model_is_refused(unlabelled_profile):
+    other = LabProfile(kind=UNLABELLED, model_sha256="0" * 64, created=unlabelled_profile.created,
+                       images=40, ood_shift=unlabelled_profile.ood_shift)
+    with pytest.raises(LabProfileError, match="made for another model"):
+        load_classifier(lab_profile=other)
+
+
+def test_a_hand_edited_profile_is_refused(tmp_path, unlabelled_profile):
+    stored = json.loads(unlabelled_profile.to_bytes())
+    stored["images"] = 5000
+    path = tmp_path / "edited.json"
+    path.write_text(json.dumps(stored))
+    with pytest.raises(LabProfileError, match="changed after it was made"):
+        load_classifier(lab_profile=path)
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"", "not a JSON file"),
+    (b"\x89PNG\r\n\x1a\n" + bytes(100), "not a JSON file"),
+    (b'{"format": "something else"}', "not a HematoVision lab profile"),
+    (b"[1, 2, 3]", "not a HematoVision lab profile"),
+])
+def test_a_corrupt_profile_is_refused(data, message):
+    with pytest.raises(LabProfileError, match=message):
+        LabProfile.from_bytes(data)
+
+
+def test_a_truncated_profile_is_refused(unlabelled_profile):
+    data = unlabelled_profile.to_bytes()
+    with pytest.raises(LabProfileError, match="not a JSON file"):
+        LabProfile.from_bytes(data[: len(data) // 2])
+
+
+def test_too_few_images_are_refused(classifier):
+    with pytest.raises(LabProfileError, match="at least 30 images of white blood cells; 12 of the 12"):
+        build_unlabelled(classifier, interleaved(lisc_images())[:12])
+
+
+def test_a_class_with_no_labelled_cell_is_refused(classifier):
+    labelled = lisc_images()
+    labelled["MONOCYTE"] = []
+    with pytest.raises(LabProfileError, match="at least one labelled monocyte .*none given"):
+        build_few_shot(classifier, labelled)
+
+
+def test_a_folder_of_non_blood_images_is_refused(classifier):
+    images = [image.rgb for image in non_blood_images()[:40]]
+    with pytest.raises(LabProfileError, match="0 of the 40 given look like one"):
+        build_unlabelled(classifier, images)
+
+
+def test_a_profile_is_made_with_the_shipped_model_only(unlabelled_profile, lisc_split):
+    adapted = load_classifier(lab_profile=unlabelled_profile)
+    with pytest.raises(LabProfileError, match="with the shipped model"):
+        build_unlabelled(adapted, lisc_split[0])
