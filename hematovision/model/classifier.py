@@ -104,22 +104,23 @@ class Classifier:
         self.colour_normalisation = colour_normalisation
         self.trust = trust or TrustModel()
         self.lab_profile = lab_profile
-        self._ood_shift = None
+        # The network that predictions and explanations run through: the shipped one, with
+        # the profile's refitted head when one is in use.
+        self.model = model
         if lab_profile is not None:
             lab_profile.check_model(model_sha256)
             lab_profile.check_shapes(int(model.get_layer(FEATURE_LAYER).output.shape[-1]),
                                      int(model.get_layer(OTHER_TYPE_LAYER).output.shape[-1]), len(CLASS_NAMES))
-            self._ood_shift = lab_profile.ood_shift
             if lab_profile.head_weights is not None:
-                model = _with_refitted_head(model, lab_profile)
-        # What every prediction and explanation runs through: the shipped network, with the
-        # profile's refitted head when one is in use.
-        self.model = model
+                self.model = _with_refitted_head(model, lab_profile)
+        adapted = self.model
         # One traced graph for every batch size: perturbation explainers call this
         # thousands of times, and model.predict() pays its per-call set-up every time.
         signature = [tf.TensorSpec([None, self.input_size, self.input_size, 3], tf.float32)]
-        self._forward = tf.function(lambda batch: model(batch, training=False),
+        self._forward = tf.function(lambda batch: adapted(batch, training=False),
                                     input_signature=signature, reduce_retracing=True)
+        # The shipped network's outputs with its features; outputs() then applies the profile,
+        # the same step by which training.lab_profiles measures profiles.
         pooled = keras.layers.GlobalAveragePooling2D(name="ood_features")(model.get_layer(FEATURE_LAYER).output)
         with_features = keras.Model(model.input, [pooled, model.get_layer(OTHER_TYPE_LAYER).output, model.output])
         self._forward_with_features = tf.function(lambda batch: with_features(batch, training=False),
@@ -186,10 +187,8 @@ class Classifier:
             widths = [int(self.model.get_layer(name).output.shape[-1]) for name in (FEATURE_LAYER, OTHER_TYPE_LAYER)]
             return ModelOutputs(np.zeros((0, widths[0]), np.float32), np.zeros((0, widths[1]), np.float32),
                                 np.zeros((0, len(CLASS_NAMES)), np.float32))
-        ood_features, type_features, probabilities = (np.concatenate([chunk[i] for chunk in chunks]) for i in range(3))
-        if self._ood_shift is not None:  # the lab's own cells measured from the training labs' centre
-            ood_features = ood_features + self._ood_shift
-        return ModelOutputs(ood_features, type_features, probabilities)
+        shipped = ModelOutputs(*(np.concatenate([chunk[i] for chunk in chunks]) for i in range(3)))
+        return shipped if self.lab_profile is None else self.lab_profile.apply(shipped)
 
     # -- user-facing predictions ----------------------------------------------
     def predict(self, image: ImageSource) -> Prediction:

@@ -35,7 +35,7 @@ import numpy as np
 from hematovision.model.imaging import ImageError, ImageSource, load_image
 
 if TYPE_CHECKING:
-    from hematovision.model.classifier import Classifier
+    from hematovision.model.classifier import Classifier, ModelOutputs
 
 FORMAT = "hematovision-lab-profile/1"
 UNLABELLED = "unlabelled"
@@ -156,6 +156,19 @@ class LabProfile:
                 f"This lab profile was made for another model (SHA-256 {self.model_sha256[:12]}…), not the one "
                 f"loaded ({(model_sha256 or 'unknown')[:12]}…). Build a new profile with this model.")
 
+    def apply(self, outputs: ModelOutputs) -> ModelOutputs:
+        """The shipped network's outputs as the adapted classifier gives them (the classifier
+        runs the refitted head inside the network, so explanations see it too; the
+        measurement in ``training.lab_profiles`` uses this, and a test keeps both equal)."""
+        from hematovision.model.classifier import ModelOutputs
+
+        probabilities = outputs.probabilities
+        if self.head_weights is not None:
+            logits = outputs.type_features.astype(np.float64) @ self.head_weights + self.head_bias
+            logits -= logits.max(axis=1, keepdims=True)
+            probabilities = (np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)).astype(np.float32)
+        return ModelOutputs(outputs.ood_features + self.ood_shift, outputs.type_features, probabilities)
+
     def check_shapes(self, ood_width: int, feature_width: int, classes: int) -> None:
         if self.ood_shift.shape != (ood_width,):
             raise LabProfileError(f"This lab profile does not fit the model: its OOD shift has shape "
@@ -168,16 +181,33 @@ class LabProfile:
 # -- building a profile ---------------------------------------------------------------------
 
 @dataclass
-class _Features:
-    ood: np.ndarray
-    final: np.ndarray
-    usable: int
-    given: int
+class CellFeatures:
+    """What a profile is built from: the shipped network's features of the images that look
+    like white blood cells (a nucleus found, not far from every training cell). The others
+    are left out, so a stray photo cannot bend the profile."""
+
+    ood: np.ndarray  # (usable, block-12 width)
+    final: np.ndarray  # (usable, final-feature width)
+    given: int  # images offered, usable or not
+
+    @property
+    def usable(self) -> int:
+        return len(self.ood)
+
+    def subset(self, rows: np.ndarray) -> CellFeatures:
+        return CellFeatures(self.ood[rows], self.final[rows], len(rows))
 
 
-def _blood_cell_features(classifier: Classifier, images: Sequence[ImageSource]) -> _Features:
-    """Features of the images that look like blood cells (a nucleus found, not far from every
-    training cell); others are left out, so a stray photo cannot bend the profile."""
+def blood_cell_mask(classifier: Classifier, outputs: ModelOutputs, found: Sequence[bool]) -> np.ndarray:
+    """Which rows look like white blood cells to the shipped model (see ``CellFeatures``)."""
+    blood = np.asarray(found, bool).copy()
+    ood = classifier.trust.ood
+    if ood is not None:
+        blood &= ood.score(outputs.ood_features) <= ood.far_threshold
+    return blood
+
+
+def cell_features(classifier: Classifier, images: Sequence[ImageSource]) -> CellFeatures:
     crops, found = [], []
     for image in images:
         try:
@@ -187,13 +217,10 @@ def _blood_cell_features(classifier: Classifier, images: Sequence[ImageSource]) 
         crops.append(crop)
         found.append(bool(box.found))
     if not crops:
-        return _Features(np.zeros((0, 0)), np.zeros((0, 0)), 0, len(images))
+        return CellFeatures(np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32), len(images))
     outputs = classifier.outputs(np.stack(crops))
-    blood = np.asarray(found)
-    ood = classifier.trust.ood
-    if ood is not None:
-        blood &= ood.score(outputs.ood_features) <= ood.far_threshold
-    return _Features(outputs.ood_features[blood], outputs.type_features[blood], int(blood.sum()), len(images))
+    blood = blood_cell_mask(classifier, outputs, found)
+    return CellFeatures(outputs.ood_features[blood], outputs.type_features[blood], len(images))
 
 
 def _ood_shift(classifier: Classifier, ood_features: np.ndarray) -> np.ndarray:
@@ -218,8 +245,13 @@ def _now() -> str:
 def build_unlabelled(classifier: Classifier, images: Sequence[ImageSource],
                      min_images: int = MIN_UNLABELLED_IMAGES) -> LabProfile:
     """A profile from the lab's images alone (at least ``min_images`` blood-cell images)."""
+    _require_shipped(classifier)
+    return unlabelled_from_features(classifier, cell_features(classifier, images), min_images)
+
+
+def unlabelled_from_features(classifier: Classifier, features: CellFeatures,
+                             min_images: int = MIN_UNLABELLED_IMAGES) -> LabProfile:
     model_sha = _require_shipped(classifier)
-    features = _blood_cell_features(classifier, images)
     if features.usable < min_images:
         left_out = features.given - features.usable
         raise LabProfileError(
@@ -239,31 +271,42 @@ def build_few_shot(classifier: Classifier, labelled: Mapping[str, Sequence[Image
     """
     from hematovision.model.classifier import CLASS_NAMES, class_index
 
-    model_sha = _require_shipped(classifier)
+    _require_shipped(classifier)
     by_class: dict[str, list[ImageSource]] = {name: [] for name in CLASS_NAMES}
     for name, images in labelled.items():
         by_class[CLASS_NAMES[class_index(name)]].extend(images)
     rng = np.random.default_rng(seed)
-    ood_parts, final_parts, labels, counts = [], [], [], {}
-    for index, name in enumerate(CLASS_NAMES):
-        images = by_class[name]
+    features = {}
+    for name, images in by_class.items():
         if len(images) > per_class:
             images = [images[i] for i in sorted(rng.choice(len(images), per_class, replace=False))]
-        features = _blood_cell_features(classifier, images)
-        if features.usable == 0:
-            given = f"{len(by_class[name])} given, none usable" if by_class[name] else "none given"
+        features[name] = cell_features(classifier, images)
+    return few_shot_from_features(classifier, features, {"per_class": per_class, "seed": seed}, pull)
+
+
+def few_shot_from_features(classifier: Classifier, features: Mapping[str, CellFeatures],
+                           settings: Mapping[str, Any], pull: float = HEAD_PULL) -> LabProfile:
+    """``features`` maps each class name to its labelled cells' features."""
+    from hematovision.model.classifier import CLASS_NAMES
+
+    model_sha = _require_shipped(classifier)
+    ood_parts, final_parts, labels, counts = [], [], [], {}
+    for index, name in enumerate(CLASS_NAMES):
+        cells = features.get(name)
+        if cells is None or cells.usable == 0:
+            given = "none given" if cells is None or cells.given == 0 else f"{cells.given} given, none usable"
             raise LabProfileError(f"A few-shot profile needs at least one labelled {name.lower()} that looks like "
                                   f"a white blood cell ({given}).")
-        ood_parts.append(features.ood)
-        final_parts.append(features.final)
-        labels += [index] * features.usable
-        counts[name] = features.usable
+        ood_parts.append(cells.ood)
+        final_parts.append(cells.final)
+        labels += [index] * cells.usable
+        counts[name] = cells.usable
     weights, bias = classifier.head_weights()
     refitted_weights, refitted_bias = refit_head(np.concatenate(final_parts), np.asarray(labels), weights, bias, pull)
     ood = np.concatenate(ood_parts)
     return LabProfile(kind=FEW_SHOT, model_sha256=model_sha, created=_now(), images=len(ood),
                       ood_shift=_ood_shift(classifier, ood), labelled=counts,
-                      settings={"per_class": per_class, "seed": seed, "pull": pull},
+                      settings={**settings, "pull": pull},
                       head_weights=refitted_weights, head_bias=refitted_bias)
 
 

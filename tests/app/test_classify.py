@@ -57,7 +57,7 @@ def test_the_status_box_gives_each_status_its_own_advice(monkeypatch):
         import numpy as np
 
         from app import widgets
-        from hematovision.model.cells import CellBox  # noqa: F811 (the page runs as its own script)
+        from hematovision.model.cells import CellBox
         from hematovision.model.classifier import Prediction
         from hematovision.model.trust import STATUS_TEXT, STATUSES
 

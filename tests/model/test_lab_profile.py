@@ -104,6 +104,10 @@ def test_explanations_use_the_adapted_model(classifier, few_shot_profile):
     adapted_probabilities = adapted.predict_proba(prediction.model_input[None])[0]
     shipped_probabilities = classifier.predict_proba(prediction.model_input[None])[0]
     assert not np.allclose(adapted_probabilities, shipped_probabilities, atol=1e-4)
+    # Predictions (and the measurement in training.lab_profiles) apply the profile to the shipped
+    # network's outputs; explanations run the adapted network: both give the same probabilities.
+    assert np.allclose(adapted.outputs(prediction.model_input[None]).probabilities[0], adapted_probabilities,
+                       atol=1e-5)
     explanation = explain(adapted, prediction.model_input, "gradcam")
     assert explanation.attribution.shape == prediction.model_input.shape[:2]
     assert explanation.target == prediction.label
