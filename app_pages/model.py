@@ -322,6 +322,42 @@ if lisc:
         st.markdown("The same recipe trained on one lab only and tested on the other: how the *recipe* travels.")
         st.dataframe(lolo, hide_index=True, width="stretch", key="lolo_table")
 
+profiles = card.lab_profiles
+if profiles and profiles.sources:
+    st.header("Adapting it to your lab: lab profiles")
+    st.markdown(
+        "A *lab profile* fits the model to one lab in seconds, from that lab's own images (build one on the "
+        "Batch page or with `python -m hematovision adapt`). An **unlabelled** profile needs 30 or more images "
+        "and only teaches the *unfamiliar lab* check what this lab looks like; a **few-shot** profile also "
+        "refits the last layer on a few labelled cells per class. Each row is a lab the model never saw, "
+        "judged on images the profile was not built from, over seeded draws (mean, 95% interval); "
+        "*no profile* is the shipped model on the same images."
+    )
+    rows = []
+    for source_name, source in profiles.sources.items():
+        for setting, result in source.profiles.items():
+            if result.macro_recall.mean is None:
+                continue
+            rows.append({"Unseen lab, model": source_name, "Profile": setting,
+                         "Macro recall": result.macro_recall.mean,
+                         "95% CI": interval_text(result.macro_recall.ci95),
+                         "No profile": result.shipped_macro_recall.mean,
+                         "Unfamiliar lab": result.unfamiliar_source.mean,
+                         "Unfamiliar, no profile": result.shipped_unfamiliar_source.mean,
+                         "Not a blood cell": result.not_blood_cell.mean,
+                         "Images judged": result.images_judged})
+    st.dataframe(rows, hide_index=True, width="stretch", key="lab_profiles_table",
+                 column_config={k: st.column_config.NumberColumn(format="%.3f")
+                                for k in ("Macro recall", "No profile")}
+                 | {k: percent for k in ("Unfamiliar lab", "Unfamiliar, no profile", "Not a blood cell")})
+    notes = sorted({f"{name}, {setting}: {result.note}" for name, source in profiles.sources.items()
+                    for setting, result in source.profiles.items() if result.note})
+    for note in notes:
+        st.caption(note)
+    if profiles.build_seconds_100_images is not None:
+        st.caption(f"Building an unlabelled profile from 100 images took {profiles.build_seconds_100_images:.1f} s "
+                   f"on the machine that measured this ({profiles.date or 'date unknown'}).")
+
 other_types = evaluation.other_types
 if "all" in other_types:
     st.header("Cells that are none of the four types")
@@ -437,6 +473,8 @@ if trust and trust.other_types and trust.other_types.command:
     commands.append(("Fit the other-cell-type detector", trust.other_types.command))
 if evaluation.command:
     commands.append(("Evaluate", evaluation.command))
+if profiles and profiles.command:
+    commands.append(("Measure lab profiles", profiles.command))
 for title, command in commands:
     st.markdown(f"**{title}**")
     st.code(command, language="bash", wrap_lines=True)

@@ -468,6 +468,82 @@ class Trust:
 # -- the card ------------------------------------------------------------------------
 
 @dataclass(frozen=True)
+class MeanOverDraws:
+    """A mean over seeded draws with its Student-t 95% interval (``compare.mean_ci``)."""
+
+    mean: float | None = None
+    ci95: Interval | None = None
+    draws: int | None = None
+
+    @classmethod
+    def from_json(cls, value: Any) -> MeanOverDraws:
+        value = _mapping(value)
+        return cls(_number(value.get("mean")), _interval(value.get("ci95")), _count(value.get("n")))
+
+
+@dataclass(frozen=True)
+class ProfileResult:
+    """One way of adapting (unlabelled, 5-shot, ...) on one unseen lab, over seeded draws."""
+
+    macro_recall: MeanOverDraws
+    accuracy: MeanOverDraws
+    not_blood_cell: MeanOverDraws
+    unfamiliar_source: MeanOverDraws
+    shipped_macro_recall: MeanOverDraws  # no profile, on the same images
+    shipped_unfamiliar_source: MeanOverDraws
+    images_judged: int | None
+    note: str | None
+
+    @classmethod
+    def from_json(cls, value: Any) -> ProfileResult:
+        value = _mapping(value)
+        shipped = _mapping(value.get("shipped_on_same_images"))
+        return cls(*(MeanOverDraws.from_json(value.get(key)) for key in
+                     ("macro_recall", "accuracy", "not_blood_cell", "unfamiliar_source")),
+                   MeanOverDraws.from_json(shipped.get("macro_recall")),
+                   MeanOverDraws.from_json(shipped.get("unfamiliar_source")),
+                   _count(value.get("images_judged")), _text(value.get("note")))
+
+
+@dataclass(frozen=True)
+class ProfileSource:
+    """An unseen lab and the model that never saw it: no profile, then each kind of profile."""
+
+    model: str | None
+    images: int | None
+    cells: int | None
+    no_profile: dict[str, float]  # macro_recall, accuracy, not_blood_cell, unfamiliar_source, cell_accuracy
+    profiles: dict[str, ProfileResult]
+
+    @classmethod
+    def from_json(cls, value: Any) -> ProfileSource:
+        value = _mapping(value)
+        none = _mapping(value.get("none"))
+        return cls(_text(value.get("model")), _count(none.get("images")), _count(none.get("cells")),
+                   {str(k): v for k, v in none.items() if isinstance(v, (int, float)) and k not in ("images", "cells")},
+                   {str(k): ProfileResult.from_json(v) for k, v in value.items()
+                    if k not in ("model", "none") and isinstance(v, dict)})
+
+
+@dataclass(frozen=True)
+class LabProfilesResult:
+    """The card's ``lab_profiles`` section (``training.lab_profiles``)."""
+
+    sources: dict[str, ProfileSource]
+    how: str | None
+    command: str | None
+    date: str | None
+    build_seconds_100_images: float | None
+
+    @classmethod
+    def from_json(cls, value: Any) -> LabProfilesResult:
+        value = _mapping(value)
+        return cls({str(k): ProfileSource.from_json(v) for k, v in _mapping(value.get("sources")).items()},
+                   _text(value.get("how")), _text(value.get("command")), _text(value.get("date")),
+                   _number(value.get("unlabelled_build_seconds_100_images")))
+
+
+@dataclass(frozen=True)
 class ModelCard:
     """A model card: typed sections, the JSON they came from, and what is wrong with it."""
 
@@ -486,6 +562,7 @@ class ModelCard:
     trust: Trust | None
     previous_model: PreviousModel | None
     comparison: dict[str, ModelResult]
+    lab_profiles: LabProfilesResult | None
 
     @classmethod
     def from_json(cls, raw: Json, path: Path) -> ModelCard:
@@ -509,6 +586,7 @@ class ModelCard:
             trust=_section(raw.get("trust"), Trust.from_json),
             previous_model=_section(raw.get("previous_model"), PreviousModel.from_json),
             comparison=_comparison(raw.get("comparison")),
+            lab_profiles=_section(raw.get("lab_profiles"), LabProfilesResult.from_json),
         )
 
     @classmethod
@@ -555,6 +633,10 @@ class ModelCard:
                         comparison: Json) -> ModelCard:
         return self.with_sections(model_file=model_file, model_sha256=model_sha256, evaluation=evaluation,
                                   comparison=comparison)
+
+    def with_lab_profiles(self, section: Json) -> ModelCard:
+        """How lab profiles do on labs the model never saw (``training.lab_profiles``)."""
+        return self.with_sections(lab_profiles=section)
 
     def to_json(self) -> str:
         return json.dumps(self.raw, indent=2) + "\n"

@@ -151,12 +151,19 @@ def test_model_page_renders_the_real_card():
     headers = [h.value for h in at.header]
     assert {"On labs it never saw", "Cells that are none of the four types",
             "The same cell at another magnification"} <= set(headers)
-    [lisc] = [t.value for t in at.dataframe if "Macro recall" in t.value.columns]
+    [lisc] = [t.value for t in at.dataframe if "Macro recall" in t.value.columns and "Model" in t.value.columns]
     assert list(lisc["Model"]) == ["This model", "Previous model (issue 3)"]
     lolo = [t for t in at.dataframe if "Tested on" in t.value.columns]
     assert len(lolo) == 1 and {"PBC test split", "Kaggle TEST, per cell"} == set(lolo[0].value["Tested on"])
     statuses = [t for t in at.dataframe if "Another cell type, not one of the four" in t.value.columns]
     assert statuses and "Not blood cells" in set(statuses[0].value["Images"])
+    # Issue 14: lab profiles on every unseen lab, each kind beside no profile on the same images.
+    if card.lab_profiles:
+        assert "Adapting it to your lab: lab profiles" in headers
+        [profiles] = [t.value for t in at.dataframe if "Profile" in t.value.columns]
+        assert set(profiles["Profile"]) == {"unlabelled", "5-shot", "10-shot"}
+        assert len(set(profiles["Unseen lab, model"])) == 3
+        assert any("training.lab_profiles" in c.value for c in at.code)
 
 
 def test_model_card_validation_reports_problems():

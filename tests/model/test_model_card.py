@@ -86,7 +86,7 @@ def test_a_card_without_a_previous_model_loads_and_the_page_leaves_it_out(tmp_pa
     monkeypatch.setenv(CARD_PATH_ENV, str(card.path))
     at = start("app_pages/model.py")
     assert not at.exception, at.exception
-    [lisc] = [t.value for t in at.dataframe if "Macro recall" in t.value.columns]
+    [lisc] = [t.value for t in at.dataframe if "Macro recall" in t.value.columns and "Model" in t.value.columns]
     assert list(lisc["Model"]) == ["This model"]
     models = {model for t in at.dataframe if "Model" in t.value.columns for model in t.value["Model"]}
     assert not any(str(model).startswith("Previous model") for model in models)
