@@ -13,7 +13,7 @@ import weakref
 import numpy as np
 import streamlit as st
 
-from app import images
+from app import images, state
 from app.state import COMPARISONS
 from hematovision import load_classifier
 from hematovision.explanation import overlay
@@ -21,6 +21,7 @@ from hematovision.explanation.compare import compare_image
 from hematovision.explanation.explainers import Explanation, built_explainers, explain
 from hematovision.model.classifier import Classifier, Prediction
 from hematovision.model.imaging import load_image
+from hematovision.model.lab_profile import LabProfile
 from hematovision.model.model_card import file_sha256
 
 THUMBNAIL_SIDE = 360  # the sidebar's copy of the current image
@@ -36,8 +37,33 @@ def get_classifier() -> Classifier:
     return classifier
 
 
+@st.cache_resource(max_entries=4, show_spinner="Loading the model with your lab profile…")
+def adapted_classifier(profile_id: str, _profile: LabProfile) -> Classifier:
+    """The model adapted by a lab profile, one per profile (its SHA-256 is ``profile_id``)."""
+    global _classifiers_loaded
+    classifier = load_classifier(lab_profile=_profile)
+    _classifiers_loaded += 1
+    _classifiers.add(classifier)
+    return classifier
+
+
+def classifier_for(profile_id: str) -> Classifier:
+    """The shipped model for "", else the model adapted by this session's profile of that id."""
+    if not profile_id:
+        return get_classifier()
+    profile = state.lab_profile()
+    if profile is None or profile.sha256 != profile_id:
+        raise RuntimeError("the lab profile in use changed while the page ran; run it again")
+    return adapted_classifier(profile_id, profile)
+
+
+def classifier() -> Classifier:
+    """The model this session uses: the shipped one, or adapted by the session's lab profile."""
+    return classifier_for(state.lab_profile_id())
+
+
 _classifiers_loaded = 0
-_classifiers: weakref.WeakSet[Classifier] = weakref.WeakSet()  # what get_classifier made, while cached
+_classifiers: weakref.WeakSet[Classifier] = weakref.WeakSet()  # what the caches made, while cached
 
 
 def explainers_built() -> int:
@@ -80,9 +106,10 @@ def decoded_image(digest: str, _data: bytes) -> np.ndarray:
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def predict_cells(digest: str, _data: bytes) -> list[Prediction]:
-    """One prediction per white cell in the image (biggest first)."""
-    return get_classifier().predict_cells(decoded_image(digest, _data))
+def predict_cells(digest: str, _data: bytes, profile_id: str = "") -> list[Prediction]:
+    """One prediction per white cell in the image (biggest first), by the shipped model or,
+    with ``profile_id``, by the model adapted by this session's lab profile."""
+    return classifier_for(profile_id).predict_cells(decoded_image(digest, _data))
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -109,14 +136,16 @@ def thumbnail_uri(key: str, _rgb: np.ndarray) -> str:
 
 
 @st.cache_data(max_entries=128, show_spinner=False)
-def explain_crop(key: tuple, _crop: np.ndarray) -> Explanation:
-    """One explanation of the model's crop, cached by ``app.explanations.explanation_key``.
+def explain_crop(key: tuple, _crop: np.ndarray, profile_id: str = "") -> Explanation:
+    """One explanation of the model's crop, cached by ``app.explanations.explanation_key``
+    and the lab profile in use ("" for the shipped model).
 
     ``key`` is (image digest and cell, method, target or "", params as a sorted tuple, seed);
     ``_crop`` is not hashed, since the digest and the loaded model determine it.
     """
     _digest, method, target, params, seed = key
-    return explain(get_classifier(), _crop, method=method, target=target or None, seed=seed, **dict(params))
+    return explain(classifier_for(profile_id), _crop, method=method, target=target or None, seed=seed,
+                   **dict(params))
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -138,7 +167,7 @@ def run_comparison(key: tuple, crop: np.ndarray, settings: dict, progress):
 
     Kept per session rather than in ``st.cache_data`` so the run can drive a progress bar.
     """
-    result = compare_image(get_classifier(), crop, list(settings["methods"]), target=settings["target"],
+    result = compare_image(classifier(), crop, list(settings["methods"]), target=settings["target"],
                            seed=settings["seed"], steps=settings["steps"], baseline=settings["baseline"],
                            stability_seeds=settings["stability_seeds"], sanity=settings["sanity"],
                            progress=progress)

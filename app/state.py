@@ -16,6 +16,7 @@ import streamlit as st
 
 from app.explanations import ExplainSettings
 from hematovision.model.imaging import clean_display_name
+from hematovision.model.lab_profile import LabProfile
 from hematovision.workflows.teaching import Quiz
 
 # Shared by every page
@@ -24,6 +25,7 @@ UPLOAD_ERROR = "hv_upload_error"  # str | None: the message for the last bad upl
 UPLOADER_NONCE = "hv_uploader_nonce"  # int: bump it to give the uploaders a new key (clears them)
 CELL_INDEX = "hv_cell_index"  # int: which white cell of the current image is shown and explained
 IMAGE_REPORT = "hv_image_report"  # (what it was built from, pdf bytes, html text)
+LAB_PROFILE = "hv_lab_profile"  # LabProfile | None: adapts the model to the user's lab for this session
 
 # Explain page (the opacity is also used by Atlas and Quiz)
 EXPLAIN_SETTINGS = "hv_explain_settings"  # ExplainSettings applied on the Explain page
@@ -38,6 +40,8 @@ COMPARISONS = "hv_comparisons"  # comparison key -> ImageComparison, this sessio
 BATCH = "hv_batch"  # {"cells": [BatchCell], "skipped": [Skipped], "images": {digest: (name, bytes)}, "id": str}
 BATCH_REPORT = "hv_batch_report"  # (review signature, pdf bytes, html text)
 BATCH_UPLOADER = "hv_batch_uploader"  # the batch page's file uploader
+PROFILE_UPLOADER = "hv_profile_uploader"  # the batch page's lab-profile file uploader
+PROFILE_MESSAGE = "hv_profile_message"  # (kind, text): the outcome of the last profile action
 
 # Quiz page
 QUIZ = "hv_quiz"  # Quiz | None: the student's quiz for this session
@@ -104,6 +108,7 @@ def init_state() -> None:
         OPACITY: 0.5,
         CELL_INDEX: 0,
         SIGN_VIEW: "both",
+        LAB_PROFILE: None,
     }
     for key, value in defaults.items():
         if key not in st.session_state:
@@ -136,3 +141,22 @@ def upload_error() -> str | None:
 def clear_uploader() -> None:
     """Give the file uploaders a fresh key so they show empty on the next run."""
     st.session_state[UPLOADER_NONCE] = st.session_state.get(UPLOADER_NONCE, 0) + 1
+
+
+def lab_profile() -> LabProfile | None:
+    return st.session_state.get(LAB_PROFILE)
+
+
+def lab_profile_id() -> str:
+    """The active profile's SHA-256, or "" for the shipped model: part of every cache key
+    whose result depends on the model."""
+    profile = lab_profile()
+    return profile.sha256 if profile is not None else ""
+
+
+def set_lab_profile(profile: LabProfile | None) -> None:
+    """Use this profile from now on in this session (None: the shipped model). Reports made
+    with the previous model no longer describe what the pages show, so they go."""
+    st.session_state[LAB_PROFILE] = profile
+    st.session_state.pop(IMAGE_REPORT, None)
+    st.session_state.pop(BATCH_REPORT, None)

@@ -92,10 +92,21 @@ def use_sample(key: str) -> None:
     state.clear_uploader()
 
 
+def profile_note() -> None:
+    """Beside a prediction: which lab profile adapted the model, when one is in use."""
+    profile = state.lab_profile()
+    if profile is not None:
+        st.caption(f":material/tune: Adapted by {profile.describe()} (Batch page: change or stop it).")
+
+
 def sidebar_current_image() -> None:
-    """Show the image in use (if any) in the sidebar on every page."""
+    """Show the image in use (if any), and the lab profile in use, in the sidebar on every page."""
     image = state.current_image()
     with st.sidebar:
+        profile = state.lab_profile()
+        if profile is not None:
+            st.markdown(f"**Lab profile** `{profile.short_id}`")
+            st.caption(profile.describe().split(" (", 1)[1].rstrip(")"))
         st.markdown("**Current image**")
         if image is None:
             st.caption("None yet. Choose one on the Classify page.")
@@ -110,10 +121,10 @@ def sidebar_current_image() -> None:
 def selected_cell_or_stop(image: CurrentImage, action: str) -> tuple[list[Prediction], int, Prediction]:
     """Classify the current image (spinner, cached) and return its cells, the picked index and
     that cell's prediction; if the image cannot be read, say so and stop the page."""
-    caches.get_classifier()  # shows its own spinner the first time
+    caches.classifier()  # shows its own spinner the first time
     try:
         with st.spinner("Classifying…"):
-            cells = caches.predict_cells(image.digest, image.data)
+            cells = caches.predict_cells(image.digest, image.data, state.lab_profile_id())
     except ImageError as exc:  # should not happen: uploads are checked when they arrive
         st.error(f"**This image cannot be {action}.** {exc}", icon=":material/error:")
         st.stop()
@@ -151,13 +162,13 @@ STATUS_STYLE = {  # how each trust status is shown: Streamlit message kind and i
 def status_message(prediction: Prediction) -> None:
     """The prediction's status in plain words, coloured by how far to trust it."""
     show, icon = STATUS_STYLE[prediction.status]
-    advice = caches.get_classifier().trust.advice(prediction.status, prediction.other_type)
+    advice = caches.classifier().trust.advice(prediction.status, prediction.other_type)
     show(f"**{prediction.status_text}.** {advice}", icon=icon)
 
 
 def status_guide() -> None:
     """An expander with what each of the five statuses means and what to do about it."""
-    missing = statuses_not_checked(caches.get_classifier().trust)
+    missing = statuses_not_checked(caches.classifier().trust)
     with st.expander("What the statuses mean"):
         for status in STATUSES:
             meaning, action = STATUS_GUIDE[status]
@@ -176,13 +187,13 @@ def image_report_section(image: CurrentImage, cells: list[Prediction], cell_inde
     kept for the session while the image, cell and maps stay the same.
     """
     explanations = {m: e for m, e in (explanations or {}).items() if m in REPORT_METHODS}
-    built_from = (image.digest, cell_index, tuple(sorted((m, e.target, str(e.params)) for m, e in explanations.items())))
+    built_from = (image.digest, cell_index, state.lab_profile_id(), tuple(sorted((m, e.target, str(e.params)) for m, e in explanations.items())))
     stem = f"hematovision-report-{image.short_id}" + (f"-cell{cell_index + 1}" if len(cells) > 1 else "")
     left, middle, right = st.columns(3, vertical_alignment="center")
     if left.button("Prepare a report (PDF and HTML)", icon=":material/description:", width="stretch",
                    key="hv_prepare_image_report"):
         with st.spinner("Drawing the four explanations and the report…"):
-            report = build_image_report(caches.get_classifier(), image.name,
+            report = build_image_report(caches.classifier(), image.name,
                                         caches.decoded_image(image.digest, image.data), cells[cell_index],
                                         cells_in_image=len(cells), cell_number=cell_index + 1,
                                         explanations=explanations)

@@ -8,16 +8,32 @@ import streamlit as st
 
 from app import caches, state, widgets
 from app.page_paths import EXPLAIN_PAGE
-from app.state import BATCH, BATCH_REPORT, BATCH_UPLOADER, CELL_INDEX, review_key, uploaded_image
+from app.state import (
+    BATCH,
+    BATCH_REPORT,
+    BATCH_UPLOADER,
+    CELL_INDEX,
+    PROFILE_MESSAGE,
+    PROFILE_UPLOADER,
+    review_key,
+    uploaded_image,
+)
 from app.texts import format_percent, status_label
 from hematovision import charts
 from hematovision.model.classifier import CLASS_NAMES, display_name
 from hematovision.model.imaging import SUPPORTED_SUFFIXES
+from hematovision.model.lab_profile import (
+    LabProfile,
+    LabProfileError,
+    few_shot_from_predictions,
+    unlabelled_from_predictions,
+)
 from hematovision.workflows.batch import (
     NOT_CLASSED,
     REFERENCE_SOURCE,
     BatchCell,
     Skipped,
+    UploadedImage,
     cells_csv,
     classify_batch,
     confirm_unreviewed,
@@ -49,15 +65,114 @@ def review_label(choice: str | None) -> str:
 def classify_uploads(uploaded) -> None:
     files = [(item.name, item.getvalue()) for item in uploaded]
     images, skipped = expand_uploads(files)
-    bar = st.progress(0.0, text=f"Classifying {len(images)} images…")
-    cells, unreadable = classify_batch(
-        caches.get_classifier(), images,
-        lambda done, total, name: bar.progress(done / total, text=f"{done}/{total}: {name}"))
-    bar.empty()
+    cells, unreadable = classify_images(images)
     digest = hashlib.sha256(b"".join(image.data[:64] for image in images)).hexdigest()[:12]
     st.session_state[BATCH] = {"cells": cells, "skipped": skipped + unreadable, "id": digest,
-                               "images": {image.digest[:16]: (image.name, image.data) for image in images}}
+                               "images": {image.digest[:16]: (image.name, image.data) for image in images},
+                               "profile": state.lab_profile_id()}
     st.session_state.pop(BATCH_REPORT, None)
+
+
+def classify_images(images: list[UploadedImage]) -> tuple[list[BatchCell], list[Skipped]]:
+    bar = st.progress(0.0, text=f"Classifying {len(images)} images…")
+    result = classify_batch(caches.classifier(), images,
+                            lambda done, total, name: bar.progress(done / total, text=f"{done}/{total}: {name}"))
+    bar.empty()
+    return result
+
+
+def reclassify_with_current_profile(batch: dict) -> None:
+    """Classify the batch again after the lab profile changed; each cell keeps its review."""
+    reviews = {cell.key: cell.reviewed for cell in batch["cells"]}
+    images = [UploadedImage(name, data) for name, data in batch["images"].values()]
+    cells, _ = classify_images(images)
+    for cell in cells:
+        cell.reviewed = reviews.get(cell.key)
+    batch.update(cells=cells, profile=state.lab_profile_id())
+    st.session_state.pop(BATCH_REPORT, None)
+
+
+def use_profile(profile: LabProfile | None, message: str) -> None:
+    state.set_lab_profile(profile)
+    st.session_state[PROFILE_MESSAGE] = ("success", message)
+
+
+def build_profile(kind: str) -> None:
+    """Build a profile from the current batch: unlabelled from every cell, few-shot from the reviews."""
+    cells = st.session_state[BATCH]["cells"]
+    shipped = caches.get_classifier()
+    try:
+        if kind == "batch":
+            profile = unlabelled_from_predictions(shipped, [cell.prediction for cell in cells])
+        else:
+            profile = few_shot_from_predictions(shipped, reviewed_cells(cells))
+    except LabProfileError as exc:
+        st.session_state[PROFILE_MESSAGE] = ("error", str(exc))
+        return
+    use_profile(profile, f"Now using {profile.describe()}. The batch was classified again with it; "
+                         "your reviews are kept.")
+
+
+def load_profile_file() -> None:
+    uploaded = st.session_state.get(PROFILE_UPLOADER)
+    if uploaded is None:
+        return
+    try:
+        profile = LabProfile.from_bytes(uploaded.getvalue())
+        profile.check_model(caches.get_classifier().model_sha256)
+    except LabProfileError as exc:
+        st.session_state[PROFILE_MESSAGE] = ("error", f"{exc} The model is used as it was.")
+        return
+    use_profile(profile, f"Now using {profile.describe()}.")
+
+
+def stop_profile() -> None:
+    use_profile(None, "Stopped using the lab profile: the shipped model, as trained, again.")
+
+
+def reviewed_cells(cells: list[BatchCell]) -> dict[str, list]:
+    """Each class's reviewed cells (a review that moved a cell counts for the class it was moved to)."""
+    return {name: [cell.prediction for cell in cells if cell.reviewed == name] for name in CLASS_NAMES}
+
+
+def lab_profile_panel(cells: list[BatchCell] | None) -> None:
+    """Build, download, upload or stop a lab profile; its effect shows on every page."""
+    profile = state.lab_profile()
+    with st.expander("Lab profile: fit the model to your lab" + (f" (in use: {profile.short_id})" if profile else ""),
+                     expanded=profile is not None or PROFILE_MESSAGE in st.session_state):
+        st.markdown(
+            "Photos from your microscope, stain and camera are not the ones the model learned from. A *lab profile* "
+            "adapts it in seconds: **from this batch** (30 or more cells, no labels) it learns what your lab looks "
+            "like, so your cells stop being flagged as *unfamiliar*; **from your reviews** (at least one reviewed "
+            "cell of each type; 5 or more each is better) it also refits its last layer on the cells you labelled. "
+            "The Model page shows how much each helps on labs it never saw.")
+        kind, text = st.session_state.pop(PROFILE_MESSAGE, (None, None))
+        if kind == "error":
+            st.error(text, icon=":material/error:")
+        elif kind == "success":
+            st.success(text, icon=":material/check_circle:")
+        if profile is not None:
+            st.markdown(f"**In use:** {profile.describe()}")
+        reviewed = reviewed_cells(cells or [])
+        counts = ", ".join(f"{len(reviewed[name])} {display_name(name).lower()}" for name in CLASS_NAMES)
+        build, from_reviews, download, stop = st.columns(4, vertical_alignment="bottom")
+        build.button("Build from this batch", on_click=build_profile, args=("batch",), disabled=not cells,
+                     key="hv_profile_from_batch", icon=":material/auto_fix_high:", width="stretch",
+                     help="Uses every cell of this batch, without labels.")
+        from_reviews.button("Build from my reviews", on_click=build_profile, args=("reviews",), disabled=not cells,
+                            key="hv_profile_from_reviews", icon=":material/rule:", width="stretch",
+                            help=f"Reviewed cells so far: {counts}.")
+        if profile is not None:
+            download.download_button("Download the profile", profile.to_bytes(),
+                                     file_name=f"hematovision-lab-profile-{profile.short_id}.json",
+                                     mime="application/json", icon=":material/download:", on_click="ignore",
+                                     width="stretch", key="hv_profile_download")
+            stop.button("Stop using it", on_click=stop_profile, key="hv_profile_stop", icon=":material/close:",
+                        width="stretch")
+        st.file_uploader("Use a saved profile (.json)", type=["json"], key=PROFILE_UPLOADER,
+                         on_change=load_profile_file,
+                         help="A profile downloaded here or written by `python -m hematovision adapt`, for "
+                              "this model. It stays in memory for this session only.")
 
 
 def remember_review(cell_key: str, widget_key: str) -> None:
@@ -93,11 +208,14 @@ uploaded = st.file_uploader(
     help="Up to 20 MB per file; zips may hold folders (at most 1,000 images). Everything stays in memory.",
 )
 batch = st.session_state.get(BATCH)
+if batch is not None and batch.get("profile", "") != state.lab_profile_id():
+    reclassify_with_current_profile(batch)
 if st.button(f"Classify {len(uploaded)} file{'s' if len(uploaded) != 1 else ''}", type="primary",
              disabled=not uploaded, icon=":material/play_arrow:", key="hv_batch_classify",
              help="Starts a new batch; the reviews of the current batch are discarded."):
     classify_uploads(uploaded)
     batch = st.session_state[BATCH]
+lab_profile_panel(batch["cells"] if batch else None)
 
 if batch is None:
     st.info("No batch yet: upload images above and press **Classify**.", icon=":material/info:")
@@ -132,9 +250,8 @@ if result.unfamiliar_source:
     st.warning(
         f"**{result.unfamiliar_source} of {result.total_cells} cells look unlike the labs the model was trained "
         "on** (another stain, microscope or camera). They are counted under the class the model gives, but its "
-        "confidence is less reliable for them: check each one (filter *Flagged for a check* below). Lab "
-        "profiles, which adapt the model to your own lab from a few cells you label, are planned but not "
-        "built yet.", icon=":material/travel_explore:")
+        "confidence is less reliable for them: check each one (filter *Flagged for a check* below), or build a "
+        "*lab profile* (above) that adapts the model to your lab.", icon=":material/travel_explore:")
 table, chart = st.columns([1, 1.2], gap="large")
 table.dataframe(
     [{"Cell type": display_name(r.cell_type), "Count": r.count,
@@ -224,13 +341,13 @@ for start in range(0, len(shown[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]), COLU
 st.subheader("Export")
 signature = (batch["id"], tuple(cell.reviewed for cell in cells))
 left, middle, right = st.columns(3)
-left.download_button("Download CSV of all cells", cells_csv(cells), file_name=f"hematovision-batch-{batch['id']}.csv",
+left.download_button("Download CSV of all cells", cells_csv(cells, state.lab_profile_id()), file_name=f"hematovision-batch-{batch['id']}.csv",
                      mime="text/csv", icon=":material/download:", on_click="ignore", width="stretch")
 prepared = st.session_state.get(BATCH_REPORT)
 if middle.button("Prepare the report (PDF and HTML)", width="stretch", key="hv_batch_prepare",
                  icon=":material/description:"):
     with st.spinner("Drawing a Grad-CAM map for every cell…"):
-        report = build_batch_report(caches.get_classifier(), cells, skipped)
+        report = build_batch_report(caches.classifier(), cells, skipped)
         prepared = (signature, batch_report_pdf(report), batch_report_html(report))
         st.session_state[BATCH_REPORT] = prepared
 if prepared and prepared[0] == signature:

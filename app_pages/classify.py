@@ -110,6 +110,7 @@ with right:
         help="The type with the highest probability among the four the model knows.",
     )
     st.markdown(f"Calibrated probability **{format_percent(prediction.confidence)}**")
+    widgets.profile_note()
     widgets.status_message(prediction)
     widgets.status_guide()
     if image.sample_key:

@@ -115,7 +115,7 @@ if image is not None:
                   "sanity": bool(sanity)}
         st.session_state[COMPARE_SETTINGS] = chosen
 
-    key = (image.digest, cell_index, *sorted(chosen.items()))
+    key = (image.digest, cell_index, state.lab_profile_id(), *sorted(chosen.items()))
     result = caches.cached_comparison(key)
     if submitted and not methods:
         st.warning("Choose at least one method.", icon=":material/warning:")

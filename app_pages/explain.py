@@ -89,6 +89,8 @@ with summary:
     else:
         explained += " (the predicted class)"
     text.markdown(explained)
+    with text:
+        widgets.profile_note()
     widgets.status_message(prediction)
 with controls:
     st.slider("Overlay opacity", 0.0, 1.0, step=0.05, key=OPACITY,
@@ -168,7 +170,7 @@ for column, method in zip(columns, methods):
         try:
             with st.spinner(f"Running {title}…" + (" (this takes a while)" if params else "")):
                 key = explanation_key(f"{image.digest}/cell{cell_index}", method, settings.target, params, SEED)
-                explanation = caches.explain_crop(key, prediction.model_input)
+                explanation = caches.explain_crop(key, prediction.model_input, state.lab_profile_id())
             shown_view = view if explanation.signed else "positive"
             st.image(
                 widgets.overlay_image(prediction.model_input, explanation, opacity, shown_view),

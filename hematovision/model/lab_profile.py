@@ -35,7 +35,7 @@ import numpy as np
 from hematovision.model.imaging import ImageError, ImageSource, load_image
 
 if TYPE_CHECKING:
-    from hematovision.model.classifier import Classifier, ModelOutputs
+    from hematovision.model.classifier import Classifier, ModelOutputs, Prediction
 
 FORMAT = "hematovision-lab-profile/1"
 UNLABELLED = "unlabelled"
@@ -208,6 +208,7 @@ def blood_cell_mask(classifier: Classifier, outputs: ModelOutputs, found: Sequen
 
 
 def cell_features(classifier: Classifier, images: Sequence[ImageSource]) -> CellFeatures:
+    """Features of each image's main white cell, as the classifier frames it."""
     crops, found = [], []
     for image in images:
         try:
@@ -216,11 +217,19 @@ def cell_features(classifier: Classifier, images: Sequence[ImageSource]) -> Cell
             continue
         crops.append(crop)
         found.append(bool(box.found))
-    if not crops:
-        return CellFeatures(np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32), len(images))
+    return crop_features(classifier, crops, found, given=len(images))
+
+
+def crop_features(classifier: Classifier, crops: Sequence[np.ndarray], found: Sequence[bool],
+                  given: int | None = None) -> CellFeatures:
+    """Features of cells already framed for the model (a prediction's ``model_input``), such
+    as the cells of a classified batch; ``found`` is whether each one's nucleus was found."""
+    given = len(crops) if given is None else given
+    if not len(crops):
+        return CellFeatures(np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32), given)
     outputs = classifier.outputs(np.stack(crops))
     blood = blood_cell_mask(classifier, outputs, found)
-    return CellFeatures(outputs.ood_features[blood], outputs.type_features[blood], len(images))
+    return CellFeatures(outputs.ood_features[blood], outputs.type_features[blood], given)
 
 
 def _ood_shift(classifier: Classifier, ood_features: np.ndarray) -> np.ndarray:
@@ -282,6 +291,22 @@ def build_few_shot(classifier: Classifier, labelled: Mapping[str, Sequence[Image
             images = [images[i] for i in sorted(rng.choice(len(images), per_class, replace=False))]
         features[name] = cell_features(classifier, images)
     return few_shot_from_features(classifier, features, {"per_class": per_class, "seed": seed}, pull)
+
+
+def unlabelled_from_predictions(classifier: Classifier, predictions: Sequence[Prediction],
+                                min_images: int = MIN_UNLABELLED_IMAGES) -> LabProfile:
+    """An unlabelled profile from cells already classified (a batch): no image is read again."""
+    crops = [p.model_input for p in predictions]
+    return unlabelled_from_features(classifier, crop_features(classifier, crops, [p.box.found for p in predictions]),
+                                    min_images)
+
+
+def few_shot_from_predictions(classifier: Classifier, labelled: Mapping[str, Sequence[Prediction]]) -> LabProfile:
+    """A few-shot profile from cells a person has labelled (the Batch page's reviews):
+    ``labelled`` maps each class name to its cells, every one of them used."""
+    features = {name: crop_features(classifier, [p.model_input for p in cells], [p.box.found for p in cells])
+                for name, cells in labelled.items() if cells}
+    return few_shot_from_features(classifier, features, {"from": "reviews"})
 
 
 def few_shot_from_features(classifier: Classifier, features: Mapping[str, CellFeatures],

@@ -384,13 +384,14 @@ def csv_safe(text: str) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@") else text
 
 
-def cells_csv(cells: list[BatchCell]) -> str:
-    """All cells as CSV text (one row per cell)."""
+def cells_csv(cells: list[BatchCell], lab_profile: str = "") -> str:
+    """All cells as CSV text (one row per cell); with a lab profile in use, a column with its SHA-256."""
     import csv
 
     buffer = io.StringIO()
-    fields = list(cells[0].as_row()) if cells else ["file", "cell", "predicted_class"]
+    rows = [cell.as_row() | ({"lab_profile": lab_profile} if lab_profile else {}) for cell in cells]
+    fields = list(rows[0]) if rows else ["file", "cell", "predicted_class"]
     writer = csv.DictWriter(buffer, fieldnames=fields)
     writer.writeheader()
-    writer.writerows(cell.as_row() for cell in cells)
+    writer.writerows(rows)
     return buffer.getvalue()

@@ -56,6 +56,13 @@ class ModelSummary:
     file: str
     sha256: str
     accuracy: list[str]  # "Kaggle TEST images: 87.3% (95% CI 85.9–88.5%), n = 2487"
+    lab_profile: str | None = None  # "lab profile 3f2a… (few-shot, …)" when one adapted the model
+
+    def identity(self, trained: str = "") -> str:
+        """The model file and hash (and the lab profile), for a report's model section."""
+        adapted = (f" Adapted to the user's lab by {self.lab_profile}: the measured accuracy below is the "
+                   "shipped model's." if self.lab_profile else "")
+        return f"{self.file} (sha256 {self.sha256}…){trained}.{adapted} Measured accuracy on held-out data:"
 
 
 def model_summary(classifier: Classifier) -> ModelSummary:
@@ -71,8 +78,10 @@ def model_summary(classifier: Classifier) -> ModelSummary:
                 lines.append(f"{label}: {100 * split.accuracy:.1f}%{interval}, n = {n}")
     sha = (card.model_sha256 or "") if card is not None else ""
     path = Path(classifier.model_path) if classifier.model_path else None
+    profile = classifier.lab_profile
     return ModelSummary(file=path.name if path else "in-memory model", sha256=sha[:12] or "unknown",
-                        accuracy=lines or ["No measured accuracy found (model card missing)."])
+                        accuracy=lines or ["No measured accuracy found (model card missing)."],
+                        lab_profile=f"{profile.describe()}, sha256 {profile.sha256[:12]}…" if profile else None)
 
 
 def _timestamp() -> str:
@@ -234,8 +243,7 @@ def batch_contents(report: BatchReport) -> BatchContents:
         counted_share="100%" if d.counted else "–",
         note=REFERENCE_SOURCE + " " + other_types_note(report.other_types_checked),
         other_cells=[OtherCellLine(_other_cell_line(cell), jpeg_bytes(cell.thumbnail, 64)) for cell in report.other_cells],
-        model_text=(f"{report.model.file} (sha256 {report.model.sha256}…), MobileNetV2 fine-tuned on two labs' "
-                    "images. Measured accuracy on held-out data:"),
+        model_text=report.model.identity(", MobileNetV2 fine-tuned on two labs' images"),
         accuracy=list(report.model.accuracy), tiles=tiles,
         skipped=[f"{item.name}: {item.reason}" for item in report.skipped])
 
@@ -333,7 +341,7 @@ def image_contents(report: ImageReport) -> ImageContents:
     return ImageContents(
         title=IMAGE_REPORT_TITLE, name=report.name, created=report.created, facts=_image_facts(report),
         advice=report.advice, original=report.original_jpeg, chart=report.chart_png, maps=maps,
-        model_text=f"{report.model.file} (sha256 {report.model.sha256}…). Measured accuracy on held-out data:",
+        model_text=report.model.identity(),
         accuracy=list(report.model.accuracy))
 
 

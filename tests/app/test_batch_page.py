@@ -11,12 +11,23 @@ import io
 import numpy as np
 from streamlit.testing.v1 import AppTest
 
-from app.state import CURRENT_IMAGE, EXPLAIN_SETTINGS
+from app.state import (
+    BATCH,
+    BATCH_UPLOADER,
+    CURRENT_IMAGE,
+    EXPLAIN_SETTINGS,
+    LAB_PROFILE,
+    PROFILE_UPLOADER,
+    review_key,
+)
 from hematovision import load_image
-from hematovision.model.classifier import display_name
+from hematovision.model.classifier import CLASS_NAMES, display_name
+from hematovision.model.trust import UNFAMILIAR_SOURCE
+from hematovision.workflows.batch import cells_csv
 from hematovision.workflows.samples import list_samples
 from tests.app.driver import TIMEOUT, start
 from tests.app.pages import FAST_EXPLAIN, png_bytes
+from tests.conftest import REPO_ROOT
 
 
 def twenty_cells() -> list[tuple[str, bytes, str]]:
@@ -90,7 +101,7 @@ def test_batch_page_lists_other_cells_apart_and_warns_about_an_unfamiliar_lab(mo
     assert differential_counts(at) == {"Eosinophil": 1, "Lymphocyte": 1, "Monocyte": 0, "Neutrophil": 2}
     assert {m.label: m.value for m in at.metric}["Counted"] == "4"
     [warning] = [w.value for w in at.warning if "unlike the labs" in w.value]
-    assert "check each one" in warning and "planned but not built yet" in warning
+    assert "check each one" in warning and "build a *lab profile*" in warning
     assert "Other cells, review" in [h.value for h in at.subheader]
     assert any("Looks most like **an erythroblast (nucleated red cell)** (91% that it is none of the four)"
                in m.value for m in at.markdown)
@@ -111,3 +122,69 @@ def test_batch_explain_button_opens_that_cell_on_the_explain_page():
     assert at.session_state[CURRENT_IMAGE].name == cell.file
     assert any(f"**Predicted:** {display_name(cell.predicted)}" in m.value for m in at.markdown)
 
+
+
+# -- lab profiles (issue 14) -----------------------------------------------------------------
+
+LISC = REPO_ROOT.parent / "shared" / "data" / "lisc"
+
+
+def lisc_batch(per_class: int = 9) -> list[tuple[str, bytes, str]]:
+    """Cells from a lab the model never trained on (LISC stands for the user's own lab), the
+    four types interleaved as in a real batch."""
+    per_type = [sorted((LISC / name.lower()).glob("*.png"))[:per_class] for name in CLASS_NAMES]
+    return [(path.name, path.read_bytes(), "image/png") for group in zip(*per_type) for path in group]
+
+
+def batch_cells(at: AppTest) -> list:
+    return at.session_state[BATCH]["cells"]
+
+
+def test_a_lab_profile_built_from_the_batch_and_from_reviews_changes_what_the_model_says():
+    at = start("app_pages/batch.py")
+    at.file_uploader(key=BATCH_UPLOADER).set_value(lisc_batch()).run()
+    at.button(key="hv_batch_classify").click().run(timeout=TIMEOUT * 2)
+    assert not at.exception, at.exception
+    before = batch_cells(at)
+    assert len(before) == 36
+    unfamiliar_before = sum(cell.status == UNFAMILIAR_SOURCE for cell in before)
+
+    # Unlabelled, from the batch itself: the lab's own cells stop being "unfamiliar".
+    at.button(key="hv_profile_from_batch").click().run(timeout=TIMEOUT * 2)
+    assert not at.exception, at.exception
+    assert any("Now using lab profile" in s.value and "unlabelled" in s.value for s in at.success)
+    profile = at.session_state[LAB_PROFILE]
+    assert profile.kind == "unlabelled"
+    after = batch_cells(at)
+    assert sum(cell.status == UNFAMILIAR_SOURCE for cell in after) < unfamiliar_before
+    assert any(profile.short_id in m.value for m in at.sidebar.markdown)  # shown on every page
+    csv_text = cells_csv(after, profile.sha256)
+    assert f",{profile.sha256}" in csv_text.splitlines()[1]
+
+    # Few-shot, from reviews: one reviewed cell of each type (its true class), then rebuild.
+    batch = at.session_state[BATCH]
+    truth = {path_name: name for name in CLASS_NAMES for path_name, _, _ in lisc_batch()
+             if path_name.startswith(f"lisc_{name.lower()[:4]}")}
+    for name in CLASS_NAMES:
+        cell = next(c for c in after[:24] if truth.get(c.file) == name)  # the first page of the review
+        at.selectbox(key=review_key(batch["id"], cell.key)).set_value(name).run()
+    at.button(key="hv_profile_from_reviews").click().run(timeout=TIMEOUT * 2)
+    assert not at.exception, at.exception
+    assert at.session_state[LAB_PROFILE].kind == "few_shot"
+    refitted = batch_cells(at)
+    assert sum(c.reviewed is not None for c in refitted) == 4  # the reviews survive the new model
+    changed = [a.prediction.probabilities != b.prediction.probabilities for a, b in zip(after, refitted)]
+    assert all(changed)
+
+    # Stop: the shipped model again.
+    at.button(key="hv_profile_stop").click().run(timeout=TIMEOUT * 2)
+    assert at.session_state[LAB_PROFILE] is None
+    assert [c.prediction.status for c in batch_cells(at)] == [c.prediction.status for c in before]
+
+
+def test_a_bad_profile_file_is_refused_and_the_shipped_model_stays():
+    at = start("app_pages/batch.py")
+    at.file_uploader(key=PROFILE_UPLOADER).set_value(("lab.json", b'{"format": "x"}', "application/json")).run()
+    assert not at.exception, at.exception
+    assert any("not a HematoVision lab profile" in e.value and "used as it was" in e.value for e in at.error)
+    assert at.session_state[LAB_PROFILE] is None
