@@ -35,7 +35,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 
 from hematovision.explanation.compare import mean_ci
-from hematovision.model.classifier import CLASS_NAMES, DEFAULT_MODEL_PATH, PROJECT_ROOT, ModelOutputs, load_classifier
+from hematovision.model.classifier import (
+    CLASS_NAMES,
+    DEFAULT_MODEL_PATH,
+    PROJECT_ROOT,
+    ModelOutputs,
+    load_classifier,
+)
 from hematovision.model.evaluation import predict_files
 from hematovision.model.lab_profile import (
     CellFeatures,
