@@ -9,6 +9,7 @@ can look at what the browser showed; the assertions are on the page itself.
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 
@@ -136,3 +137,39 @@ def test_a_file_that_is_not_an_image_gets_the_loaders_message(page: Page) -> Non
     expect(alert).to_contain_text(message)
     expect(predicted).to_have_count(0)  # the earlier result is gone, not shown beside the error
     screenshot(page, "06-bad-file")
+
+
+def unfamiliar_count(alert_text: str) -> int:
+    """'3 of 36 cells look unlike the labs…' (after the alert's icon name) -> 3."""
+    return int(re.search(r"(\d+) of \d+ cells look unlike", alert_text).group(1))
+
+
+def test_a_lab_profile_built_from_a_batch_changes_what_the_model_says(page: Page) -> None:
+    """Issue 14: a batch from an unseen lab, a profile built from it, and the change seen on two pages."""
+    lisc = REPO_ROOT.parent / "shared" / "data" / "lisc"
+    per_type = [sorted((lisc / name).glob("*.png"))[:9] for name in ("eosinophil", "lymphocyte", "monocyte",
+                                                                      "neutrophil")]
+    files = [path for group in zip(*per_type) for path in group]
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name="Batch differential").click()
+    expect(page.get_by_role("heading", name="Batch differential")).to_be_visible()
+    page.get_by_test_id("stFileUploader").first.locator("input[type=file]").set_input_files(files)
+    page.get_by_role("button", name=f"Classify {len(files)} files").click()
+    unlike = page.get_by_test_id("stAlert").filter(has_text="look unlike the labs")
+    expect(unlike).to_be_visible()
+    unfamiliar_before = unfamiliar_count(unlike.inner_text())
+    screenshot(page, "07-batch-unseen-lab")
+
+    page.get_by_text("Lab profile: fit the model to your lab").click()
+    page.get_by_role("button", name="Build from this batch").click()
+    expect(page.get_by_test_id("stAlert").filter(has_text="Now using lab profile")).to_be_visible()
+    expect(page.get_by_test_id("stSidebar")).to_contain_text("Lab profile")
+    after = page.get_by_test_id("stAlert").filter(has_text="look unlike the labs")
+    if after.count():
+        assert unfamiliar_count(after.inner_text()) < unfamiliar_before
+    screenshot(page, "08-batch-with-profile")
+
+    open_classify(page)
+    upload(page, files[2])
+    expect(page.get_by_test_id("stMetric").filter(has_text="Predicted type")).to_be_visible()
+    expect(page.get_by_text("Adapted by lab profile")).to_be_visible()
+    screenshot(page, "09-classify-with-profile")
