@@ -243,6 +243,8 @@ def test_the_cli_names_the_type_another_cell_looks_like(capsys, monkeypatch, tmp
     Image.fromarray(np.full((64, 64, 3), 200, np.uint8)).save(image)
 
     class TwoCells:
+        lab_profile = None
+
         def predict_cells(self, rgb):
             first, second = prediction("NEUTROPHIL", UNFAMILIAR_SOURCE), prediction(
                 "LYMPHOCYTE", OTHER_CELL_TYPE, "erythroblast", 0.87)
