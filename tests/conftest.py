@@ -17,6 +17,12 @@ def classifier():
     return load_classifier()
 
 
+@pytest.fixture(scope="session")
+def tensorflow_classifier():
+    """The same model on the TensorFlow backend: the reference OpenVINO is checked against."""
+    return load_classifier(backend="tensorflow")
+
+
 @pytest.fixture
 def explain_calls(monkeypatch) -> list:
     """The methods the app asks to explain during a test (its cached explanations cleared first)."""

@@ -29,12 +29,16 @@ from hematovision.model.imaging import ImageError
 EXIT_OK = 0
 EXIT_INPUT_ERROR = 1
 EXIT_USAGE = 2
+# Commands that run gradients or read Keras weights; predict, evaluate and serve run on
+# OpenVINO and never import TensorFlow (unless --backend tensorflow).
+NEEDS_TENSORFLOW = ("explain", "compare", "bench", "adapt")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
-    _import_tensorflow_quietly()
+    if args.command in NEEDS_TENSORFLOW or args.backend in ("tensorflow", "tf"):
+        _import_tensorflow_quietly()
     try:
         return args.handler(args)
     except (ImageError, FileNotFoundError, NotADirectoryError, ValueError) as exc:
@@ -67,6 +71,9 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Classify white blood cells and explain the decision.",
     )
     parser.add_argument("--model", help="a .keras model file (default: the committed model)")
+    parser.add_argument("--backend", choices=("openvino", "tensorflow", "tf"), default=None,
+                        help="what runs the forward passes (default: openvino, or $HEMATOVISION_BACKEND); "
+                             "gradient methods always use TensorFlow")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     predict = commands.add_parser(
@@ -191,7 +198,7 @@ def _positive_int(text: str) -> int:
 def _classifier(args):
     from hematovision.model.classifier import load_classifier
 
-    return load_classifier(args.model, lab_profile=getattr(args, "lab_profile", None))
+    return load_classifier(args.model, lab_profile=getattr(args, "lab_profile", None), backend=args.backend)
 
 
 def _adapt(args) -> int:

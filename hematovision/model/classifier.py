@@ -16,6 +16,13 @@ from typing import Any, Callable, Hashable, Iterable
 
 import numpy as np
 
+from hematovision.model.backends import (
+    Backend,
+    OpenVinoBackend,
+    TensorFlowBackend,
+    chosen_backend,
+    openvino_network,
+)
 from hematovision.model.cells import CellBox, crop_to_box, locate_white_cell, locate_white_cells
 from hematovision.model.imaging import ImageSource, load_image
 from hematovision.model.lab_profile import LabProfile
@@ -89,44 +96,52 @@ class Prediction:
 
 
 class Classifier:
-    """Wraps a loaded Keras model; build it with ``load_classifier()``."""
+    """The model with its framing, colour normalisation, trust checks and lab profile; build it
+    with ``load_classifier()``.
 
-    def __init__(self, model, model_path: Path | None = None, colour_normalisation: str = "none",
+    Forward-only passes run on ``backend`` (OpenVINO by default, see ``backends.py``). The
+    Keras network, which the gradient methods need, is loaded from ``model_path`` the first
+    time ``model`` is asked for, so a prediction never imports TensorFlow.
+    """
+
+    def __init__(self, model=None, model_path: Path | None = None, colour_normalisation: str = "none",
                  trust: TrustModel | None = None, lab_profile: LabProfile | None = None,
-                 model_sha256: str | None = None) -> None:
-        import keras
-        import tensorflow as tf
-
-        self.shipped_model = model
+                 model_sha256: str | None = None, backend: Backend | None = None) -> None:
+        if model is None and (backend is None or model_path is None):
+            raise ValueError("A Classifier needs a Keras model, or a backend and the model file to load one from.")
+        self._keras_model = model
         self.model_path = model_path
         self.model_sha256 = model_sha256
-        self.input_size = int(model.input_shape[1])
+        self.backend = backend or TensorFlowBackend(model, FEATURE_LAYER, OTHER_TYPE_LAYER)
+        self.input_size = self.backend.input_size
         self.colour_normalisation = colour_normalisation
         self.trust = trust or TrustModel()
         self.lab_profile = lab_profile
-        # The network that predictions and explanations run through: the shipped one, with
-        # the profile's refitted head when one is in use.
-        self.model = model
         if lab_profile is not None:
             lab_profile.check_model(model_sha256)
-            lab_profile.check_shapes(int(model.get_layer(FEATURE_LAYER).output.shape[-1]),
-                                     int(model.get_layer(OTHER_TYPE_LAYER).output.shape[-1]), len(CLASS_NAMES))
-            if lab_profile.head_weights is not None:
-                self.model = _with_refitted_head(model, lab_profile)
-        adapted = self.model
-        # One traced graph for every batch size: perturbation explainers call this
-        # thousands of times, and model.predict() pays its per-call set-up every time.
-        signature = [tf.TensorSpec([None, self.input_size, self.input_size, 3], tf.float32)]
-        self._forward = tf.function(lambda batch: adapted(batch, training=False),
-                                    input_signature=signature, reduce_retracing=True)
-        # The shipped network's outputs with its features; outputs() then applies the profile,
-        # the same step by which training.lab_profiles measures profiles.
-        pooled = keras.layers.GlobalAveragePooling2D(name="ood_features")(model.get_layer(FEATURE_LAYER).output)
-        with_features = keras.Model(model.input, [pooled, model.get_layer(OTHER_TYPE_LAYER).output, model.output])
-        self._forward_with_features = tf.function(lambda batch: with_features(batch, training=False),
-                                                  input_signature=signature, reduce_retracing=True)
+            lab_profile.check_shapes(*self.backend.widths)
         self._built: dict[Hashable, Any] = {}
         self._built_lock = threading.RLock()  # re-entrant: an explainer may build the CAM network
+
+    @property
+    def shipped_model(self):
+        """The Keras network as trained (loaded on first use: it imports TensorFlow)."""
+        if self._keras_model is None:
+            with self._built_lock:
+                if self._keras_model is None:
+                    import keras
+
+                    self._keras_model = keras.saving.load_model(self.model_path, compile=False)
+        return self._keras_model
+
+    @property
+    def model(self):
+        """The Keras network the gradient methods explain: the shipped one, with the lab
+        profile's refitted head when one is in use."""
+        if self.lab_profile is None or self.lab_profile.head_weights is None:
+            return self.shipped_model
+        return self.built_once(("adapted_network",), lambda: _with_refitted_head(self.shipped_model,
+                                                                                 self.lab_profile))
 
     def built_once(self, key: Hashable, build: Callable[[], Any]) -> Any:
         """What ``build()`` returns, built on the first call for ``key`` and kept with this classifier.
@@ -167,27 +182,24 @@ class Classifier:
         return [(self._model_view(rgb, box), box) for box in locate_white_cells(rgb)]
 
     # -- raw forward passes ---------------------------------------------------
-    def _batched(self, forward, batch: np.ndarray):
+    def predict_proba(self, batch: np.ndarray) -> np.ndarray:
+        """Softmax (before calibration) for model-size RGB images, shape (N, 224, 224, 3), 0-255."""
+        return self.outputs(batch).probabilities
+
+    def outputs(self, batch: np.ndarray) -> ModelOutputs:
+        """Raw softmax and the features the trust checks read, in one forward pass."""
         batch = np.asarray(batch, dtype=np.float32)
         if batch.ndim == 3:
             batch = batch[None]
-        return [forward(batch[start : start + FORWARD_BATCH]) for start in range(0, len(batch), FORWARD_BATCH)]
-
-    def predict_proba(self, batch: np.ndarray) -> np.ndarray:
-        """Raw softmax for model-size RGB images, shape (N, 224, 224, 3), 0-255."""
-        outputs = [out.numpy() for out in self._batched(self._forward, batch)]
-        if not outputs:
-            return np.zeros((0, len(CLASS_NAMES)), np.float32)
-        return np.concatenate(outputs, axis=0)
-
-    def outputs(self, batch: np.ndarray) -> "ModelOutputs":
-        """Raw softmax and the features the trust checks read, in one forward pass."""
-        chunks = [[part.numpy() for part in out] for out in self._batched(self._forward_with_features, batch)]
+        chunks = [self.backend.forward(batch[start : start + FORWARD_BATCH])
+                  for start in range(0, len(batch), FORWARD_BATCH)]
         if not chunks:
-            widths = [int(self.model.get_layer(name).output.shape[-1]) for name in (FEATURE_LAYER, OTHER_TYPE_LAYER)]
-            return ModelOutputs(np.zeros((0, widths[0]), np.float32), np.zeros((0, widths[1]), np.float32),
-                                np.zeros((0, len(CLASS_NAMES)), np.float32))
+            ood_width, final_width, classes = self.backend.widths
+            return ModelOutputs(np.zeros((0, ood_width), np.float32), np.zeros((0, final_width), np.float32),
+                                np.zeros((0, classes), np.float32))
         shipped = ModelOutputs(*(np.concatenate([chunk[i] for chunk in chunks]) for i in range(3)))
+        # The profile is applied to the shipped network's outputs, the same step by which
+        # training.lab_profiles measures profiles.
         return shipped if self.lab_profile is None else self.lab_profile.apply(shipped)
 
     # -- user-facing predictions ----------------------------------------------
@@ -251,13 +263,14 @@ def card_beside(model_path: Path) -> Path | None:
 
 
 def load_classifier(model_path: str | Path | None = None,
-                    lab_profile: str | Path | LabProfile | None = None) -> Classifier:
+                    lab_profile: str | Path | LabProfile | None = None,
+                    backend: str | None = None) -> Classifier:
     """Load the committed model (or another ``.keras`` file), with its card's colour
     normalisation and trust checks, adapted to a lab when ``lab_profile`` (a path or a
-    ``LabProfile``) is given. Each call loads afresh: keep the result (the app caches it
-    with ``st.cache_resource``). Raises ``LabProfileError`` for a profile that cannot be used."""
-    import keras
-
+    ``LabProfile``) is given. ``backend`` is "openvino" (the default; see ``backends.py``)
+    or "tensorflow"; ``$HEMATOVISION_BACKEND`` sets the default. Each call loads afresh:
+    keep the result (the app caches it with ``st.cache_resource``). Raises
+    ``LabProfileError`` for a profile that cannot be used."""
     path = Path(model_path) if model_path else DEFAULT_MODEL_PATH
     if not path.is_file():
         raise FileNotFoundError(
@@ -265,15 +278,26 @@ def load_classifier(model_path: str | Path | None = None,
         )
     if lab_profile is not None and not isinstance(lab_profile, LabProfile):
         lab_profile = LabProfile.load(lab_profile)
-    model = keras.saving.load_model(path, compile=False)
     sha = file_sha256(path)
+    model, engine = None, None
+    if chosen_backend(backend) == "openvino":
+        engine = OpenVinoBackend(openvino_network(path, sha, lambda: _load_keras(path), FEATURE_LAYER,
+                                                  OTHER_TYPE_LAYER))
+    else:
+        model = _load_keras(path)
     card_path = card_beside(path)
     card = load_model_card(card_path) if card_path is not None else None
     if card is None:  # nothing says how it was trained or calibrated: plain colours, no trust checks
-        return Classifier(model, path, lab_profile=lab_profile, model_sha256=sha)
+        return Classifier(model, path, lab_profile=lab_profile, model_sha256=sha, backend=engine)
     return Classifier(model, path, colour_normalisation=card.training.colour_normalisation,
                       trust=TrustModel.from_card(card.trust, card_path.parent), lab_profile=lab_profile,
-                      model_sha256=sha)
+                      model_sha256=sha, backend=engine)
+
+
+def _load_keras(path: Path):
+    import keras
+
+    return keras.saving.load_model(path, compile=False)
 
 
 def _with_refitted_head(model, profile: LabProfile):

@@ -21,7 +21,7 @@ from tests.synthetic import SMEAR
 
 
 @pytest.fixture(autouse=True)
-def shipped_model_loaded_once(classifier, monkeypatch):
+def shipped_model_loaded_once(classifier, tensorflow_classifier, monkeypatch):
     """Commands run in this process use the session's classifier: each real run loads the
     model itself (subprocess tests below do), which would only repeat the same load here."""
     from hematovision.interfaces import bench, cli
@@ -29,7 +29,8 @@ def shipped_model_loaded_once(classifier, monkeypatch):
     real_cli_classifier = cli._classifier
     monkeypatch.setattr(cli, "_classifier", lambda args: classifier if args.model is None
                         and getattr(args, "lab_profile", None) is None else real_cli_classifier(args))
-    monkeypatch.setattr(bench, "load_classifier", lambda: classifier)
+    monkeypatch.setattr(bench, "load_classifier",
+                        lambda path=None, backend=None: tensorflow_classifier if backend == "tensorflow" else classifier)
 
 
 @pytest.fixture()
@@ -173,6 +174,13 @@ def test_bench_json_reports_speed_against_targets(capsys, classifier):
     assert report["all_four_median_seconds"] == pytest.approx(four, rel=0.01)  # one image: a sum
     assert report["all_four_target_met"] == (report["all_four_median_seconds"] <= 4.0)
     assert "reference_agreement" not in report  # slow: only when asked for
+    # Issue 15: the backend, and ratios to plain TensorFlow measured in the same run.
+    assert (report["backend"], report["precision"]) == ("openvino", "f32")
+    ratios = report["versus_tensorflow"]
+    assert {"predict_one_image", "batched_per_image", "lime_per_evaluation", "shap_per_evaluation", "lime", "shap",
+            "all_four", "all_four_vs_their_evaluations"} <= set(ratios)
+    for entry in ratios.values():
+        assert entry["ratio"] == pytest.approx(entry["ours"] / entry["tensorflow"], rel=0.01, abs=1e-3)
 
 
 def test_bench_compare_reference_scores_the_defaults_against_high_budget_runs(

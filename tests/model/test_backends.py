@@ -1,0 +1,99 @@
+"""Forward passes on OpenVINO (the default) or TensorFlow: the same answers, and no TensorFlow
+where only predictions are made."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from hematovision import load_classifier
+from hematovision.model.backends import BACKEND_ENV, CACHE_ENV, chosen_backend, openvino_beside
+from hematovision.workflows.samples import list_samples
+from tests.conftest import REPO_ROOT
+
+
+def test_openvino_is_the_default_and_agrees_with_tensorflow(classifier, tensorflow_classifier):
+    on_tensorflow = tensorflow_classifier
+    assert classifier.backend.name == "openvino" and on_tensorflow.backend.name == "tensorflow"
+    crops = np.stack([classifier.prepare(sample.path)[0] for sample in list_samples()])
+    noise = np.random.default_rng(0).uniform(0, 255, (4, *crops.shape[1:])).astype(np.float32)
+    for batch in (crops, noise):
+        ours, reference = classifier.outputs(batch), on_tensorflow.outputs(batch)
+        assert np.abs(ours.probabilities - reference.probabilities).max() < 1e-4
+        assert np.abs(ours.ood_features - reference.ood_features).max() < 1e-3
+        assert np.abs(ours.type_features - reference.type_features).max() < 1e-3
+    for sample in list_samples():
+        a, b = classifier.predict(sample.path), on_tensorflow.predict(sample.path)
+        assert (a.label, a.status) == (b.label, b.status)
+
+
+def test_the_environment_chooses_tensorflow_and_a_wrong_name_is_refused(monkeypatch):
+    monkeypatch.setenv(BACKEND_ENV, "tensorflow")
+    assert chosen_backend() == "tensorflow"
+    assert chosen_backend("openvino") == "openvino"  # an explicit choice wins
+    monkeypatch.setenv(BACKEND_ENV, "cuda")
+    with pytest.raises(ValueError, match="Unknown backend 'cuda'; choose one of openvino, tensorflow"):
+        chosen_backend()
+
+
+def test_a_missing_openvino_network_is_converted_once_into_the_cache(tmp_path, monkeypatch, classifier):
+    model = tmp_path / "model.keras"
+    shutil.copy(REPO_ROOT / "models" / "hematovision-mobilenetv2.keras", model)
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    assert not openvino_beside(model).exists()
+    converted = load_classifier(model)
+    [xml] = (tmp_path / "cache" / "openvino").glob("*.xml")
+    assert json.loads(xml.with_suffix(".json").read_text())["model_sha256"] == converted.model_sha256
+    made = xml.stat().st_mtime_ns
+    sample = list_samples()[0].path
+    assert load_classifier(model).predict(sample).label == classifier.predict(sample).label
+    assert xml.stat().st_mtime_ns == made  # the second load used the cached network
+
+
+NO_TENSORFLOW = """
+import json, sys
+{body}
+print(json.dumps(sorted({{name.split(".")[0] for name in sys.modules}} & {{"tensorflow", "keras"}})))
+"""
+
+
+def run_without_tensorflow(body: str) -> list[str]:
+    result = subprocess.run([sys.executable, "-c", NO_TENSORFLOW.format(body=body)], cwd=REPO_ROOT,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_the_cli_predicts_without_importing_tensorflow():
+    sample = list_samples()[0].path
+    loaded = run_without_tensorflow(
+        "from hematovision.interfaces.cli import main\n"
+        f"assert main(['predict', {str(sample)!r}, '--json']) == 0")
+    assert loaded == []
+
+
+def test_the_api_predicts_without_importing_tensorflow():
+    sample = list_samples()[0].path
+    loaded = run_without_tensorflow(
+        "import io\n"
+        "from hematovision.interfaces.api import create_app\n"
+        "client = create_app().test_client()\n"
+        f"data = {{'image': (io.BytesIO(open({str(sample)!r}, 'rb').read()), 'cell.jpg')}}\n"
+        "response = client.post('/predict', data=data, content_type='multipart/form-data')\n"
+        "assert response.status_code == 200 and response.get_json()['label'], response.get_data()")
+    assert loaded == []
+
+
+def test_the_classify_page_predicts_without_importing_tensorflow():
+    loaded = run_without_tensorflow(
+        "from streamlit.testing.v1 import AppTest\n"
+        "at = AppTest.from_file('streamlit_app.py', default_timeout=300).run()\n"
+        "at.switch_page('app_pages/classify.py').run()\n"
+        "at.button(key='sample_neutrophil-1').click().run()\n"
+        "assert not at.exception and [m.value for m in at.metric][:1] == ['Neutrophil'], at.exception")
+    assert loaded == []
