@@ -264,11 +264,12 @@ def card_beside(model_path: Path) -> Path | None:
 
 def load_classifier(model_path: str | Path | None = None,
                     lab_profile: str | Path | LabProfile | None = None,
-                    backend: str | None = None) -> Classifier:
+                    backend: str | None = None, precision: str = "f32") -> Classifier:
     """Load the committed model (or another ``.keras`` file), with its card's colour
     normalisation and trust checks, adapted to a lab when ``lab_profile`` (a path or a
     ``LabProfile``) is given. ``backend`` is "openvino" (the default; see ``backends.py``)
-    or "tensorflow"; ``$HEMATOVISION_BACKEND`` sets the default. Each call loads afresh:
+    or "tensorflow"; ``$HEMATOVISION_BACKEND`` sets the default; ``precision`` ("f32" or
+    "bf16") applies to OpenVINO. Each call loads afresh:
     keep the result (the app caches it with ``st.cache_resource``). Raises
     ``LabProfileError`` for a profile that cannot be used."""
     path = Path(model_path) if model_path else DEFAULT_MODEL_PATH
@@ -282,7 +283,7 @@ def load_classifier(model_path: str | Path | None = None,
     model, engine = None, None
     if chosen_backend(backend) == "openvino":
         engine = OpenVinoBackend(openvino_network(path, sha, lambda: _load_keras(path), FEATURE_LAYER,
-                                                  OTHER_TYPE_LAYER))
+                                                  OTHER_TYPE_LAYER), precision)
     else:
         model = _load_keras(path)
     card_path = card_beside(path)
