@@ -97,3 +97,13 @@ def test_the_classify_page_predicts_without_importing_tensorflow():
         "at.button(key='sample_neutrophil-1').click().run()\n"
         "assert not at.exception and [m.value for m in at.metric][:1] == ['Neutrophil'], at.exception")
     assert loaded == []
+
+
+def test_a_precision_can_be_chosen_and_a_wrong_one_is_refused(classifier):
+    assert classifier.backend.precision == "f32"  # the default: bf16 lost accuracy (README, Speed)
+    sample = list_samples()[0].path
+    reduced = load_classifier(precision="bf16")
+    assert reduced.backend.precision == "bf16"
+    assert reduced.predict(sample).probabilities.keys() == classifier.predict(sample).probabilities.keys()
+    with pytest.raises(ValueError, match="Unknown precision 'fp64'; choose one of f32, bf16"):
+        load_classifier(precision="fp64")
