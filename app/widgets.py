@@ -106,7 +106,7 @@ def sidebar_current_image() -> None:
         profile = state.lab_profile()
         if profile is not None:
             st.markdown(f"**Lab profile** `{profile.short_id}`")
-            st.caption(profile.describe().split(" (", 1)[1].rstrip(")"))
+            st.caption(profile.source)
         st.markdown("**Current image**")
         if image is None:
             st.caption("None yet. Choose one on the Classify page.")

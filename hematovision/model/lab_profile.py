@@ -22,6 +22,7 @@ with a clear message instead of giving quietly wrong answers.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -66,22 +67,26 @@ class LabProfile:
     head_bias: np.ndarray | None = field(default=None, repr=False)  # (classes,)
 
     # -- what users see ---------------------------------------------------------------
-    @property
+    @functools.cached_property
     def sha256(self) -> str:
+        """The hash of the profile's file; computed once, since pages key their caches by it on every run."""
         return hashlib.sha256(self.to_bytes()).hexdigest()
 
     @property
     def short_id(self) -> str:
         return self.sha256[:12]
 
-    def describe(self) -> str:
-        """One line for pages, reports and the CLI: what the profile is and where it came from."""
+    @property
+    def source(self) -> str:
+        """What it was made from: "unlabelled, 90 images" or "few-shot, 20 labelled cells (...)"."""
         if self.kind == FEW_SHOT:
             counts = ", ".join(f"{n} {name.lower()}" for name, n in self.labelled.items())
-            source = f"few-shot, {sum(self.labelled.values())} labelled cells ({counts})"
-        else:
-            source = f"unlabelled, {self.images} images"
-        return f"lab profile {self.short_id} ({source}; made {self.created[:10]})"
+            return f"few-shot, {sum(self.labelled.values())} labelled cells ({counts})"
+        return f"unlabelled, {self.images} images"
+
+    def describe(self) -> str:
+        """One line for pages, reports and the CLI: what the profile is and where it came from."""
+        return f"lab profile {self.short_id} ({self.source}; made {self.created[:10]})"
 
     def as_dict(self) -> dict[str, Any]:
         """The profile's identity for JSON answers and CSV columns (no arrays)."""
@@ -160,13 +165,14 @@ class LabProfile:
         """The shipped network's outputs as the adapted classifier gives them (the classifier
         runs the refitted head inside the network, so explanations see it too; the
         measurement in ``training.lab_profiles`` uses this, and a test keeps both equal)."""
+        from scipy.special import softmax
+
         from hematovision.model.classifier import ModelOutputs
 
         probabilities = outputs.probabilities
         if self.head_weights is not None:
             logits = outputs.type_features.astype(np.float64) @ self.head_weights + self.head_bias
-            logits -= logits.max(axis=1, keepdims=True)
-            probabilities = (np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)).astype(np.float32)
+            probabilities = softmax(logits, axis=1).astype(np.float32)
         return ModelOutputs(outputs.ood_features + self.ood_shift, outputs.type_features, probabilities)
 
     def check_shapes(self, ood_width: int, feature_width: int, classes: int) -> None:
@@ -194,17 +200,17 @@ class CellFeatures:
     def usable(self) -> int:
         return len(self.ood)
 
-    def subset(self, rows: np.ndarray) -> CellFeatures:
-        return CellFeatures(self.ood[rows], self.final[rows], len(rows))
 
-
-def blood_cell_mask(classifier: Classifier, outputs: ModelOutputs, found: Sequence[bool]) -> np.ndarray:
-    """Which rows look like white blood cells to the shipped model (see ``CellFeatures``)."""
+def blood_cell_features(classifier: Classifier, outputs: ModelOutputs, found: Sequence[bool],
+                        given: int | None = None) -> CellFeatures:
+    """The rows of the shipped network's ``outputs`` that look like white blood cells: a
+    nucleus was ``found`` and the features are not far from every training cell."""
     blood = np.asarray(found, bool).copy()
     ood = classifier.trust.ood
     if ood is not None:
         blood &= ood.score(outputs.ood_features) <= ood.far_threshold
-    return blood
+    return CellFeatures(outputs.ood_features[blood], outputs.type_features[blood],
+                        len(blood) if given is None else given)
 
 
 def cell_features(classifier: Classifier, images: Sequence[ImageSource]) -> CellFeatures:
@@ -227,9 +233,12 @@ def crop_features(classifier: Classifier, crops: Sequence[np.ndarray], found: Se
     given = len(crops) if given is None else given
     if not len(crops):
         return CellFeatures(np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32), given)
-    outputs = classifier.outputs(np.stack(crops))
-    blood = blood_cell_mask(classifier, outputs, found)
-    return CellFeatures(outputs.ood_features[blood], outputs.type_features[blood], given)
+    return blood_cell_features(classifier, classifier.outputs(np.stack(crops)), found, given)
+
+
+def prediction_features(classifier: Classifier, predictions: Sequence[Prediction]) -> CellFeatures:
+    """Features of cells already classified (a batch): their crops, no image read again."""
+    return crop_features(classifier, [p.model_input for p in predictions], [p.box.found for p in predictions])
 
 
 def _ood_shift(classifier: Classifier, ood_features: np.ndarray) -> np.ndarray:
@@ -295,17 +304,14 @@ def build_few_shot(classifier: Classifier, labelled: Mapping[str, Sequence[Image
 
 def unlabelled_from_predictions(classifier: Classifier, predictions: Sequence[Prediction],
                                 min_images: int = MIN_UNLABELLED_IMAGES) -> LabProfile:
-    """An unlabelled profile from cells already classified (a batch): no image is read again."""
-    crops = [p.model_input for p in predictions]
-    return unlabelled_from_features(classifier, crop_features(classifier, crops, [p.box.found for p in predictions]),
-                                    min_images)
+    """An unlabelled profile from cells already classified (a batch)."""
+    return unlabelled_from_features(classifier, prediction_features(classifier, predictions), min_images)
 
 
 def few_shot_from_predictions(classifier: Classifier, labelled: Mapping[str, Sequence[Prediction]]) -> LabProfile:
     """A few-shot profile from cells a person has labelled (the Batch page's reviews):
     ``labelled`` maps each class name to its cells, every one of them used."""
-    features = {name: crop_features(classifier, [p.model_input for p in cells], [p.box.found for p in cells])
-                for name, cells in labelled.items() if cells}
+    features = {name: prediction_features(classifier, cells) for name, cells in labelled.items() if cells}
     return few_shot_from_features(classifier, features, {"from": "reviews"})
 
 
@@ -340,6 +346,7 @@ def refit_head(features: np.ndarray, labels: np.ndarray, weights: np.ndarray, bi
     """The dense layer refitted by cross-entropy on (features, labels), plus ``pull`` times the
     squared distance to the shipped weights (and a light pull on the biases)."""
     from scipy.optimize import minimize
+    from scipy.special import log_softmax
 
     features = np.asarray(features, np.float64)
     start_w, start_b = np.asarray(weights, np.float64), np.asarray(bias, np.float64)
@@ -349,9 +356,7 @@ def refit_head(features: np.ndarray, labels: np.ndarray, weights: np.ndarray, bi
 
     def loss_and_gradient(vector: np.ndarray) -> tuple[float, np.ndarray]:
         w, b = vector[: width * classes].reshape(width, classes), vector[width * classes :]
-        logits = features @ w + b
-        logits -= logits.max(axis=1, keepdims=True)
-        log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+        log_p = log_softmax(features @ w + b, axis=1)
         loss = -(targets * log_p).sum() / n + pull * ((w - start_w) ** 2).sum() + 1e-3 * ((b - start_b) ** 2).sum()
         residual = (np.exp(log_p) - targets) / n
         grad_w = features.T @ residual + 2 * pull * (w - start_w)
