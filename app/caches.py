@@ -30,18 +30,19 @@ MAX_COMPARISONS = 6  # per session; each holds 8 maps of 224x224 floats (~1.6 MB
 
 @st.cache_resource(show_spinner="Loading the classifier (first time only)…")
 def get_classifier() -> Classifier:
-    global _classifiers_loaded
-    classifier = load_classifier()
-    _classifiers_loaded += 1
-    _classifiers.add(classifier)
-    return classifier
+    return _kept(load_classifier())
 
 
-@st.cache_resource(max_entries=4, show_spinner="Loading the model with your lab profile…")
+@st.cache_resource(max_entries=4, show_spinner=False)
 def adapted_classifier(profile_id: str, _profile: LabProfile) -> Classifier:
-    """The model adapted by a lab profile, one per profile (its SHA-256 is ``profile_id``)."""
+    """The model adapted by a lab profile, one per profile (its SHA-256 is ``profile_id``);
+    it shares the shipped classifier's network and backend."""
+    return _kept(get_classifier().with_lab_profile(_profile))
+
+
+def _kept(classifier: Classifier) -> Classifier:
+    """Count a classifier the caches keep, for ``freeze_long_lived_objects``."""
     global _classifiers_loaded
-    classifier = load_classifier(lab_profile=_profile)
     _classifiers_loaded += 1
     _classifiers.add(classifier)
     return classifier

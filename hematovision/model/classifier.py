@@ -123,6 +123,12 @@ class Classifier:
         self._built: dict[Hashable, Any] = {}
         self._built_lock = threading.RLock()  # re-entrant: an explainer may build the CAM network
 
+    def with_lab_profile(self, lab_profile: LabProfile | None) -> Classifier:
+        """This classifier adapted by ``lab_profile`` (None: as shipped), sharing its backend
+        and any Keras network already loaded, so nothing is read or compiled again."""
+        return Classifier(self._keras_model, self.model_path, self.colour_normalisation, self.trust, lab_profile,
+                          self.model_sha256, self.backend)
+
     @property
     def shipped_model(self):
         """The Keras network as trained (loaded on first use: it imports TensorFlow)."""
