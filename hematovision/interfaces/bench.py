@@ -126,7 +126,7 @@ def run_bench(classifier: Classifier | None = None, repeats: int = 5,
     report: dict[str, Any] = {
         "model": str(Path(classifier.model_path or DEFAULT_MODEL_PATH).name),
         "backend": classifier.backend.name,
-        "precision": getattr(classifier.backend, "precision", "f32"),
+        "precision": classifier.backend.precision,
         "images": len(crops[:repeats]),
         "cpu_count": os.cpu_count(),
         "load_average_1_5_15min": load_average,

@@ -202,6 +202,7 @@ def _classifier(args):
 
 
 def _adapt(args) -> int:
+    from hematovision.model.classifier import CLASS_NAMES
     from hematovision.model.evaluation import find_class_folders, list_images
     from hematovision.model.lab_profile import build_few_shot, build_unlabelled
 
@@ -220,7 +221,7 @@ def _adapt(args) -> int:
         given = len(images)
     else:
         classes = find_class_folders(folder)
-        missing = [name.lower() for name in _class_names() if name not in classes]
+        missing = [name.lower() for name in CLASS_NAMES if name not in classes]
         if missing:
             raise ValueError(f"A few-shot profile needs one folder per class in {folder}; missing: "
                              f"{', '.join(missing)}. (For images without labels, add --unlabelled.)")
@@ -236,12 +237,6 @@ def _adapt(args) -> int:
         print(f"Wrote {profile.describe()} to {out}"
               + (f"; {left_out} image(s) left out (unreadable, or not like a stained white cell)" if left_out else ""))
     return EXIT_OK
-
-
-def _class_names() -> tuple[str, ...]:
-    from hematovision.model.classifier import CLASS_NAMES
-
-    return CLASS_NAMES
 
 
 def _predict(args) -> int:

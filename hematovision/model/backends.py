@@ -30,6 +30,7 @@ CACHE_ENV = "HEMATOVISION_CACHE"
 
 class Backend(Protocol):
     name: str
+    precision: str
     input_size: int
     widths: tuple[int, int, int]  # block-12 features, final features, classes
 
@@ -56,6 +57,7 @@ def features_model(model, feature_layer: str, final_layer: str):
 
 class TensorFlowBackend:
     name = "tensorflow"
+    precision = "f32"
 
     def __init__(self, model, feature_layer: str, final_layer: str) -> None:
         import tensorflow as tf
@@ -119,13 +121,12 @@ def openvino_network(model_path: Path, model_sha256: str, keras_loader, feature_
                      final_layer: str) -> Path:
     """The OpenVINO network for this model file: the one shipped beside it when it was made
     from this very file, else one converted once into the cache (TensorFlow is needed then)."""
-    for candidate in (openvino_beside(model_path), cache_dir() / "openvino" / f"{model_sha256[:16]}.openvino.xml"):
+    cached = cache_dir() / "openvino" / f"{model_sha256[:16]}.openvino.xml"
+    for candidate in (openvino_beside(model_path), cached):
         if candidate.is_file() and candidate.with_suffix(".bin").is_file() and _recorded_sha(candidate) == model_sha256:
             return candidate
-    target = cache_dir() / "openvino" / f"{model_sha256[:16]}.openvino.xml"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    export_openvino(keras_loader(), target, model_sha256, feature_layer, final_layer)
-    return target
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    return export_openvino(keras_loader(), cached, model_sha256, feature_layer, final_layer)
 
 
 def export_openvino(model, xml_path: Path, model_sha256: str, feature_layer: str, final_layer: str) -> Path:
