@@ -4,13 +4,19 @@
     POST /predict   (multipart: image) -> label, calibrated confidence, probabilities, cells[]
     POST /explain?method=gradcam       -> PNG overlay, or JSON with the map (format=json)
 
-Start it with ``python -m hematovision serve`` (Flask's threaded server: meant for
-localhost or a small trusted network) or serve ``create_app()`` with any WSGI server.
+Start it with ``python -m hematovision serve`` (Flask's threaded server, for one machine)
+or under gunicorn, which loads one model per worker (see docs/security.md):
+
+    gunicorn -c python:hematovision.interfaces.gunicorn_conf -w 2
+
+Who may call it, how often, and what it logs: ``api_security`` (bearer tokens from
+HEMATOVISION_API_TOKENS_FILE; without them, this machine only).
 
 Every error is ``{"error": "what went wrong"}`` with a 4xx status (5xx only for a bug,
 and then without internals). Uploads stay in memory: Werkzeug would spool file parts over
 500 KB to a temporary file, so ``InMemoryRequest`` hands it a BytesIO instead, and the
-body-size limit bounds what that can hold. Uploaded file names are never used.
+body-size limit bounds what that can hold. Uploaded file names are never used, and images
+sent back carry no metadata.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import io
 
 import numpy as np
 from flask import Flask, Request, Response, jsonify, request
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, TooManyRequests
 
 from hematovision.explanation.explainers import available_methods, get_explainer
 from hematovision.explanation.overlay import explanation_png
@@ -30,7 +36,9 @@ from hematovision.model.classifier import (
     image_answer,
     load_classifier,
 )
-from hematovision.model.imaging import MAX_UPLOAD_BYTES, ImageError, load_image
+from hematovision.interfaces import api_security
+from hematovision.interfaces.api_security import SecuritySettings
+from hematovision.model.imaging import MAX_UPLOAD_BYTES, ImageError, load_image, strip_metadata
 
 EXPLAIN_FORMATS = ("png", "json")
 EXPLAIN_OPTIONS = ("method", "format", "target", "cell", "seed")
@@ -58,9 +66,15 @@ class ApiError(Exception):
         self.message = message
 
 
-def create_app(classifier: Classifier | None = None,
-               max_upload_bytes: int = MAX_UPLOAD_BYTES) -> Flask:
-    """The API as a Flask app; the classifier is loaded here, once, not per request."""
+def create_app(classifier: Classifier | None = None, max_upload_bytes: int = MAX_UPLOAD_BYTES,
+               security: SecuritySettings | None = None) -> Flask:
+    """The API as a Flask app; the classifier is loaded here, once, not per request.
+
+    ``security`` defaults to the settings in the environment (api_security); they are read
+    first, so a bad tokens file stops the start before the model loads.
+    """
+    if security is None:
+        security = SecuritySettings.from_environment()
     if classifier is None:
         classifier = load_classifier()
     app = Flask(__name__)
@@ -69,9 +83,12 @@ def create_app(classifier: Classifier | None = None,
     app.config["MAX_CONTENT_LENGTH"] = max_upload_bytes
     app.config["MAX_FORM_MEMORY_SIZE"] = max_upload_bytes
     app.json.sort_keys = False  # keep label and confidence first, as the CLI prints them
+    api_security.install(app, security)
 
     @app.get("/health")
     def health():
+        if not api_security.open_to_caller(security):
+            return jsonify({"status": "ok"})  # enough for a load balancer; the rest needs a token
         return jsonify({
             "status": "ok",
             "model": classifier.model_path.name if classifier.model_path else None,
@@ -110,7 +127,7 @@ def create_app(classifier: Classifier | None = None,
         prediction = cells[cell - 1]
         explanation = explainer(prediction.model_input, target=target, seed=seed)
         if output == "png":
-            png = explanation_png(prediction.model_input, explanation)
+            png = strip_metadata(explanation_png(prediction.model_input, explanation))
             return Response(png, mimetype="image/png")
         return jsonify({
             "cell": cell,
@@ -153,7 +170,9 @@ def _uploaded_image() -> np.ndarray:
                                 'e.g. curl -F image=@cell.jpg.')
         raise ApiError(400, 'No "image" file in the request: send it as multipart/form-data, '
                             'e.g. curl -F image=@cell.jpg.')
-    return load_image(upload.read())
+    data = upload.read()
+    api_security.note_upload(data)
+    return load_image(data)
 
 
 def _refuse_unknown_options(accepted: tuple[str, ...]) -> None:
@@ -201,6 +220,9 @@ def _http_message(exc: HTTPException, max_upload_bytes: int) -> str:
         megabytes = max_upload_bytes / 1024 / 1024
         return (f"The request is larger than the upload limit of {megabytes:.1f} MB "
                 f"({max_upload_bytes} bytes).")
+    if isinstance(exc, TooManyRequests):
+        return (f"Too many requests: at most {exc.description} for {request.path} from one token "
+                "(or one address without a token). Try again after Retry-After seconds.")
     if exc.code == 404:
         return f"No such endpoint: {request.path}. Endpoints: {ENDPOINTS}."
     if exc.code == 405:

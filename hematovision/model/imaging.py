@@ -247,22 +247,103 @@ def clean_display_name(name: str | None, fallback: str = "uploaded image", limit
     return base
 
 
-# -- writing images out (reports, the app's tables) ------------------------------------
+# -- writing images out (reports, the app's tables, the API) ------------------------------
+#
+# Every image we send out is made from pixels alone, so an upload's EXIF, ICC profile, PNG
+# text or TIFF tags never reach it; ``strip_metadata`` then removes whatever an encoder
+# adds (Pillow's JFIF header, matplotlib's "Software" text), so the promise holds for bytes
+# from any encoder: only what a decoder needs to draw the pixels leaves this package.
 
 JPEG_QUALITY = 88  # photos and overlays: a report with hundreds of cells stays a few MB
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Chunks that draw the pixels; every other one (tEXt, zTXt, iTXt, eXIf, iCCP, tIME, pHYs...) goes.
+PNG_PIXEL_CHUNKS = (b"IHDR", b"PLTE", b"tRNS", b"IDAT", b"IEND")
+JPEG_STANDALONE = {0x01, *range(0xD0, 0xD8), 0xD8}  # markers without a length field
+JPEG_COMMENT, JPEG_APP0, JPEG_APP14, JPEG_APP15 = 0xFE, 0xE0, 0xEE, 0xEF
+JPEG_START_OF_SCAN, JPEG_END_OF_IMAGE = 0xDA, 0xD9
 
 
 def jpeg_bytes(rgb: np.ndarray, side: int | None = None, quality: int = JPEG_QUALITY) -> bytes:
-    """An RGB array as JPEG, resized to ``side`` x ``side`` first when given (square crops)."""
+    """An RGB array as JPEG without metadata, resized to ``side`` x ``side`` first when given."""
     image = Image.fromarray(np.asarray(rgb, np.uint8)).convert("RGB")
     if side:
         image = image.resize((side, side), Image.Resampling.LANCZOS)
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=quality)
-    return buffer.getvalue()
+    return strip_metadata(buffer.getvalue())
 
 
 def data_uri(data: bytes) -> str:
-    """PNG or JPEG bytes as a data URI, so a page or a report embeds them without serving files."""
-    kind = "png" if data[:4] == b"\x89PNG" else "jpeg"
+    """PNG or JPEG bytes as a data URI, without metadata, so a page or a report embeds them
+    without serving files."""
+    data = strip_metadata(data)
+    kind = "png" if data.startswith(PNG_SIGNATURE) else "jpeg"
     return f"data:image/{kind};base64," + base64.b64encode(data).decode("ascii")
+
+
+def strip_metadata(data: bytes) -> bytes:
+    """PNG or JPEG bytes with every metadata chunk or segment removed; the pixels are untouched
+    (nothing is decoded or re-encoded). ValueError for any other format: we only send these two."""
+    if data.startswith(PNG_SIGNATURE):
+        return _png_pixels_only(data)
+    if data.startswith(b"\xff\xd8"):
+        return _jpeg_pixels_only(data)
+    raise ValueError("strip_metadata takes PNG or JPEG bytes.")
+
+
+def _png_pixels_only(data: bytes) -> bytes:
+    kept = [PNG_SIGNATURE]
+    position = len(PNG_SIGNATURE)
+    while position + 8 <= len(data):
+        length = int.from_bytes(data[position:position + 4], "big")
+        end = position + 12 + length  # length, type, data, CRC
+        if data[position + 4:position + 8] in PNG_PIXEL_CHUNKS:
+            kept.append(data[position:end])
+        position = end
+    return b"".join(kept)
+
+
+def _jpeg_pixels_only(data: bytes) -> bytes:
+    """Drop APPn segments (EXIF, XMP, ICC, JFIF, IPTC...) and comments, keeping Adobe's APP14,
+    which says how to convert the colours. Entropy-coded scan data is copied as it is."""
+    kept = [data[:2]]
+    position = 2
+    while position + 2 <= len(data):
+        if data[position] != 0xFF:
+            raise ValueError("Malformed JPEG: expected a marker.")
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            position += 1
+            continue
+        if marker == JPEG_END_OF_IMAGE:  # anything after it (camera trailers) is dropped too
+            kept.append(data[position:position + 2])
+            break
+        if marker in JPEG_STANDALONE:
+            kept.append(data[position:position + 2])
+            position += 2
+            continue
+        end = position + 2 + int.from_bytes(data[position + 2:position + 4], "big")
+        is_app = JPEG_APP0 <= marker <= JPEG_APP15
+        adobe = marker == JPEG_APP14 and data[position + 4:position + 9] == b"Adobe"
+        if not (is_app or marker == JPEG_COMMENT) or adobe:
+            kept.append(data[position:end])
+        position = end
+        if marker == JPEG_START_OF_SCAN:
+            scan_end = _end_of_scan(data, position)
+            kept.append(data[position:scan_end])
+            position = scan_end
+    return b"".join(kept)
+
+
+def _end_of_scan(data: bytes, position: int) -> int:
+    """Where a scan's entropy-coded data ends: at the first marker that is neither a stuffed
+    zero (FF 00) nor a restart (FF D0-D7)."""
+    while True:
+        position = data.find(b"\xff", position)
+        if position < 0 or position + 1 >= len(data):
+            return len(data)
+        following = data[position + 1]
+        if following == 0x00 or 0xD0 <= following <= 0xD7 or following == 0xFF:
+            position += 1 if following == 0xFF else 2
+            continue
+        return position

@@ -13,6 +13,7 @@ from PIL import Image
 
 from hematovision.explanation.explainers import available_methods
 from hematovision.interfaces.api import MAX_UPLOAD_BYTES, create_app
+from hematovision.interfaces.api_security import SecuritySettings
 from hematovision.model.classifier import CLASS_NAMES
 from tests.conftest import REPO_ROOT
 from tests.model.test_fields import two_cell_field
@@ -23,9 +24,14 @@ CELL = SAMPLE.read_bytes()
 MULTIPART = "multipart/form-data"
 
 
+# Open on loopback, as `serve` starts by default; limits high enough for every request here
+# (test_api_security.py tests the defaults).
+UNLIMITED = SecuritySettings(predict_limit="1000 per minute", explain_limit="1000 per minute")
+
+
 @pytest.fixture(scope="module")
 def client(classifier):
-    return create_app(classifier).test_client()
+    return create_app(classifier, security=UNLIMITED).test_client()
 
 
 def post_image(client, url: str, data: bytes, filename: str = "cell.png"):

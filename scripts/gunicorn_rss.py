@@ -1,0 +1,192 @@
+"""Memory of the HTTP API under gunicorn: RSS and PSS per worker with 1, 2 and 4 workers.
+
+    .venv/bin/python scripts/gunicorn_rss.py [--workers 1 2 4] [--out docs/bench/DATE-gunicorn-rss.json]
+
+For each worker count, and with the model loaded in each worker after the fork (the
+shipped setting) and once before it (``--preload``): start gunicorn on a free loopback
+port with a throwaway tokens file, wait for /health, send /predict until every worker has
+answered at least one, then read each process's memory from /proc. The reference, in the
+same run, is one plain Python process that made the app and answered one /predict.
+
+RSS counts every page a process touches, shared ones included; PSS splits shared pages
+between the processes that share them, so the PSS of the master and workers adds up to
+what the server really takes. Linux only (reads /proc).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = REPO_ROOT / "samples" / "neutrophil-1.jpeg"
+GUNICORN = Path(sys.executable).with_name("gunicorn")
+STARTUP_TIMEOUT_S = 300
+# The same app and the same request, without gunicorn: create_app() and one /predict
+# through Flask's test client, in a fresh interpreter.
+REFERENCE = """
+import io, re
+from hematovision.interfaces.api import create_app
+client = create_app().test_client()
+data = {{"image": (io.BytesIO(open({sample!r}, "rb").read()), "cell.jpeg")}}
+assert client.post("/predict", data=data, content_type="multipart/form-data").status_code == 200
+print(int(re.search(r"VmRSS:\\s+(\\d+)", open("/proc/self/status").read()).group(1)))
+"""
+
+
+def memory_mb(pid: int) -> dict[str, float]:
+    """RSS from /proc/PID/status and PSS from smaps_rollup, in MB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    rss_kb = int(re.search(r"VmRSS:\s+(\d+)", status).group(1))
+    pss_kb = int(re.search(r"^Pss:\s+(\d+)", rollup, re.M).group(1))
+    return {"rss_mb": round(rss_kb / 1024, 1), "pss_mb": round(pss_kb / 1024, 1)}
+
+
+def children(pid: int) -> list[int]:
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def multipart(image: bytes) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"cell.jpeg\"\r\n"
+            "Content-Type: image/jpeg\r\n\r\n").encode() + image + f"\r\n--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+def predict(url: str, token: str, body: bytes, content_type: str) -> int:
+    request = urllib.request.Request(f"{url}/predict", data=body, method="POST",
+                                     headers={"Authorization": f"Bearer {token}", "Content-Type": content_type})
+    with urllib.request.urlopen(request, timeout=120) as response:
+        return response.status
+
+
+def wait_for_health(url: str, server: subprocess.Popen) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with status {server.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=5) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"no answer from {url}/health after {STARTUP_TIMEOUT_S} s")
+
+
+def measure(workers: int, preload: bool, folder: Path) -> dict:
+    token = secrets.token_urlsafe(32)
+    tokens_file = folder / "tokens"
+    tokens_file.write_text(token + "\n")
+    tokens_file.chmod(0o600)
+    port = free_port()
+    log_path = folder / f"gunicorn-{workers}-{preload}.log"
+    command = [str(GUNICORN), "-c", "python:hematovision.interfaces.gunicorn_conf", "-w", str(workers),
+               "-b", f"127.0.0.1:{port}", "--access-logfile", "-", "--access-logformat", "served-by %(p)s"]
+    if preload:
+        command.append("--preload")
+    env = {**os.environ, "HEMATOVISION_API_TOKENS_FILE": str(tokens_file),
+           "HEMATOVISION_API_RATE_LIMIT": "10000 per minute"}
+    url = f"http://127.0.0.1:{port}"
+    with open(log_path, "w") as log:
+        server = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+    try:
+        wait_for_health(url, server)
+        body, content_type = multipart(SAMPLE.read_bytes())
+        pids = set(children(server.pid))
+        served: set[int] = set()
+        requests = 0
+        with ThreadPoolExecutor(workers) as pool:
+            while not pids <= served and requests < 40 * workers:
+                assert all(s == 200 for s in pool.map(lambda _: predict(url, token, body, content_type),
+                                                      range(workers)))
+                requests += workers
+                time.sleep(0.2)  # let the access log reach the file
+                served = {int(p) for p in re.findall(r"served-by <?(\d+)", log_path.read_text())}
+        if not pids <= served:
+            raise RuntimeError(f"workers {sorted(pids - served)} never answered in {requests} requests")
+        worker_memory = [memory_mb(pid) for pid in sorted(pids)]
+        master = memory_mb(server.pid)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+    return {
+        "workers": workers,
+        "model_loaded": "once, before the fork (--preload)" if preload else "in each worker, after the fork",
+        "predict_requests": requests,
+        "worker_rss_mb": [m["rss_mb"] for m in worker_memory],
+        "worker_pss_mb": [m["pss_mb"] for m in worker_memory],
+        "master_rss_mb": master["rss_mb"],
+        "total_pss_mb": round(master["pss_mb"] + sum(m["pss_mb"] for m in worker_memory), 1),
+    }
+
+
+def reference_rss_mb() -> float:
+    open_loopback = {key: value for key, value in os.environ.items() if not key.startswith("HEMATOVISION_API_")}
+    result = subprocess.run([sys.executable, "-c", REFERENCE.format(sample=str(SAMPLE))], cwd=REPO_ROOT,
+                            env=open_loopback, capture_output=True, text=True, check=True)
+    return round(int(result.stdout.split()[-1]) / 1024, 1)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "docs" / "bench" / f"{date.today()}-gunicorn-rss.json")
+    args = parser.parse_args(argv)
+
+    load_before = os.getloadavg()[0]
+    reference = reference_rss_mb()
+    print(f"reference: one process, create_app() and one /predict without gunicorn: RSS {reference} MB")
+    runs = []
+    with tempfile.TemporaryDirectory() as folder:
+        for preload in (False, True):
+            for workers in args.workers:
+                run = measure(workers, preload, Path(folder))
+                mean_rss = sum(run["worker_rss_mb"]) / workers
+                run["mean_worker_rss_vs_reference"] = round(mean_rss / reference, 2)
+                runs.append(run)
+                print(f"{workers} worker(s), model loaded {run['model_loaded']}: "
+                      f"RSS per worker {run['worker_rss_mb']} MB ({run['mean_worker_rss_vs_reference']}x "
+                      f"the reference), PSS per worker {run['worker_pss_mb']} MB, master RSS "
+                      f"{run['master_rss_mb']} MB, whole server PSS {run['total_pss_mb']} MB")
+    results = {
+        "command": ".venv/bin/python scripts/gunicorn_rss.py " + " ".join(argv or sys.argv[1:]),
+        "reference_single_process_rss_mb": reference,
+        "runs": runs,
+        "machine": f"{os.cpu_count()} CPUs, load average {load_before:.1f} at the start",
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {args.out.relative_to(REPO_ROOT) if args.out.is_relative_to(REPO_ROOT) else args.out}")
+
+
+if __name__ == "__main__":
+    main()
