@@ -11,10 +11,15 @@ from app.page_paths import EXPLAIN_PAGE
 from app.state import (
     BATCH,
     BATCH_REPORT,
+    BATCH_TARGET,
     BATCH_UPLOADER,
     CELL_INDEX,
     PROFILE_MESSAGE,
     PROFILE_UPLOADER,
+    REVIEW_INITIALS,
+    REVIEW_MESSAGE,
+    REVIEW_NOTE,
+    REVIEW_UPLOADER,
     review_key,
     uploaded_image,
 )
@@ -30,17 +35,21 @@ from hematovision.model.lab_profile import (
 )
 from hematovision.workflows.batch import (
     NOT_CLASSED,
-    REFERENCE_SOURCE,
     BatchCell,
     Skipped,
     UploadedImage,
     cells_csv,
     classify_batch,
     confirm_unreviewed,
-    differential,
     expand_uploads,
     other_cells,
     set_review,
+)
+from hematovision.workflows.differential import (
+    INTERVAL_NOTE,
+    REFERENCE_SOURCE,
+    TARGET_COUNTS,
+    differential,
 )
 from hematovision.workflows.report import (
     batch_report_html,
@@ -48,6 +57,7 @@ from hematovision.workflows.report import (
     build_batch_report,
     other_types_note,
 )
+from hematovision.workflows.review_file import MAX_INITIALS, MAX_NOTE, Review, ReviewFileError, resume, review_of
 
 state.init_state()
 PAGE_SIZE = 24
@@ -68,9 +78,10 @@ def classify_uploads(uploaded) -> None:
     cells, unreadable = classify_images(images)
     digest = hashlib.sha256(b"".join(image.data[:64] for image in images)).hexdigest()[:12]
     st.session_state[BATCH] = {"cells": cells, "skipped": skipped + unreadable, "id": digest,
-                               "images": {image.digest[:16]: (image.name, image.data) for image in images},
+                               "images": {image.digest: (image.name, image.data) for image in images},
                                "profile": state.lab_profile_id()}
     st.session_state.pop(BATCH_REPORT, None)
+    st.session_state.pop(REVIEW_MESSAGE, None)
 
 
 def classify_images(images: list[UploadedImage]) -> tuple[list[BatchCell], list[Skipped]]:
@@ -181,15 +192,96 @@ def remember_review(cell_key: str, widget_key: str) -> None:
 
 def open_in_explain(cell: BatchCell) -> None:
     """Make the cell's image current, pick the cell, and go to the Explain page."""
-    name, data = st.session_state[BATCH]["images"][cell.key.split(":")[0]]
+    name, data = st.session_state[BATCH]["images"][cell.image_sha256]
     state.set_current_image(uploaded_image(data, name))  # classify_batch has read it
     st.session_state[CELL_INDEX] = cell.cell_number - 1
     st.switch_page(EXPLAIN_PAGE)
 
 
-def clear_reviews(cells: list[BatchCell]) -> None:
-    for cell in cells:
+def forget_review_widgets(batch: dict) -> None:
+    """Drop the 'Reviewed as' boxes' own state, so they show the cells' reviews as they are now
+    (a widget with state keeps showing it, whatever changed the cell behind it)."""
+    for cell in batch["cells"]:
+        st.session_state.pop(review_key(batch["id"], cell.key), None)
+
+
+def confirm_all(batch: dict) -> None:
+    confirm_unreviewed(batch["cells"])
+    forget_review_widgets(batch)
+
+
+def clear_reviews(batch: dict) -> None:
+    for cell in batch["cells"]:
         cell.reviewed = None
+    forget_review_widgets(batch)
+
+
+def resume_review() -> None:
+    """Put a saved review back onto this batch, or say why it cannot be (never raises)."""
+    uploaded = st.session_state.get(REVIEW_UPLOADER)
+    if uploaded is None:
+        return
+    batch = st.session_state[BATCH]
+    try:
+        review = Review.from_bytes(uploaded.getvalue())
+        review.check_model(caches.get_classifier().model_sha256)
+    except ReviewFileError as exc:
+        st.session_state[REVIEW_MESSAGE] = ("error", f"{exc} The batch's reviews are as they were.", [])
+        return
+    outcome = resume(review, batch["cells"])
+    forget_review_widgets(batch)
+    for key, text in ((REVIEW_INITIALS, review.initials), (REVIEW_NOTE, review.note)):
+        st.session_state[key] = text
+        st.session_state.pop(f"{key}_input", None)
+    st.session_state.pop(BATCH_REPORT, None)
+    who = f" by {review.initials}" if review.initials else ""
+    text = f"Resumed the review{who} saved {review.created.replace('T', ' ')[:16]} UTC: {outcome.summary()}."
+    if review.lab_profile != state.lab_profile_id():
+        text += (" It was made with a different lab profile from the one in use now, so some of the model's "
+                 "calls may differ from those reviewed.")
+    unmatched = [f"In the file, not in this batch: {saved.describe()}" for saved in outcome.not_found]
+    unmatched += [f"In this batch, not in the file: {cell.file}, cell {cell.cell_number}" for cell in outcome.not_in_file]
+    st.session_state[REVIEW_MESSAGE] = ("warning" if unmatched or outcome.other_calls else "success", text, unmatched)
+
+
+def remembered_input(column, label: str, key: str, limit: int, **kwargs) -> None:
+    """A text box whose text lives in ``key``: Streamlit forgets a widget's own state on pages
+    that do not draw it, and the initials must survive a visit to the Explain page."""
+    widget_key = f"{key}_input"
+
+    def remember() -> None:
+        st.session_state[key] = st.session_state[widget_key]
+
+    column.text_input(label, value=st.session_state.get(key, ""), max_chars=limit, key=widget_key,
+                      on_change=remember, **kwargs)
+
+
+def review_file_panel(batch: dict) -> None:
+    """Save the review as a file, or resume one saved earlier: the review outlives the browser session."""
+    message = st.session_state.get(REVIEW_MESSAGE)
+    with st.expander("Save or resume the review", expanded=message is not None):
+        st.markdown(
+            "A review lives in this browser session only. **Save review** downloads it as a small JSON file (each "
+            "cell's image hash and box, the model's call and yours, your initials and note, the time, and the "
+            "model and lab profile used). To carry on later, upload the same images, press **Classify**, then "
+            "**Resume review** with that file. Nothing is stored on the server.")
+        initials, note = st.columns([1, 3])
+        remembered_input(initials, "Reviewer initials", REVIEW_INITIALS, MAX_INITIALS,
+                         help="Printed beside every change in the report.")
+        remembered_input(note, "Note", REVIEW_NOTE, MAX_NOTE, placeholder="e.g. smear 12, ward 3")
+        review = review_of(batch["cells"], caches.get_classifier().model_sha256 or "", state.lab_profile_id(),
+                           st.session_state.get(REVIEW_INITIALS, ""), st.session_state.get(REVIEW_NOTE, ""))
+        save, load = st.columns([1, 2], vertical_alignment="bottom")
+        save.download_button("Save review", review.to_bytes(), file_name=f"hematovision-review-{batch['id']}.json",
+                             mime="application/json", icon=":material/save:", on_click="ignore", width="stretch",
+                             key="hv_review_save")
+        load.file_uploader("Resume review (.json)", type=["json"], key=REVIEW_UPLOADER, on_change=resume_review,
+                           help="A review file saved here, for the same images and this model.")
+        if message is not None:
+            kind, text, unmatched = message
+            {"error": st.error, "warning": st.warning, "success": st.success}[kind](text)
+            if unmatched:
+                st.dataframe({"Not matched": unmatched}, hide_index=True, width="stretch")
 
 
 # ---------------------------------------------------------------------------
@@ -216,6 +308,8 @@ if st.button(f"Classify {len(uploaded)} file{'s' if len(uploaded) != 1 else ''}"
     classify_uploads(uploaded)
     batch = st.session_state[BATCH]
 lab_profile_panel(batch["cells"] if batch else None)
+if batch is not None and batch["cells"]:
+    review_file_panel(batch)
 
 if batch is None:
     st.info("No batch yet: upload images above and press **Classify**.", icon=":material/info:")
@@ -253,16 +347,25 @@ if result.unfamiliar_source:
         "confidence is less reliable for them: check each one (filter *Flagged for a check* below), or build a "
         "*lab profile* (above) that adapts the model to your lab.", icon=":material/travel_explore:")
 table, chart = st.columns([1, 1.2], gap="large")
+target = table.radio("Target count", TARGET_COUNTS, horizontal=True, key=BATCH_TARGET,
+                     format_func=lambda n: f"{n} cells",
+                     help="Manual differentials count 100 or 200 cells: the more cells, the narrower each interval.")
+table.progress(min(1.0, result.counted / target),
+               text=f"{result.counted} of {target} cells counted"
+                    + (" (target reached)" if result.counted >= target else f": {target - result.counted} to go"))
 table.dataframe(
     [{"Cell type": display_name(r.cell_type), "Count": r.count,
-      "Share": "–" if r.percent is None else f"{r.percent:.1f}%",
+      "Share": "–" if r.percent is None else f"{r.percent:.1f}%", "95% interval": r.interval_text(),
       "Adult reference": f"{r.reference[0]:g}–{r.reference[1]:g}%", "Flag": FLAG_TEXT[r.flag]} for r in result.rows],
     hide_index=True, width="stretch")
-out_of_range = [display_name(r.cell_type) for r in result.rows if r.flag in ("low", "high")]
-if out_of_range:
-    table.warning("Outside the adult reference range: " + ", ".join(out_of_range) + ".", icon=":material/warning:")
-table.caption(REFERENCE_SOURCE + " " + other_types_note(caches.get_classifier().trust.other_types is not None))
+for row in result.rows:
+    if row.flag in ("low", "high"):
+        (table.error if row.finding else table.warning)(f"**{display_name(row.cell_type)}**: {row.flag_text()}.",
+                                                         icon=":material/warning:")
+table.caption(" ".join((INTERVAL_NOTE, REFERENCE_SOURCE,
+                        other_types_note(caches.get_classifier().trust.other_types is not None))))
 chart.plotly_chart(charts.differential_figure(result.rows), key="hv_batch_chart")
+chart.caption(charts.DIFFERENTIAL_LEGEND)
 
 # ---------------------------------------------------------------------------
 # Other cells: none of the four types, kept out of the counts
@@ -304,10 +407,10 @@ with st.expander(f"All {len(cells)} cells as a table"):
 left, middle, right = st.columns([2, 1, 1], vertical_alignment="bottom")
 show = left.radio("Show", ["All cells", "Flagged for a check", "Not reviewed"], horizontal=True,
                   key="hv_batch_filter")
-middle.button("Confirm all unreviewed", on_click=confirm_unreviewed, args=(cells,), width="stretch",
+middle.button("Confirm all unreviewed", on_click=confirm_all, args=(batch,), width="stretch",
               key="hv_batch_confirm_all", help="Accept the model's class for every cell you have not reviewed. "
                                                "Other cell types and non-blood images are left for you to decide.")
-right.button("Clear all reviews", on_click=clear_reviews, args=(cells,), width="stretch", key="hv_batch_clear")
+right.button("Clear all reviews", on_click=clear_reviews, args=(batch,), width="stretch", key="hv_batch_clear")
 shown = [c for c in cells if show == "All cells" or (show == "Flagged for a check" and c.needs_check)
          or (show == "Not reviewed" and c.reviewed is None)]
 pages = max(1, -(-len(shown) // PAGE_SIZE))
@@ -339,7 +442,8 @@ for start in range(0, len(shown[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]), COLU
 # Export
 # ---------------------------------------------------------------------------
 st.subheader("Export")
-signature = (batch["id"], tuple(cell.reviewed for cell in cells))
+initials, note = st.session_state.get(REVIEW_INITIALS, ""), st.session_state.get(REVIEW_NOTE, "")
+signature = (batch["id"], tuple(cell.reviewed for cell in cells), initials, note)
 left, middle, right = st.columns(3)
 left.download_button("Download CSV of all cells", cells_csv(cells, state.lab_profile_id()), file_name=f"hematovision-batch-{batch['id']}.csv",
                      mime="text/csv", icon=":material/download:", on_click="ignore", width="stretch")
@@ -347,7 +451,7 @@ prepared = st.session_state.get(BATCH_REPORT)
 if middle.button("Prepare the report (PDF and HTML)", width="stretch", key="hv_batch_prepare",
                  icon=":material/description:"):
     with st.spinner("Drawing a Grad-CAM map for every cell…"):
-        report = build_batch_report(caches.classifier(), cells, skipped)
+        report = build_batch_report(caches.classifier(), cells, skipped, initials=initials, review_note=note)
         prepared = (signature, batch_report_pdf(report), batch_report_html(report))
         st.session_state[BATCH_REPORT] = prepared
 if prepared and prepared[0] == signature:

@@ -183,26 +183,82 @@ def coverage_figure(curves: dict[str, list[dict]], threshold_points: dict[str, t
 
 # -- the differential (Batch page) ------------------------------------------------------
 
-def differential_figure(rows: Sequence) -> go.Figure:
-    """This sample's share of each type over the adult reference range; out-of-range shares in red.
+FINDING = "#b2182b"  # the whole interval outside the range
+UNSURE = "#e08214"  # only the point outside: count more cells
 
-    ``rows`` are ``hematovision.workflows.batch.DifferentialRow`` (not imported: charts sit
-    below the workflows), read through ``cell_type``, ``percent``, ``reference`` and ``flag``."""
-    names = [display_name(r.cell_type) for r in rows]
+
+def _differential_bars(rows: Sequence) -> dict:
+    """Names, shares, 95% interval arms, colours and texts for both renderers.
+
+    ``rows`` are ``hematovision.workflows.differential.DifferentialRow`` (not imported: charts
+    sit below the workflows), read through ``cell_type``, ``percent``, ``ci95``, ``reference``,
+    ``flag`` and ``finding``."""
+    shares = [r.percent or 0.0 for r in rows]
+    intervals = [(100 * r.ci95[0], 100 * r.ci95[1]) if r.ci95 else (share, share) for r, share in zip(rows, shares)]
+    return {
+        "names": [display_name(r.cell_type) for r in rows],
+        "shares": shares,
+        "above": [max(0.0, high - share) for share, (_, high) in zip(shares, intervals)],
+        "below": [max(0.0, share - low) for share, (low, _) in zip(shares, intervals)],
+        "colours": [FINDING if r.finding else UNSURE if r.flag in ("low", "high") else PRIMARY for r in rows],
+        "texts": [f"{r.percent:.1f}%" if r.percent is not None else "" for r in rows],
+        "reference_low": [r.reference[0] for r in rows],
+        "reference_span": [r.reference[1] - r.reference[0] for r in rows],
+        "intervals": [f"{low:.1f}–{high:.1f}%" for low, high in intervals],
+    }
+
+
+DIFFERENTIAL_LEGEND = ("Bars: this sample's share; whiskers: its exact 95% interval; band: the adult reference "
+                       "range. Red: the whole interval is outside the range; orange: only the share is, so count "
+                       "more cells.")
+
+
+def differential_figure(rows: Sequence) -> go.Figure:
+    """This sample's share of each type with its 95% interval, over the adult reference range."""
+    bars = _differential_bars(rows)
     figure = go.Figure()
-    figure.add_trace(go.Bar(x=names, y=[r.reference[1] - r.reference[0] for r in rows],
-                            base=[r.reference[0] for r in rows], name="adult reference range",
-                            marker_color="rgba(42,157,143,0.25)", width=0.8,
-                            customdata=[f"{r.reference[0]:g}–{r.reference[1]:g}%" for r in rows],
+    figure.add_trace(go.Bar(x=bars["names"], y=bars["reference_span"], base=bars["reference_low"],
+                            name="adult reference range", marker_color="rgba(42,157,143,0.25)", width=0.8,
+                            customdata=[f"{low:g}–{low + span:g}%" for low, span
+                                        in zip(bars["reference_low"], bars["reference_span"])],
                             hovertemplate="%{x}: adult reference %{customdata}<extra></extra>"))
-    figure.add_trace(go.Bar(x=names, y=[r.percent or 0 for r in rows], name="this sample", width=0.4,
-                            marker_color=["#b2182b" if r.flag in ("low", "high") else PRIMARY for r in rows],
-                            text=[f"{r.percent:.1f}%" if r.percent is not None else "" for r in rows],
-                            textposition="outside", hovertemplate="%{x}: %{y:.1f}%<extra></extra>"))
+    figure.add_trace(go.Bar(x=bars["names"], y=bars["shares"], name="this sample (95% interval)", width=0.4,
+                            marker_color=bars["colours"], text=bars["texts"], textposition="outside",
+                            error_y={"type": "data", "symmetric": False, "array": bars["above"],
+                                     "arrayminus": bars["below"], "color": "#333", "thickness": 1.5, "width": 6},
+                            customdata=bars["intervals"],
+                            hovertemplate="%{x}: %{y:.1f}% (95% interval %{customdata})<extra></extra>"))
     figure.update_layout(barmode="overlay", height=300, margin={"l": 10, "r": 10, "t": 30, "b": 10},
                          yaxis={"title": "% of counted cells", "range": [0, 105]},
                          legend={"orientation": "h", "y": 1.15})
     return figure
+
+
+def differential_png(rows: Sequence) -> bytes:
+    """The same chart as ``differential_figure``, as a PNG for the reports."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    bars = _differential_bars(rows)
+    figure = Figure(figsize=(5.2, 2.6), dpi=150, layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    positions = range(len(bars["names"]))
+    axes.bar(positions, bars["reference_span"], bottom=bars["reference_low"], width=0.8,
+             color=(42 / 255, 157 / 255, 143 / 255, 0.25), label="adult reference range")
+    axes.bar(positions, bars["shares"], width=0.4, color=bars["colours"], label="this sample (95% interval)",
+             yerr=[bars["below"], bars["above"]], error_kw={"ecolor": "#333", "capsize": 3, "elinewidth": 1})
+    for x, (share, text) in enumerate(zip(bars["shares"], bars["texts"])):
+        axes.text(x + 0.22, share + 1.5, text, fontsize=7)
+    axes.set_xticks(list(positions), bars["names"], fontsize=8)
+    axes.set_ylim(0, 105)
+    axes.set_ylabel("% of counted cells", fontsize=8)
+    axes.tick_params(axis="y", labelsize=7)
+    axes.legend(fontsize=7, loc="upper left", frameon=False)
+    axes.spines[["top", "right"]].set_visible(False)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
 
 
 # -- explanation maps and their numbers (Compare page, ``compare`` outputs) -------------

@@ -3,8 +3,8 @@ cell, let a person review each call, and count the differential.
 
 The review step follows what digital-morphology analysers do: the machine proposes a
 class for every cell, a person confirms it, moves it to another class, or marks it "not
-classed" to leave it out of the count. The differential is always computed from the
-reviewed classes, so it updates as the review goes on.
+classed" to leave it out of the count. The differential (``differential.py``) is always
+computed from the reviewed classes, so it updates as the review goes on.
 
 Until a person reviews it, a cell counts only when its status says its class is one of
 the four types (``trust.COUNTED_STATUSES``). A cell that looks like another blood cell
@@ -39,9 +39,7 @@ from hematovision.model.imaging import (
 from hematovision.model.trust import (
     CONFIDENT,
     COUNTED_STATUSES,
-    NOT_BLOOD_CELL,
     OTHER_CELL_TYPE,
-    UNFAMILIAR_SOURCE,
 )
 
 TOO_LARGE = f"larger than the {MAX_UPLOAD_BYTES // 2**20} MB limit per image"
@@ -52,21 +50,6 @@ MAX_BATCH_IMAGES = 1000
 NAME_LIMIT = 80  # zip members are shown as 'archive.zip: member', so allow a little more
 THUMBNAIL_SIDE = 96
 NOT_CLASSED = "NOT_CLASSED"  # a reviewer's "leave this cell out of the count"
-
-# Adult reference ranges, % of white cells. These are the ranges this project was asked to
-# show; published ranges differ a little by source (MedlinePlus, "Blood differential test",
-# gives the same lymphocyte, monocyte and eosinophil ranges and 40-60% for neutrophils).
-# Each laboratory should use its own. Basophils (0.5-1%) are not a class this model knows.
-REFERENCE_RANGES = {
-    "NEUTROPHIL": (40.0, 70.0),
-    "LYMPHOCYTE": (20.0, 40.0),
-    "MONOCYTE": (2.0, 8.0),
-    "EOSINOPHIL": (1.0, 4.0),
-}
-REFERENCE_SOURCE = ("Adult reference ranges as specified for HematoVision (neutrophils 40–70%, lymphocytes 20–40%, "
-                    "monocytes 2–8%, eosinophils 1–4%); sources differ slightly, e.g. MedlinePlus gives 40–60% "
-                    "for neutrophils. Use your laboratory's own ranges.")
-
 
 @dataclass(frozen=True)
 class UploadedImage:
@@ -188,6 +171,10 @@ class BatchCell:
     reviewed: str | None = None  # None = not reviewed; a class name; or NOT_CLASSED
 
     @property
+    def image_sha256(self) -> str:
+        return self.key.split(":")[0]
+
+    @property
     def predicted(self) -> str:
         return self.prediction.label
 
@@ -277,7 +264,7 @@ def classify_batch(classifier: Classifier, images: list[UploadedImage],
             else:
                 seen.add(digest)
                 for index, prediction in enumerate(predictions, 1):
-                    cells.append(BatchCell(key=f"{digest[:16]}:{index}", file=image.name, cell_number=index,
+                    cells.append(BatchCell(key=f"{digest}:{index}", file=image.name, cell_number=index,
                                            cells_in_image=len(predictions), prediction=prediction,
                                            thumbnail=thumbnail(prediction.model_input)))
         if progress:
@@ -315,68 +302,6 @@ def set_review(cells: list[BatchCell], key: str, reviewed: str | None) -> None:
             cell.reviewed = reviewed
             return
     raise KeyError(f"No cell {key!r} in this batch.")
-
-
-@dataclass(frozen=True)
-class DifferentialRow:
-    cell_type: str
-    count: int
-    percent: float | None  # of counted cells; None when nothing is counted
-    reference: tuple[float, float]
-    flag: str  # "low", "high", "" (within range) or "–" (no count)
-
-
-@dataclass(frozen=True)
-class Differential:
-    rows: list[DifferentialRow]
-    counted: int  # cells in the differential
-    total_cells: int
-    not_classed: int  # all cells left out of the count: the three below together
-    reviewed: int
-    changed: int
-    flagged_for_check: int
-    other_cells: int = 0  # another cell type, not moved into a class by the reviewer
-    not_blood: int = 0  # not a blood-cell image, not moved into a class by the reviewer
-    left_out_by_reviewer: int = 0  # marked "not classed" by the reviewer (other than the two above)
-    unfamiliar_source: int = 0  # cells whose stain, microscope or camera is unlike the training labs'
-
-    def left_out_text(self) -> str:
-        """Why cells are missing from the count, e.g. '2 other cell types (listed for review), 1 not a blood cell'."""
-        parts = [(self.other_cells, "other cell type", "other cell types", " (listed for review)"),
-                 (self.not_blood, "image that is not a blood cell", "images that are not blood cells", ""),
-                 (self.left_out_by_reviewer, "marked not classed by the reviewer",
-                  "marked not classed by the reviewer", "")]
-        return ", ".join(f"{count} {one if count == 1 else many}{note}" for count, one, many, note in parts if count)
-
-    def as_dict(self) -> dict:
-        return {"counted": self.counted, "total_cells": self.total_cells, "not_classed": self.not_classed,
-                "other_cells": self.other_cells, "not_blood": self.not_blood,
-                "left_out_by_reviewer": self.left_out_by_reviewer, "unfamiliar_source": self.unfamiliar_source,
-                "reviewed": self.reviewed, "changed": self.changed, "flagged_for_check": self.flagged_for_check,
-                "rows": [{"cell_type": r.cell_type, "count": r.count, "percent": r.percent,
-                          "reference_percent": list(r.reference), "flag": r.flag} for r in self.rows]}
-
-
-def differential(cells: list[BatchCell]) -> Differential:
-    """Counts and percentages per class from the reviewed classes, against reference ranges."""
-    finals = [cell.final_class for cell in cells]
-    counted = sum(final is not None for final in finals)
-    rows = []
-    for name in CLASS_NAMES:
-        count = finals.count(name)
-        low, high = REFERENCE_RANGES[name]
-        percent = 100.0 * count / counted if counted else None
-        flag = "–" if percent is None else "low" if percent < low else "high" if percent > high else ""
-        rows.append(DifferentialRow(name, count, None if percent is None else round(percent, 1), (low, high), flag))
-    left_out = [cell for cell in cells if cell.final_class is None]
-    other = sum(cell.status == OTHER_CELL_TYPE for cell in left_out)
-    not_blood = sum(cell.status == NOT_BLOOD_CELL for cell in left_out)
-    return Differential(rows=rows, counted=counted, total_cells=len(cells), not_classed=len(left_out),
-                        reviewed=sum(cell.reviewed is not None for cell in cells),
-                        changed=sum(cell.changed for cell in cells),
-                        flagged_for_check=sum(cell.needs_check for cell in cells),
-                        other_cells=other, not_blood=not_blood, left_out_by_reviewer=len(left_out) - other - not_blood,
-                        unfamiliar_source=sum(cell.status == UNFAMILIAR_SOURCE for cell in cells))
 
 
 def csv_safe(text: str) -> str:

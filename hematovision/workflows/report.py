@@ -32,15 +32,8 @@ from hematovision.model.classifier import Classifier, Prediction, display_name
 from hematovision.model.imaging import data_uri, jpeg_bytes
 from hematovision.model.model_card import interval_text, load_model_card
 from hematovision.model.trust import OTHER_CELL_TYPE
-from hematovision.workflows.batch import (
-    REFERENCE_SOURCE,
-    BatchCell,
-    Differential,
-    Skipped,
-    differential,
-    looks_like,
-    other_cells,
-)
+from hematovision.workflows.batch import BatchCell, Skipped, looks_like, other_cells
+from hematovision.workflows.differential import INTERVAL_NOTE, REFERENCE_SOURCE, Differential, differential
 
 DISCLAIMER = ("Decision support, not a diagnosis. HematoVision's classifications and explanations are for "
               "education and research and to assist review; a qualified person must check every cell and "
@@ -108,20 +101,28 @@ class BatchReport:
     skipped: list[Skipped]
     images: int
     other_types_checked: bool = False  # the model has an other-cell-type detector
+    initials: str = ""  # the reviewer's, from the Batch page or a review file
+    review_note: str = ""
 
     @property
     def other_cells(self) -> list[BatchCell]:
         return other_cells(self.cells)
 
+    @property
+    def changed_cells(self) -> list[BatchCell]:
+        return [cell for cell in self.cells if cell.changed]
+
 
 def build_batch_report(classifier: Classifier, cells: list[BatchCell], skipped: list[Skipped] | None = None,
-                       title: str = "White-cell differential") -> BatchReport:
+                       title: str = "White-cell differential", initials: str = "",
+                       review_note: str = "") -> BatchReport:
     """Everything both formats show, computed once (one Grad-CAM per cell)."""
     overlays = {cell.key: _gradcam_overlay(classifier, cell.prediction, side=128) for cell in cells}
     return BatchReport(title=title, created=_timestamp(), model=model_summary(classifier),
                        differential=differential(cells), cells=list(cells), overlays=overlays,
-                       skipped=list(skipped or []), images=len({cell.key.split(":")[0] for cell in cells}),
-                       other_types_checked=classifier.trust.other_types is not None)
+                       skipped=list(skipped or []), images=len({cell.image_sha256 for cell in cells}),
+                       other_types_checked=classifier.trust.other_types is not None, initials=initials.strip(),
+                       review_note=review_note.strip())
 
 
 def other_types_note(checked: bool) -> str:
@@ -136,6 +137,9 @@ def other_types_note(checked: bool) -> str:
 OTHER_CELLS_INTRO = ("Not counted in the differential above: each looks like a blood cell that is none of the four "
                      "types. Check each one yourself.")
 FLAG_WORDS = {"low": "below range", "high": "above range", "": "within", "–": "–"}
+UNSURE_WORDS = {"low": "below? count more", "high": "above? count more"}
+CHANGES_INTRO = ("Every cell whose class the reviewer changed from the model's call (moved to another class or left "
+                 "out), with the crop and its Grad-CAM map for the model's class.")
 
 
 @dataclass(frozen=True)
@@ -145,9 +149,10 @@ class TableRow:
     cell_type: str
     count: int
     share: str  # "52.0%", or "–" when nothing is counted
+    interval: str  # the exact 95% interval, "41.9–62.0%"
     reference: str  # "40–70%"
     flag: str  # "low", "high", "" or "–" (the HTML colours low and high)
-    flag_words: str  # "below range", ...
+    flag_words: str  # "below range", or "below? count more" while the interval still reaches the range
 
 
 @dataclass(frozen=True)
@@ -160,6 +165,16 @@ class CellTile:
     counted_as: str
     status: str  # "Status: Confident · not reviewed"
     thumbnail: bytes  # JPEG, 128 px
+    overlay: bytes  # JPEG
+
+
+@dataclass(frozen=True)
+class ChangeLine:
+    """One change a reviewer made, with the cell, its Grad-CAM map and who made it."""
+
+    text: str  # "ward-3.png · cell 2: model Neutrophil (90%) → reviewer Monocyte"
+    initials: str  # "AB", or "reviewer (no initials given)"
+    thumbnail: bytes  # JPEG, 64 px
     overlay: bytes  # JPEG
 
 
@@ -179,7 +194,11 @@ class BatchContents:
     rows: list[TableRow]
     counted: int
     counted_share: str
-    note: str  # where the reference ranges come from, and what happens to other cell types
+    flags: list[str]  # each class outside its range, with the planning hint
+    chart: bytes  # PNG: shares with their intervals over the reference ranges
+    note: str  # where the reference ranges come from, the intervals, and what happens to other cell types
+    changes: list[ChangeLine]
+    reviewer: str  # "Reviewer: AB. Note: …", or "" when no initials or note were given
     other_cells: list[OtherCellLine]
     model_text: str
     accuracy: list[str]
@@ -227,11 +246,27 @@ def _other_cell_line(cell: BatchCell) -> str:
             f"nearest of the four: {display_name(cell.predicted)}")
 
 
+def _change_line(cell: BatchCell, initials: str, overlay_jpeg: bytes) -> ChangeLine:
+    where = f" · cell {cell.cell_number}" if cell.cells_in_image > 1 else ""
+    return ChangeLine(text=f"{cell.file}{where}: model {display_name(cell.predicted)} "
+                           f"({100 * cell.prediction.confidence:.0f}%) → reviewer {cell.counted_as}",
+                      initials=initials or "reviewer (no initials given)",
+                      thumbnail=jpeg_bytes(cell.thumbnail, 64), overlay=overlay_jpeg)
+
+
+def _reviewer_line(report: BatchReport) -> str:
+    parts = ([f"Reviewer: {report.initials}."] if report.initials else []) + (
+        [f"Note: {report.review_note}"] if report.review_note else [])
+    return " ".join(parts)
+
+
 def batch_contents(report: BatchReport) -> BatchContents:
     d = report.differential
     rows = [TableRow(cell_type=display_name(r.cell_type), count=r.count,
-                     share="–" if r.percent is None else f"{r.percent:.1f}%",
-                     reference=f"{r.reference[0]:g}–{r.reference[1]:g}%", flag=r.flag, flag_words=FLAG_WORDS[r.flag])
+                     share="–" if r.percent is None else f"{r.percent:.1f}%", interval=r.interval_text(),
+                     reference=f"{r.reference[0]:g}–{r.reference[1]:g}%", flag=r.flag,
+                     flag_words=UNSURE_WORDS[r.flag] if r.flag in UNSURE_WORDS and not r.finding
+                     else FLAG_WORDS[r.flag])
             for r in d.rows]
     tiles = [CellTile(file=cell.file, where=f" · cell {cell.cell_number}" if cell.cells_in_image > 1 else "",
                       model_call=f"{display_name(cell.predicted)} ({100 * cell.prediction.confidence:.0f}%)",
@@ -240,8 +275,10 @@ def batch_contents(report: BatchReport) -> BatchContents:
              for cell in report.cells]
     return BatchContents(
         title=report.title, created=report.created, summary=_summary_lines(report), rows=rows, counted=d.counted,
-        counted_share="100%" if d.counted else "–",
-        note=REFERENCE_SOURCE + " " + other_types_note(report.other_types_checked),
+        counted_share="100%" if d.counted else "–", flags=d.flags(), chart=charts.differential_png(d.rows),
+        note=" ".join((INTERVAL_NOTE, REFERENCE_SOURCE, other_types_note(report.other_types_checked))),
+        changes=[_change_line(cell, report.initials, report.overlays[cell.key]) for cell in report.changed_cells],
+        reviewer=_reviewer_line(report),
         other_cells=[OtherCellLine(_other_cell_line(cell), jpeg_bytes(cell.thumbnail, 64)) for cell in report.other_cells],
         model_text=report.model.identity(", MobileNetV2 fine-tuned on two labs' images"),
         accuracy=list(report.model.accuracy), tiles=tiles,
@@ -355,7 +392,8 @@ def _escape(value: object) -> Markup:
 _templates = Environment(loader=PackageLoader("hematovision.workflows", "templates"), autoescape=select_autoescape(["html"]),
                          finalize=_escape, trim_blocks=True, lstrip_blocks=True, undefined=StrictUndefined)
 _templates.filters["data_uri"] = data_uri
-_templates.globals.update(disclaimer=DISCLAIMER, other_cells_intro=OTHER_CELLS_INTRO)
+_templates.globals.update(disclaimer=DISCLAIMER, other_cells_intro=OTHER_CELLS_INTRO, changes_intro=CHANGES_INTRO,
+                          chart_legend=charts.DIFFERENTIAL_LEGEND)
 
 
 def batch_report_html(report: BatchReport) -> str:
@@ -443,11 +481,32 @@ def batch_report_pdf(report: BatchReport) -> bytes:
     for line in contents.summary:
         _text(pdf, line)
     pdf.ln(1)
-    _table(pdf, ["Cell type", "Count", "Share", "Adult reference", "Flag"],
-           [[r.cell_type, r.count, r.share, r.reference, r.flag_words] for r in contents.rows]
-           + [["Counted", contents.counted, contents.counted_share, "", ""]], (40, 20, 22, 35, 30))
-    _text(pdf, contents.note, size=7)
+    _table(pdf, ["Cell type", "Count", "Share", "95% interval", "Adult reference", "Flag"],
+           [[r.cell_type, r.count, r.share, r.interval, r.reference, r.flag_words] for r in contents.rows]
+           + [["Counted", contents.counted, contents.counted_share, "", "", ""]], (28, 16, 18, 30, 30, 38))
+    for line in contents.flags:
+        _text(pdf, "• " + line, size=8)
+    pdf.image(io.BytesIO(contents.chart), x=pdf.l_margin, w=120)
+    _text(pdf, charts.DIFFERENTIAL_LEGEND + " " + contents.note, size=7)
     pdf.ln(2)
+    if contents.reviewer:
+        _text(pdf, contents.reviewer)
+        pdf.ln(1)
+    if contents.changes:
+        _heading(pdf, "Changes made by the reviewer")
+        _text(pdf, CHANGES_INTRO, size=8)
+        pdf.ln(1)
+        for change in contents.changes:
+            if pdf.get_y() + 12 > pdf.h - pdf.b_margin:
+                pdf.add_page()
+            top = pdf.get_y()
+            pdf.image(io.BytesIO(change.thumbnail), x=pdf.l_margin, y=top, w=10, h=10)
+            pdf.image(io.BytesIO(change.overlay), x=pdf.l_margin + 11, y=top, w=10, h=10)
+            pdf.set_xy(pdf.l_margin + 23, top + 1)
+            pdf.set_font("DejaVu", "", 8)
+            pdf.multi_cell(0, 4, f"{change.text} · changed by {change.initials}", new_x="LMARGIN", new_y="NEXT")
+            pdf.set_y(max(pdf.get_y(), top + 11))
+        pdf.ln(2)
     if contents.other_cells:
         _heading(pdf, "Other cells, review")
         _text(pdf, OTHER_CELLS_INTRO, size=8)

@@ -7,8 +7,10 @@ Driven headless through streamlit.testing.v1.AppTest from the real entry point (
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from app.state import (
@@ -18,6 +20,7 @@ from app.state import (
     EXPLAIN_SETTINGS,
     LAB_PROFILE,
     PROFILE_UPLOADER,
+    REVIEW_UPLOADER,
     review_key,
 )
 from hematovision import load_image
@@ -47,8 +50,13 @@ def twenty_cells() -> list[tuple[str, bytes, str]]:
 
 
 def differential_counts(at: AppTest) -> dict[str, int]:
-    table = at.dataframe[-1].value if "Cell type" in at.dataframe[-1].value else at.dataframe[0].value
+    table = table_with(at, "Cell type")
     return dict(zip(table["Cell type"], table["Count"]))
+
+
+def table_with(at: AppTest, column: str):
+    """The first table on the page with this column."""
+    return next(frame.value for frame in at.dataframe if column in frame.value)
 
 
 def test_batch_page_classifies_twenty_cells_and_a_review_changes_the_differential():
@@ -91,6 +99,7 @@ def test_batch_page_lists_other_cells_apart_and_warns_about_an_unfamiliar_lab(mo
 
     class Model:
         trust = TrustModel()
+        model_sha256 = "0" * 64  # named in a saved review file
 
     monkeypatch.setattr(caches, "get_classifier", lambda: Model())
     cells = one_of_each()
@@ -188,3 +197,92 @@ def test_a_bad_profile_file_is_refused_and_the_shipped_model_stays():
     assert not at.exception, at.exception
     assert any("not a HematoVision lab profile" in e.value and "used as it was" in e.value for e in at.error)
     assert at.session_state[LAB_PROFILE] is None
+
+
+# -- review files (issue 16) -----------------------------------------------------------------
+
+@pytest.fixture
+def served_files(monkeypatch) -> list:
+    """The media store of each AppTest run: what a download button hands the browser."""
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+    from streamlit.testing.v1 import app_test
+
+    stores = []
+
+    class Recording(MemoryMediaFileStorage):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            stores.append(self)
+
+    monkeypatch.setattr(app_test, "MemoryMediaFileStorage", Recording)
+    return stores
+
+
+def downloaded(at: AppTest, stores: list, label: str) -> bytes:
+    [button] = [b for b in at.get("download_button") if b.proto.label == label]
+    return stores[-1].get_file(button.proto.url.rsplit("/", 1)[1]).content
+
+
+def classified(files) -> AppTest:
+    at = start("app_pages/batch.py")
+    at.file_uploader(key=BATCH_UPLOADER).set_value(files).run()
+    at.button(key="hv_batch_classify").click().run(timeout=TIMEOUT * 2)
+    assert not at.exception, at.exception
+    return at
+
+
+def what_the_page_shows(at: AppTest) -> tuple:
+    metrics = {m.label: m.value for m in at.metric}
+    cells = table_with(at, "Reviewed as")
+    boxes = [at.selectbox(key=review_key(at.session_state[BATCH]["id"], cell.key)).value
+             for cell in batch_cells(at)]
+    return (differential_counts(at), metrics["Counted"], metrics["Reviewed"], metrics["Changed by you"],
+            list(cells["Reviewed as"]), list(cells["Counted as"]), boxes)
+
+
+def test_a_review_saved_as_a_file_resumes_in_a_fresh_session_exactly_as_it_was(served_files):
+    at = classified(twenty_cells())
+    batch = at.session_state[BATCH]
+    cells = batch_cells(at)
+    changes = {next(c for c in cells if c.predicted == "NEUTROPHIL").key: "MONOCYTE",
+               next(c for c in cells if c.predicted == "LYMPHOCYTE").key: "NOT_CLASSED",
+               next(c for c in cells if c.predicted == "EOSINOPHIL").key: "EOSINOPHIL"}
+    for key, choice in changes.items():
+        at.selectbox(key=review_key(batch["id"], key)).set_value(choice).run()
+    at.text_input(key="hv_review_initials_input").input("JK").run()
+    assert not at.exception, at.exception
+    before = what_the_page_shows(at)
+    assert before[2:4] == ("3 / 20", "2")
+    saved = downloaded(at, served_files, "Save review")
+    assert json.loads(saved)["reviewer"]["initials"] == "JK"
+
+    fresh = classified(twenty_cells())  # a reload: a new session, the same images uploaded again
+    assert what_the_page_shows(fresh)[2] == "0 / 20"
+    fresh.file_uploader(key=REVIEW_UPLOADER).set_value(("review.json", saved, "application/json")).run()
+    assert not fresh.exception, fresh.exception
+    assert any("Resumed the review by JK" in s.value and "20 cells matched" in s.value for s in fresh.success)
+    assert what_the_page_shows(fresh) == before
+    assert fresh.text_input(key="hv_review_initials_input").value == "JK"
+
+    # A file for another model, or a damaged one, is refused and leaves the resumed review alone.
+    other_model = json.loads(saved) | {"model_sha256": "0" * 64}
+    for data, message in ((json.dumps(other_model).encode(), "made with another model"),
+                          (saved[: len(saved) // 2], "not valid JSON")):
+        fresh.file_uploader(key=REVIEW_UPLOADER).set_value(("review.json", data, "application/json")).run()
+        assert not fresh.exception, fresh.exception
+        assert any(message in e.value and "reviews are as they were" in e.value for e in fresh.error)
+        assert what_the_page_shows(fresh) == before
+
+
+def test_a_review_of_other_images_lists_what_did_not_match(served_files):
+    at = classified(twenty_cells()[:4])
+    at.selectbox(key=review_key(at.session_state[BATCH]["id"], batch_cells(at)[0].key)).set_value("NOT_CLASSED").run()
+    saved = downloaded(at, served_files, "Save review")
+    fresh = classified(twenty_cells()[2:6])  # two images in common
+    fresh.file_uploader(key=REVIEW_UPLOADER).set_value(("review.json", saved, "application/json")).run()
+    assert not fresh.exception, fresh.exception
+    [warning] = [w.value for w in fresh.warning if "Resumed the review" in w.value]
+    assert "2 cells matched, 2 in the file not found in this batch, 2 in this batch not in the file" in warning
+    unmatched = list(table_with(fresh, "Not matched")["Not matched"])
+    assert len(unmatched) == 4 and unmatched[0].startswith("In the file, not in this batch: ")
+    assert "reviewed as not classed" in unmatched[0]

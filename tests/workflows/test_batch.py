@@ -18,10 +18,10 @@ from hematovision.workflows.batch import (
     NOT_CLASSED,
     cells_csv,
     classify_batch,
-    differential,
     expand_uploads,
     set_review,
 )
+from hematovision.workflows.differential import differential
 from hematovision.workflows.samples import list_samples
 
 
@@ -148,7 +148,9 @@ def test_batch_report_pdf_and_html_carry_the_differential_model_and_disclaimer(b
     assert "Reviewed by a person: 1 of 12 cells" in flat
     assert "cells.zip: notes.txt" in flat  # files not used are listed
     page = batch_report_html(report)
-    assert page.count("<img") == 2 * len(cells) and "http" not in page.split("<body>")[1]  # self-contained
+    # each cell and its map, the chart, and the changed cell again beside the reviewer's initials
+    assert page.count("<img") == 2 * len(cells) + 1 + 2 * len(report.changed_cells)
+    assert "http" not in page.split("<body>")[1]  # self-contained
     assert html.escape(DISCLAIMER) in page
     cells[1].reviewed = None
 
