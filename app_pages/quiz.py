@@ -233,7 +233,8 @@ else:
 # ---------------------------------------------------------------------------
 labels = [display_name(name) for name in CLASS_NAMES]
 pointed = [a.pointing.score for a in quiz.answers if a.pointing and a.pointing.score is not None]
-pointing_metric.metric("Pointing", format_percent(sum(pointed) / len(pointed), 0) if pointed else "–",
+mean_pointing = format_percent(sum(pointed) / len(pointed), 0) if pointed else "–"
+pointing_metric.metric("Pointing", mean_pointing,
                        help=f"Average share of the map's top {TOP_SHARE:.0%} within {NEAR}.")
 if quiz.answered:
     st.subheader("Your progress")
@@ -269,11 +270,12 @@ if quiz.finished:
     share = format_percent(quiz.score / quiz.total, 0)
     summary = f"You named **{quiz.score} of {quiz.total}** cells right ({share})."
     if pointed:
-        summary += (f" Your clicks held on average **{format_percent(sum(pointed) / len(pointed), 0)}** "
-                    "of the model's strongest evidence.")
+        summary += (f" Your clicks held on average **{mean_pointing}** of the model's strongest "
+                    "evidence.")
     st.markdown(summary)
     try:
-        model_right = sum(model_prediction(cell).label == cell.class_name for cell in quiz.questions)
+        model_right = sum(model_prediction(cell).label == cell.class_name
+                          for cell in quiz.questions)
         st.markdown(f"On the same images the model named **{model_right} of {quiz.total}** right.")
     except Exception as exc:
         st.error(f"The model's score could not be worked out: {exc}", icon=":material/error:")

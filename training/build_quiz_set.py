@@ -27,8 +27,10 @@ import csv
 import hashlib
 import io
 import random
+import re
 import sys
-from dataclasses import asdict, dataclass
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 from hematovision.model.classifier import CLASS_NAMES
@@ -37,6 +39,7 @@ from hematovision.workflows.teaching import QUIZ_DIR, QUIZ_MANIFEST, QUIZ_MANIFE
 from training import data
 
 PER_CLASS = 12
+QUIZ_FILE = re.compile(r"^[a-z]+-(kaggle|pbc)-\d+\.jpe?g$")
 SEED = 2026
 # BCCD originals in TEST whose repeat photograph (the same cell, shifted) lies in TRAIN;
 # blood-cells/README.md found them by SIFT matching.
@@ -61,10 +64,6 @@ class Candidate:
     original_id: str  # the cell: BCCD smear photo, or the PBC file's stem
     licence: str
 
-    @property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.path.read_bytes()).hexdigest()
-
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
@@ -74,22 +73,27 @@ def atlas_hashes() -> set[str]:
     return {sha256(sample.path) for sample in list_samples()}
 
 
+def atlas_originals(kaggle_dir: Path) -> set[str]:
+    """The BCCD smear photos the Atlas's images were cut from (all Atlas images are TEST_SIMPLE)."""
+    atlas = atlas_hashes()
+    records = data.read_sources(kaggle_dir, "TEST_SIMPLE")
+    originals = {record.cell for record in records if sha256(record.path) in atlas}
+    if len(originals) != len(atlas):
+        raise SystemExit(f"Only {len(originals)} of the {len(atlas)} Atlas images were found in "
+                         f"{kaggle_dir}/TEST_SIMPLE; is --data-dir the Kaggle set?")
+    return originals
+
+
 def kaggle_candidates(data_dir: Path) -> list[Candidate]:
     """TEST_SIMPLE, one file per original, without the Atlas's originals or ones seen in TRAIN."""
-    records = data.read_sources(data_dir, "TEST_SIMPLE")
-    atlas = atlas_hashes()
-    atlas_originals = {r.cell for r in records if sha256(r.path) in atlas}
-    if len(atlas_originals) != len(atlas):
-        raise SystemExit(f"Only {len(atlas_originals)} of the {len(atlas)} Atlas images were found "
-                         f"in {data_dir}/TEST_SIMPLE; is --data-dir the Kaggle set?")
+    left_out = atlas_originals(data_dir) | SEEN_IN_TRAIN
     first_per_original: dict[str, data.Record] = {}
-    for record in records:  # sorted by path, so the first file of an original is stable
+    for record in data.read_sources(data_dir, "TEST_SIMPLE"):  # sorted by path: a stable first
         first_per_original.setdefault(record.cell, record)
     return [
         Candidate(r.path, CLASS_NAMES[r.label], KAGGLE_SOURCE, "TEST_SIMPLE",
                   str(r.path.relative_to(data_dir)), r.cell, KAGGLE_LICENCE)
-        for original, r in sorted(first_per_original.items())
-        if original not in atlas_originals and original not in SEEN_IN_TRAIN
+        for original, r in sorted(first_per_original.items()) if original not in left_out
     ]
 
 
@@ -102,7 +106,8 @@ def pbc_candidates(pbc_dir: Path) -> list[Candidate]:
     ]
 
 
-def choose(kaggle: list[Candidate], pbc: list[Candidate], per_class: int, seed: int) -> list[Candidate]:
+def choose(kaggle: list[Candidate], pbc: list[Candidate], per_class: int,
+           seed: int) -> list[Candidate]:
     """Per class (in CLASS_NAMES order): up to half from Kaggle, the rest from PBC."""
     rng = random.Random(seed)
     chosen = []
@@ -115,19 +120,19 @@ def choose(kaggle: list[Candidate], pbc: list[Candidate], per_class: int, seed: 
 
 
 def file_name(candidate: Candidate, number: int) -> str:
-    return f"{candidate.class_name.lower()}-{candidate.source}-{number}{candidate.path.suffix.lower()}"
+    suffix = candidate.path.suffix.lower()
+    return f"{candidate.class_name.lower()}-{candidate.source}-{number}{suffix}"
 
 
 def manifest_rows(chosen: list[Candidate]) -> list[dict[str, str]]:
-    rows, numbers = [], {}
-    for candidate in chosen:
-        group = (candidate.class_name, candidate.source)
-        numbers[group] = numbers.get(group, 0) + 1
-        row = asdict(candidate)
-        del row["path"], row["class_name"]
-        rows.append({"file": file_name(candidate, numbers[group]), "class": candidate.class_name,
-                     **row, "sha256": candidate.sha256})
-    return [{field: row[field] for field in QUIZ_MANIFEST_FIELDS} for row in rows]
+    """One row per file, in QUIZ_MANIFEST_FIELDS; files numbered per class and source."""
+    rows, numbers = [], Counter()
+    for c in chosen:
+        numbers[c.class_name, c.source] += 1
+        rows.append({"file": file_name(c, numbers[c.class_name, c.source]), "class": c.class_name,
+                     "source": c.source, "split": c.split, "original_file": c.original_file,
+                     "original_id": c.original_id, "sha256": sha256(c.path), "licence": c.licence})
+    return rows
 
 
 def manifest_text(rows: list[dict[str, str]]) -> str:
@@ -140,15 +145,15 @@ def manifest_text(rows: list[dict[str, str]]) -> str:
 
 def check_held_out(rows: list[dict[str, str]], kaggle_dir: Path) -> None:
     """Refuse a quiz set that holds an Atlas image or cell, or an image from a training split."""
-    atlas = atlas_hashes()
-    records = data.read_sources(kaggle_dir, "TEST_SIMPLE")
-    atlas_originals = {r.cell for r in records if sha256(r.path) in atlas}
+    atlas, left_out = atlas_hashes(), atlas_originals(kaggle_dir) | SEEN_IN_TRAIN
+    held_out = {(KAGGLE_SOURCE, "TEST_SIMPLE"), (PBC_SOURCE, "test")}
     for row in rows:
         if row["sha256"] in atlas:
             raise SystemExit(f"{row['file']} is an Atlas image.")
-        if row["original_id"] in atlas_originals | SEEN_IN_TRAIN:
-            raise SystemExit(f"{row['file']} shows an Atlas cell or one seen in training ({row['original_id']}).")
-        if (row["source"], row["split"]) not in {(KAGGLE_SOURCE, "TEST_SIMPLE"), (PBC_SOURCE, "test")}:
+        if row["original_id"] in left_out:
+            raise SystemExit(f"{row['file']} shows an Atlas cell or one seen in training "
+                             f"({row['original_id']}).")
+        if (row["source"], row["split"]) not in held_out:
             raise SystemExit(f"{row['file']} is not from a held-out split.")
 
 
@@ -165,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     pbc_dir = args.pbc_dir or args.data_dir.parent / "pbc"
 
-    chosen = choose(kaggle_candidates(args.data_dir), pbc_candidates(pbc_dir), args.per_class, args.seed)
+    chosen = choose(kaggle_candidates(args.data_dir), pbc_candidates(pbc_dir), args.per_class,
+                    args.seed)
     rows = manifest_rows(chosen)
     check_held_out(rows, args.data_dir)
     text = manifest_text(rows)
@@ -173,22 +179,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         manifest = args.output / QUIZ_MANIFEST
         same = manifest.is_file() and manifest.read_text() == text and all(
-            (args.output / row["file"]).is_file() and sha256(args.output / row["file"]) == row["sha256"]
-            for row in rows)
-        print(f"{args.output}: {'matches' if same else 'differs from'} a fresh build of {len(rows)} images")
+            (args.output / row["file"]).is_file()
+            and sha256(args.output / row["file"]) == row["sha256"] for row in rows)
+        verdict = "matches" if same else "differs from"
+        print(f"{args.output}: {verdict} a fresh build of {len(rows)} images")
         return 0 if same else 1
 
     args.output.mkdir(parents=True, exist_ok=True)
-    expected = {row["file"] for row in rows} | {QUIZ_MANIFEST, "README.md"}
-    for stale in args.output.iterdir():
-        if stale.name not in expected:
+    for stale in args.output.iterdir():  # quiz images of an earlier build that left the set
+        if QUIZ_FILE.match(stale.name) and stale.name not in {row["file"] for row in rows}:
             stale.unlink()
     for candidate, row in zip(chosen, rows):
         (args.output / row["file"]).write_bytes(candidate.path.read_bytes())
     (args.output / QUIZ_MANIFEST).write_text(text)
     total = sum((args.output / row["file"]).stat().st_size for row in rows)
-    by_source = {source: sum(row["source"] == source for row in rows) for source in (KAGGLE_SOURCE, PBC_SOURCE)}
-    print(f"Wrote {len(rows)} images ({total / 1024:.0f} KiB; {by_source}) and {QUIZ_MANIFEST} to {args.output}")
+    by_source = Counter(row["source"] for row in rows)
+    print(f"Wrote {len(rows)} images ({total / 1024:.0f} KiB; {dict(by_source)}) and "
+          f"{QUIZ_MANIFEST} to {args.output}")
     return 0
 
 

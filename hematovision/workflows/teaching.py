@@ -251,7 +251,8 @@ def pointing_score(attribution: np.ndarray, point: Point, radius: float = POINT_
     column, row = (min(int(point[0] * width), width - 1), min(int(point[1] * height), height - 1))
     centre = ((column + 0.5) / width, (row + 0.5) / height)
     top = top_region(values, top_share)
-    return float(np.count_nonzero(top & near_point(values.shape, centre, radius)) / np.count_nonzero(top))
+    near = near_point(values.shape, centre, radius)
+    return float(np.count_nonzero(top & near) / np.count_nonzero(top))
 
 
 def best_pointing_score(attribution: np.ndarray, radius: float = POINT_RADIUS,
@@ -278,10 +279,10 @@ def mark_point(rgb: np.ndarray, point: Point, radius: float = POINT_RADIUS) -> n
     draw = ImageDraw.Draw(image)
     x, y = point[0] * image.width, point[1] * image.height
     reach, arm, line = radius * image.width, max(4.0, image.width / 40), max(2, image.width // 120)
-    for colour, extra in (("black", 1), ("white", 0)):  # a dark edge, so it shows on any colour
-        draw.ellipse((x - reach, y - reach, x + reach, y + reach), outline=colour, width=line + 2 * extra)
-        draw.line((x - arm, y, x + arm, y), fill=colour, width=line + 2 * extra)
-        draw.line((x, y - arm, x, y + arm), fill=colour, width=line + 2 * extra)
+    for colour, width in (("black", line + 2), ("white", line)):  # a dark edge shows on any colour
+        draw.ellipse((x - reach, y - reach, x + reach, y + reach), outline=colour, width=width)
+        draw.line((x - arm, y, x + arm, y), fill=colour, width=width)
+        draw.line((x, y - arm, x, y + arm), fill=colour, width=width)
     return np.asarray(image)
 
 
