@@ -48,10 +48,11 @@ def fresh_seed(avoid: int | None = None) -> int:
 def clicked_point(quiz: Quiz) -> Point | None:
     """The student's last click on the current image, as fractions of its shown size."""
     click = st.session_state.get(quiz_point_key(quiz))
-    if not isinstance(click, dict) or not click.get("width") or not click.get("height"):
-        return None
-    return (min(max(click["x"] / click["width"], 0.0), 1.0),
-            min(max(click["y"] / click["height"], 0.0), 1.0))
+    try:
+        x, y = click["x"] / click["width"], click["y"] / click["height"]
+    except (TypeError, KeyError, ZeroDivisionError):
+        return None  # no click yet (None), or a value this page did not expect
+    return min(max(float(x), 0.0), 1.0), min(max(float(y), 0.0), 1.0)
 
 
 def submit_answer(position: int) -> None:

@@ -177,6 +177,11 @@ def test_a_click_is_recorded_and_scored_against_the_model_map(classifier):
     at = answer(at, first.class_name)
     assert any("Click on the image" in w for w in warnings(at)), warnings(at)
     assert current_quiz(at).answered == 0
+    # A value the component never sends counts as no click, and breaks nothing.
+    at.session_state[quiz_point_key(quiz)] = {"x": 3, "width": 0}
+    at = answer(at.run(), first.class_name)
+    assert not at.exception, at.exception
+    assert any("Click on the image" in w for w in warnings(at)) and current_quiz(at).answered == 0
 
     # The click marks the image; with the class picked, the answer is right and the click kept.
     at = click(at, 0.3, 0.6)
