@@ -1,11 +1,13 @@
 """Measure OpenVINO at reduced precision against f32 before trusting it (issue 15).
 
-    python -m training.precision --data-dir ../shared/data/blood-cells [--precision bf16] [--maps 12]
+    python -m training.precision --data-dir ../shared/data/blood-cells [--precision bf16|int8] [--maps 12]
 
 On Kaggle TEST, the PBC test split and LISC: accuracy with its Wilson interval, ECE of the
-calibrated probabilities, and how far each probability moves from f32 (max and mean |Δp|);
-then the top-20% IoU between f32's and the reduced precision's LIME and SHAP maps on the
-sample cells, and the speed of both in the same run.
+calibrated probabilities, the status mix, and how far each probability moves from f32 (max
+and mean |Δp|); the trust checks on the non-blood set and the held-out cells of other
+types; then the top-20% IoU between f32's and the reduced precision's LIME and SHAP maps
+on the sample cells, and the speed of both in the same run. int8 needs the quantised
+network first (``python -m training.quantize_int8``).
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ from hematovision.interfaces.bench import sample_images
 from hematovision.model.calibration import apply_temperature, expected_calibration_error
 from hematovision.model.classifier import CLASS_NAMES, load_classifier
 from hematovision.model.evaluation import predict_files
-from hematovision.model.metrics import accuracy_summary
+from hematovision.model.metrics import accuracy_summary, status_mix
+from hematovision.model.trust import STATUSES
 from training import data
+from training.evaluate import evaluate_non_blood, evaluate_other_types, statuses_of
 
 
 def speed(classifier, crops: list[np.ndarray]) -> dict:
@@ -62,17 +66,24 @@ def main(argv=None) -> None:
         full, low = predict_files(reference, jobs), predict_files(reduced, jobs)
         labels = np.asarray(full.labels)
         entry = {}
-        for tag, result in (("f32", full), (args.precision, low)):
+        for tag, classifier, result in (("f32", reference, full), (args.precision, reduced, low)):
             summary = accuracy_summary(labels.tolist(), result.predicted.tolist(), CLASS_NAMES)
             entry[tag] = {"accuracy": summary["accuracy"], "ci95": summary["accuracy_ci95"], "n": summary["n"],
                           "ece": round(expected_calibration_error(apply_temperature(result.probabilities,
-                                                                                    temperature), labels), 4)}
+                                                                                    temperature), labels), 4),
+                          "statuses": status_mix(statuses_of(classifier, result), STATUSES)}
         delta = np.abs(full.probabilities - low.probabilities)
         entry["max_abs_dp"] = round(float(delta.max()), 5)
         entry["mean_abs_dp"] = round(float(delta.mean()), 6)
         entry["labels_changed"] = int((full.predicted != low.predicted).sum())
         report["sets"][name] = entry
         print(json.dumps({name: entry}), flush=True)
+    report["trust_checks"] = {}
+    for tag, classifier in (("f32", reference), (args.precision, reduced)):
+        other = evaluate_other_types(classifier, root / "pbc-other")["all"]
+        report["trust_checks"][tag] = {"non_blood_flagged": evaluate_non_blood(classifier)["flag_rate"],
+                                       "other_types_no_confident_answer": other["no_confident_four_type_answer"]}
+    print(json.dumps({"trust_checks": report["trust_checks"]}), flush=True)
     crops = sample_images(args.maps)
     report["map_iou_top20"] = {}
     for method in ("lime", "shap"):

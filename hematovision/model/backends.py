@@ -22,8 +22,9 @@ from typing import Protocol
 import numpy as np
 
 BACKENDS = ("openvino", "tensorflow")
-PRECISIONS = ("f32", "bf16")
+PRECISIONS = ("f32", "bf16", "int8")
 BACKEND_ENV = "HEMATOVISION_BACKEND"
+PRECISION_ENV = "HEMATOVISION_PRECISION"
 DEFAULT_BACKEND = "openvino"
 CACHE_ENV = "HEMATOVISION_CACHE"
 
@@ -55,6 +56,14 @@ def features_model(model, feature_layer: str, final_layer: str):
     return keras.Model(model.input, [pooled, model.get_layer(final_layer).output, model.output])
 
 
+def chosen_precision(name: str | None = None) -> str:
+    name = (name or os.environ.get(PRECISION_ENV) or "f32").strip().lower()
+    if name not in PRECISIONS:
+        raise ValueError(f"Unknown precision {name!r}; choose one of {', '.join(PRECISIONS)} "
+                         f"(argument --precision or ${PRECISION_ENV}).")
+    return name
+
+
 class TensorFlowBackend:
     name = "tensorflow"
     precision = "f32"
@@ -81,15 +90,17 @@ class OpenVinoBackend:
     def __init__(self, xml_path: Path, precision: str = "f32") -> None:
         import openvino as ov
 
-        if precision not in PRECISIONS:
-            raise ValueError(f"Unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}.")
+        precision = chosen_precision(precision)
         core = ov.Core()
         network = core.read_model(str(xml_path))
         self.input_size = int(network.inputs[0].get_partial_shape()[1].get_length())
         # f32 (the default) matches TensorFlow's probabilities to 1e-4; bf16 runs on the CPU's
         # AMX units and is measured against f32 by training.precision before it is trusted.
+        # An int8 network was quantised ahead (training.quantize_int8): its int8 layers run
+        # as int8 and everything else in f32.
         self.precision = precision
-        self._compiled = core.compile_model(network, "CPU", {"INFERENCE_PRECISION_HINT": precision})
+        hint = "f32" if precision == "int8" else precision
+        self._compiled = core.compile_model(network, "CPU", {"INFERENCE_PRECISION_HINT": hint})
         self._outputs = list(self._compiled.outputs)
         self.widths = tuple(int(output.get_partial_shape()[-1].get_length()) for output in self._outputs)
 
@@ -106,6 +117,11 @@ def openvino_beside(model_path: Path) -> Path:
     return model_path.with_name(model_path.stem + ".openvino.xml")
 
 
+def int8_beside(model_path: Path) -> Path:
+    """``models/x.keras`` -> ``models/x.openvino-int8.xml``: the network quantised to int8."""
+    return model_path.with_name(model_path.stem + ".openvino-int8.xml")
+
+
 def _recorded_sha(xml_path: Path) -> str | None:
     try:
         return json.loads(xml_path.with_suffix(".json").read_text()).get("model_sha256")
@@ -118,9 +134,17 @@ def cache_dir() -> Path:
 
 
 def openvino_network(model_path: Path, model_sha256: str, keras_loader, feature_layer: str,
-                     final_layer: str) -> Path:
+                     final_layer: str, precision: str = "f32") -> Path:
     """The OpenVINO network for this model file: the one shipped beside it when it was made
-    from this very file, else one converted once into the cache (TensorFlow is needed then)."""
+    from this very file, else one converted once into the cache (TensorFlow is needed then).
+    An int8 network cannot be made at load time (it needs calibration images): it must sit
+    beside the model."""
+    if precision == "int8":
+        quantised = int8_beside(model_path)
+        if quantised.is_file() and quantised.with_suffix(".bin").is_file() and _recorded_sha(quantised) == model_sha256:
+            return quantised
+        raise FileNotFoundError(f"No int8 network for {model_path.name} (looked for {quantised.name}, made from this "
+                                "file); make one with `python -m training.quantize_int8`.")
     cached = cache_dir() / "openvino" / f"{model_sha256[:16]}.openvino.xml"
     for candidate in (openvino_beside(model_path), cached):
         if candidate.is_file() and candidate.with_suffix(".bin").is_file() and _recorded_sha(candidate) == model_sha256:

@@ -21,6 +21,7 @@ from hematovision.model.backends import (
     OpenVinoBackend,
     TensorFlowBackend,
     chosen_backend,
+    chosen_precision,
     openvino_network,
 )
 from hematovision.model.cells import CellBox, crop_to_box, locate_white_cell, locate_white_cells
@@ -270,12 +271,12 @@ def card_beside(model_path: Path) -> Path | None:
 
 def load_classifier(model_path: str | Path | None = None,
                     lab_profile: str | Path | LabProfile | None = None,
-                    backend: str | None = None, precision: str = "f32") -> Classifier:
+                    backend: str | None = None, precision: str | None = None) -> Classifier:
     """Load the committed model (or another ``.keras`` file), with its card's colour
     normalisation and trust checks, adapted to a lab when ``lab_profile`` (a path or a
     ``LabProfile``) is given. ``backend`` is "openvino" (the default; see ``backends.py``)
-    or "tensorflow"; ``$HEMATOVISION_BACKEND`` sets the default; ``precision`` ("f32" or
-    "bf16") applies to OpenVINO. Each call loads afresh:
+    or "tensorflow"; ``$HEMATOVISION_BACKEND`` sets the default; ``precision`` ("f32", the default, "bf16" or
+    "int8", see ``backends.py``; ``$HEMATOVISION_PRECISION`` sets the default) applies to OpenVINO. Each call loads afresh:
     keep the result (the app caches it with ``st.cache_resource``). Raises
     ``LabProfileError`` for a profile that cannot be used."""
     path = Path(model_path) if model_path else DEFAULT_MODEL_PATH
@@ -288,8 +289,9 @@ def load_classifier(model_path: str | Path | None = None,
     sha = file_sha256(path)
     model, engine = None, None
     if chosen_backend(backend) == "openvino":
+        precision = chosen_precision(precision)
         engine = OpenVinoBackend(openvino_network(path, sha, lambda: _load_keras(path), FEATURE_LAYER,
-                                                  OTHER_TYPE_LAYER), precision)
+                                                  OTHER_TYPE_LAYER, precision), precision)
     else:
         model = _load_keras(path)
     card_path = card_beside(path)

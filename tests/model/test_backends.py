@@ -3,6 +3,7 @@ where only predictions are made."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 from hematovision import load_classifier
-from hematovision.model.backends import BACKEND_ENV, CACHE_ENV, chosen_backend, openvino_beside
+from hematovision.model.backends import BACKEND_ENV, CACHE_ENV, PRECISION_ENV, chosen_backend, openvino_beside
 from hematovision.workflows.samples import list_samples
 from tests.conftest import REPO_ROOT
 
@@ -99,11 +100,40 @@ def test_the_classify_page_predicts_without_importing_tensorflow():
     assert loaded == []
 
 
-def test_a_precision_can_be_chosen_and_a_wrong_one_is_refused(classifier):
-    assert classifier.backend.precision == "f32"  # the default: bf16 lost accuracy (README, Speed)
+def test_a_precision_can_be_chosen_and_a_wrong_one_is_refused(classifier, monkeypatch):
+    assert classifier.backend.precision == "f32"  # the default: README, Speed, says why
     sample = list_samples()[0].path
     reduced = load_classifier(precision="bf16")
     assert reduced.backend.precision == "bf16"
     assert reduced.predict(sample).probabilities.keys() == classifier.predict(sample).probabilities.keys()
-    with pytest.raises(ValueError, match="Unknown precision 'fp64'; choose one of f32, bf16"):
+    monkeypatch.setenv(PRECISION_ENV, "int8")
+    assert load_classifier().backend.precision == "int8"
+    with pytest.raises(ValueError, match="Unknown precision 'fp64'; choose one of f32, bf16, int8"):
         load_classifier(precision="fp64")
+
+
+def test_the_shipped_int8_network_mostly_agrees_with_f32(classifier):
+    """The quantised network is measured on the test sets by training.precision; here, on the
+    bundled samples, it must give the same labels and probabilities within a few points."""
+    quantised = load_classifier(precision="int8")
+    crops = np.stack([classifier.prepare(sample.path)[0] for sample in list_samples()])
+    ours, reference = quantised.outputs(crops), classifier.outputs(crops)
+    assert (ours.probabilities.argmax(1) == reference.probabilities.argmax(1)).all()
+    assert np.abs(ours.probabilities - reference.probabilities).mean() < 0.05
+
+
+def test_a_missing_int8_network_is_explained(tmp_path):
+    model = tmp_path / "other.keras"
+    shutil.copy(REPO_ROOT / "models" / "hematovision-mobilenetv2.keras", model)
+    with pytest.raises(FileNotFoundError, match="No int8 network for other.keras.*training.quantize_int8"):
+        load_classifier(model, precision="int8")
+
+
+def test_the_card_records_the_shipped_openvino_networks():
+    card = json.loads((REPO_ROOT / "models" / "model-card.json").read_text())
+    for section, precision in (("openvino", "f32"), ("openvino_int8", "int8")):
+        entry = card[section]
+        weights = REPO_ROOT / "models" / entry["weights_file"]
+        assert entry["precision"] == precision
+        assert hashlib.sha256(weights.read_bytes()).hexdigest() == entry["weights_sha256"]
+        assert entry["model_sha256"] == card["model_sha256"]
