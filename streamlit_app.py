@@ -13,6 +13,7 @@ layout, no shared sidebar, and an auto-generated page list.
 import streamlit as st
 
 from app import caches, state, widgets
+from app.auth import require_login
 from app.page_paths import (
     ATLAS_PAGE,
     BATCH_PAGE,
@@ -31,6 +32,7 @@ st.set_page_config(
     initial_sidebar_state="expanded",
 )
 state.init_state()
+require_login()  # stops here with a sign-in prompt when [auth] is configured and nobody is signed in
 
 pages = [
     st.Page(HOME_PAGE, title="Home", icon=":material/home:", default=True),
