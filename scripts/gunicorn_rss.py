@@ -1,11 +1,13 @@
 """Memory of the HTTP API under gunicorn: RSS and PSS per worker with 1, 2 and 4 workers.
 
-    .venv/bin/python scripts/gunicorn_rss.py [--workers 1 2 4] [--out docs/bench/DATE-gunicorn-rss.json]
+    .venv/bin/python scripts/gunicorn_rss.py [--workers 1 2 4] [--gradcam] [--out docs/bench/DATE-gunicorn-rss.json]
 
 For each worker count, and with the model loaded in each worker after the fork (the
 shipped setting) and once before it (``--preload``): start gunicorn on a free loopback
 port with a throwaway tokens file, wait for /health, send /predict until every worker has
-answered at least one, then read each process's memory from /proc. The reference, in the
+answered at least one, then read each process's memory from /proc. With ``--gradcam``, then
+the same with POST /explain (Grad-CAM, the default method), whose gradients make each
+worker import TensorFlow. The reference, in the
 same run, is one plain Python process that made the app and answered one /predict.
 
 RSS counts every page a process touches, shared ones included; PSS splits shared pages
@@ -27,6 +29,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -75,10 +78,10 @@ def multipart(image: bytes) -> tuple[bytes, str]:
     return body, f"multipart/form-data; boundary={boundary}"
 
 
-def predict(url: str, token: str, body: bytes, content_type: str) -> int:
-    request = urllib.request.Request(f"{url}/predict", data=body, method="POST",
+def post(url: str, token: str, body: bytes, content_type: str) -> int:
+    request = urllib.request.Request(url, data=body, method="POST",
                                      headers={"Authorization": f"Bearer {token}", "Content-Type": content_type})
-    with urllib.request.urlopen(request, timeout=120) as response:
+    with urllib.request.urlopen(request, timeout=600) as response:
         return response.status
 
 
@@ -97,7 +100,37 @@ def wait_for_health(url: str, server: subprocess.Popen) -> None:
     raise RuntimeError(f"no answer from {url}/health after {STARTUP_TIMEOUT_S} s")
 
 
-def measure(workers: int, preload: bool, folder: Path) -> dict:
+def serve_every_worker(url: str, token: str, workers: int, pids: set[int], log_path: Path) -> int:
+    """POST ``url`` (``workers`` at a time) until each worker has answered one; returns how many."""
+    body, content_type = multipart(SAMPLE.read_bytes())
+    path = urllib.parse.urlsplit(url).path
+    requests = 0
+    served: set[int] = set()
+    with ThreadPoolExecutor(workers) as pool:
+        while not pids <= served and requests < 40 * workers:
+            statuses = list(pool.map(lambda _: post(url, token, body, content_type), range(workers)))
+            assert statuses == [200] * workers, statuses
+            requests += workers
+            time.sleep(0.2)  # let the access log reach the file
+            served = {int(pid) for pid, served_path in re.findall(r"served-by <?(\d+)>? (\S+)", log_path.read_text())
+                      if served_path == path}
+    if not pids <= served:
+        raise RuntimeError(f"workers {sorted(pids - served)} never answered {path} in {requests} requests")
+    return requests
+
+
+def server_memory(master: int, pids: set[int]) -> dict:
+    workers = [memory_mb(pid) for pid in sorted(pids)]
+    master_memory = memory_mb(master)
+    return {
+        "worker_rss_mb": [m["rss_mb"] for m in workers],
+        "worker_pss_mb": [m["pss_mb"] for m in workers],
+        "master_rss_mb": master_memory["rss_mb"],
+        "total_pss_mb": round(master_memory["pss_mb"] + sum(m["pss_mb"] for m in workers), 1),
+    }
+
+
+def measure(workers: int, preload: bool, gradcam: bool, folder: Path) -> dict:
     token = secrets.token_urlsafe(32)
     tokens_file = folder / "tokens"
     tokens_file.write_text(token + "\n")
@@ -105,32 +138,26 @@ def measure(workers: int, preload: bool, folder: Path) -> dict:
     port = free_port()
     log_path = folder / f"gunicorn-{workers}-{preload}.log"
     command = [str(GUNICORN), "-c", "python:hematovision.interfaces.gunicorn_conf", "-w", str(workers),
-               "-b", f"127.0.0.1:{port}", "--access-logfile", "-", "--access-logformat", "served-by %(p)s"]
+               "-b", f"127.0.0.1:{port}", "--access-logfile", "-", "--access-logformat", "served-by %(p)s %(U)s"]
     if preload:
         command.append("--preload")
     env = {**os.environ, "HEMATOVISION_API_TOKENS_FILE": str(tokens_file),
-           "HEMATOVISION_API_RATE_LIMIT": "10000 per minute"}
+           "HEMATOVISION_API_RATE_LIMIT": "10000 per minute",
+           "HEMATOVISION_API_EXPLAIN_RATE_LIMIT": "10000 per minute"}
     url = f"http://127.0.0.1:{port}"
     with open(log_path, "w") as log:
         server = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                   start_new_session=True)
+    run = {"workers": workers,
+           "model_loaded": "once, before the fork (--preload)" if preload else "in each worker, after the fork"}
     try:
         wait_for_health(url, server)
-        body, content_type = multipart(SAMPLE.read_bytes())
         pids = set(children(server.pid))
-        served: set[int] = set()
-        requests = 0
-        with ThreadPoolExecutor(workers) as pool:
-            while not pids <= served and requests < 40 * workers:
-                assert all(s == 200 for s in pool.map(lambda _: predict(url, token, body, content_type),
-                                                      range(workers)))
-                requests += workers
-                time.sleep(0.2)  # let the access log reach the file
-                served = {int(p) for p in re.findall(r"served-by <?(\d+)", log_path.read_text())}
-        if not pids <= served:
-            raise RuntimeError(f"workers {sorted(pids - served)} never answered in {requests} requests")
-        worker_memory = [memory_mb(pid) for pid in sorted(pids)]
-        master = memory_mb(server.pid)
+        run["predict_requests"] = serve_every_worker(f"{url}/predict", token, workers, pids, log_path)
+        run.update(server_memory(server.pid, pids))
+        if gradcam:
+            run["gradcam_requests"] = serve_every_worker(f"{url}/explain", token, workers, pids, log_path)
+            run["after_gradcam"] = server_memory(server.pid, pids)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:
@@ -138,15 +165,7 @@ def measure(workers: int, preload: bool, folder: Path) -> dict:
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
-    return {
-        "workers": workers,
-        "model_loaded": "once, before the fork (--preload)" if preload else "in each worker, after the fork",
-        "predict_requests": requests,
-        "worker_rss_mb": [m["rss_mb"] for m in worker_memory],
-        "worker_pss_mb": [m["pss_mb"] for m in worker_memory],
-        "master_rss_mb": master["rss_mb"],
-        "total_pss_mb": round(master["pss_mb"] + sum(m["pss_mb"] for m in worker_memory), 1),
-    }
+    return run
 
 
 def reference_rss_mb() -> float:
@@ -159,6 +178,8 @@ def reference_rss_mb() -> float:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--gradcam", action="store_true",
+                        help="then also one POST /explain (Grad-CAM: TensorFlow loads) per worker")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "docs" / "bench" / f"{date.today()}-gunicorn-rss.json")
     args = parser.parse_args(argv)
 
@@ -169,7 +190,7 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory() as folder:
         for preload in (False, True):
             for workers in args.workers:
-                run = measure(workers, preload, Path(folder))
+                run = measure(workers, preload, args.gradcam, Path(folder))
                 mean_rss = sum(run["worker_rss_mb"]) / workers
                 run["mean_worker_rss_vs_reference"] = round(mean_rss / reference, 2)
                 runs.append(run)
@@ -177,8 +198,12 @@ def main(argv=None) -> None:
                       f"RSS per worker {run['worker_rss_mb']} MB ({run['mean_worker_rss_vs_reference']}x "
                       f"the reference), PSS per worker {run['worker_pss_mb']} MB, master RSS "
                       f"{run['master_rss_mb']} MB, whole server PSS {run['total_pss_mb']} MB")
+                if args.gradcam:
+                    after = run["after_gradcam"]
+                    print(f"  after one Grad-CAM per worker: RSS per worker {after['worker_rss_mb']} MB, "
+                          f"whole server PSS {after['total_pss_mb']} MB")
     results = {
-        "command": ".venv/bin/python scripts/gunicorn_rss.py " + " ".join(argv or sys.argv[1:]),
+        "command": " ".join([".venv/bin/python scripts/gunicorn_rss.py", *(argv or sys.argv[1:])]),
         "reference_single_process_rss_mb": reference,
         "runs": runs,
         "machine": f"{os.cpu_count()} CPUs, load average {load_before:.1f} at the start",
