@@ -198,22 +198,22 @@ def open_in_explain(cell: BatchCell) -> None:
     st.switch_page(EXPLAIN_PAGE)
 
 
-def forget_review_widgets(batch: dict) -> None:
-    """Drop the 'Reviewed as' boxes' own state, so they show the cells' reviews as they are now
-    (a widget with state keeps showing it, whatever changed the cell behind it)."""
+def show_reviews_in_widgets(batch: dict) -> None:
+    """Set every 'Reviewed as' box to its cell's review as it is now: a box keeps showing its own
+    value, whatever changed the cell behind it (confirm all, clear all, a resumed review)."""
     for cell in batch["cells"]:
-        st.session_state.pop(review_key(batch["id"], cell.key), None)
+        st.session_state[review_key(batch["id"], cell.key)] = cell.reviewed
 
 
 def confirm_all(batch: dict) -> None:
     confirm_unreviewed(batch["cells"])
-    forget_review_widgets(batch)
+    show_reviews_in_widgets(batch)
 
 
 def clear_reviews(batch: dict) -> None:
     for cell in batch["cells"]:
         cell.reviewed = None
-    forget_review_widgets(batch)
+    show_reviews_in_widgets(batch)
 
 
 def resume_review() -> None:
@@ -229,10 +229,9 @@ def resume_review() -> None:
         st.session_state[REVIEW_MESSAGE] = ("error", f"{exc} The batch's reviews are as they were.", [])
         return
     outcome = resume(review, batch["cells"])
-    forget_review_widgets(batch)
+    show_reviews_in_widgets(batch)
     for key, text in ((REVIEW_INITIALS, review.initials), (REVIEW_NOTE, review.note)):
-        st.session_state[key] = text
-        st.session_state.pop(f"{key}_input", None)
+        st.session_state[key] = st.session_state[f"{key}_input"] = text
     st.session_state.pop(BATCH_REPORT, None)
     who = f" by {review.initials}" if review.initials else ""
     text = f"Resumed the review{who} saved {review.created.replace('T', ' ')[:16]} UTC: {outcome.summary()}."
@@ -252,8 +251,9 @@ def remembered_input(column, label: str, key: str, limit: int, **kwargs) -> None
     def remember() -> None:
         st.session_state[key] = st.session_state[widget_key]
 
-    column.text_input(label, value=st.session_state.get(key, ""), max_chars=limit, key=widget_key,
-                      on_change=remember, **kwargs)
+    if widget_key not in st.session_state:
+        st.session_state[widget_key] = st.session_state.get(key, "")
+    column.text_input(label, max_chars=limit, key=widget_key, on_change=remember, **kwargs)
 
 
 def review_file_panel(batch: dict) -> None:
@@ -432,8 +432,10 @@ for start in range(0, len(shown[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]), COLU
                 st.markdown(f"**{display_name(cell.predicted)}** "
                             f"{format_percent(cell.prediction.confidence, 0)}{flag}")
             widget_key = review_key(batch["id"], cell.key)
-            st.selectbox("Reviewed as", REVIEW_CHOICES, index=REVIEW_CHOICES.index(cell.reviewed),
-                         format_func=review_label, key=widget_key, on_change=remember_review,
+            if widget_key not in st.session_state:  # a new batch, or a box Streamlit dropped on another page
+                st.session_state[widget_key] = cell.reviewed
+            st.selectbox("Reviewed as", REVIEW_CHOICES, format_func=review_label, key=widget_key,
+                         on_change=remember_review,
                          args=(cell.key, widget_key), label_visibility="collapsed")
             if st.button("Explain", key=f"hv_batch_explain_{cell.key}", icon=":material/visibility:", width="stretch"):
                 open_in_explain(cell)
