@@ -38,6 +38,8 @@ from typing import Mapping
 from urllib.parse import urlsplit
 
 import limits
+from limits.errors import ConfigurationError
+from limits.storage import storage_from_string
 from flask import Flask, Response, g, request
 from flask_limiter import Limiter
 from werkzeug.datastructures import WWWAuthenticate
@@ -147,19 +149,24 @@ class SecuritySettings:
     trusted_proxies: int = 0
 
     def __post_init__(self) -> None:
-        for name, value in (("predict_limit", self.predict_limit), ("explain_limit", self.explain_limit)):
+        # Messages name the variables: that is where these values usually come from.
+        for variable, value in ((RATE_LIMIT_ENV, self.predict_limit), (EXPLAIN_RATE_LIMIT_ENV, self.explain_limit)):
             try:
                 limits.parse_many(value)
             except ValueError:
-                raise SecurityError(f"{name} {value!r} is not a rate limit; write e.g. "
+                raise SecurityError(f"{variable} {value!r} is not a rate limit; write e.g. "
                                     f"'{DEFAULT_RATE_LIMIT}' or '10 per minute; 200 per hour'.") from None
         for origin in self.cors_origins:
             parts = urlsplit(origin)
             if parts.scheme not in ("http", "https") or not parts.netloc or parts.path or parts.query:
-                raise SecurityError(f"CORS origin {origin!r} is not an origin; write it as "
+                raise SecurityError(f"{CORS_ORIGINS_ENV}: {origin!r} is not an origin; write it as "
                                     "https://host or https://host:port, nothing after.")
         if self.trusted_proxies < 0:
             raise SecurityError("The number of trusted proxies cannot be negative.")
+        try:
+            storage_from_string(self.limit_storage)
+        except ConfigurationError as exc:
+            raise SecurityError(f"{RATE_LIMIT_STORAGE_ENV} {self.limit_storage!r} cannot be used: {exc}") from None
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] = os.environ) -> SecuritySettings:
@@ -168,20 +175,14 @@ class SecuritySettings:
         if not proxies.isdigit():
             raise SecurityError(f"{TRUSTED_PROXIES_ENV} must be a whole number of proxies; got {proxies!r}.")
         origins = environ.get(CORS_ORIGINS_ENV, "")
-        try:
-            return cls(
-                tokens=Tokens.from_file(tokens_file) if tokens_file else None,
-                predict_limit=environ.get(RATE_LIMIT_ENV, "").strip() or DEFAULT_RATE_LIMIT,
-                explain_limit=environ.get(EXPLAIN_RATE_LIMIT_ENV, "").strip() or DEFAULT_EXPLAIN_RATE_LIMIT,
-                limit_storage=environ.get(RATE_LIMIT_STORAGE_ENV, "").strip() or "memory://",
-                cors_origins=tuple(o.strip().rstrip("/") for o in origins.split(",") if o.strip()),
-                trusted_proxies=int(proxies),
-            )
-        except SecurityError as exc:
-            # Name the variable the value came from, not the field.
-            message = str(exc).replace("predict_limit", RATE_LIMIT_ENV)
-            message = message.replace("explain_limit", EXPLAIN_RATE_LIMIT_ENV)
-            raise SecurityError(message.replace("CORS origin", f"{CORS_ORIGINS_ENV}:")) from None
+        return cls(
+            tokens=Tokens.from_file(tokens_file) if tokens_file else None,
+            predict_limit=environ.get(RATE_LIMIT_ENV, "").strip() or DEFAULT_RATE_LIMIT,
+            explain_limit=environ.get(EXPLAIN_RATE_LIMIT_ENV, "").strip() or DEFAULT_EXPLAIN_RATE_LIMIT,
+            limit_storage=environ.get(RATE_LIMIT_STORAGE_ENV, "").strip() or "memory://",
+            cors_origins=tuple(o.strip().rstrip("/") for o in origins.split(",") if o.strip()),
+            trusted_proxies=int(proxies),
+        )
 
 
 # -- where the server may listen ----------------------------------------------------------

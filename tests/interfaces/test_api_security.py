@@ -22,7 +22,6 @@ from hematovision.interfaces.api_security import (
     TOKENS_FILE_ENV,
     SecurityError,
     SecuritySettings,
-    Tokens,
     check_bind,
     is_loopback,
 )
@@ -147,6 +146,7 @@ def test_an_unusable_tokens_file_is_refused_with_the_reason(tmp_path, content, m
     ({RATE_LIMIT_ENV: "lots"}, f"{RATE_LIMIT_ENV} 'lots' is not a rate limit"),
     ({"HEMATOVISION_API_CORS_ORIGINS": "https://lab.example/app"}, "is not an origin"),
     ({"HEMATOVISION_API_TRUSTED_PROXIES": "one"}, "must be a whole number"),
+    ({"HEMATOVISION_API_RATE_LIMIT_STORAGE": "nowhere://x"}, "'nowhere://x' cannot be used: unknown storage"),
 ])
 def test_bad_settings_say_which_variable_is_wrong(environ, message):
     with pytest.raises(SecurityError, match=message):
