@@ -38,6 +38,9 @@ class Backend(Protocol):
     def forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(pooled block-12 features, final pooled features, softmax) for a float32 NHWC batch."""
 
+    def head_weights(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The final dense layer: weights (features, classes) and biases, or None if unknown."""
+
 
 def chosen_backend(name: str | None = None) -> str:
     name = (name or os.environ.get(BACKEND_ENV) or DEFAULT_BACKEND).strip().lower()
@@ -71,6 +74,7 @@ class TensorFlowBackend:
     def __init__(self, model, feature_layer: str, final_layer: str) -> None:
         import tensorflow as tf
 
+        self._model = model
         self.input_size = int(model.input_shape[1])
         with_features = features_model(model, feature_layer, final_layer)
         self.widths = tuple(int(output.shape[-1]) for output in with_features.outputs)
@@ -82,6 +86,10 @@ class TensorFlowBackend:
 
     def forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return tuple(part.numpy() for part in self._forward(batch))
+
+    def head_weights(self) -> tuple[np.ndarray, np.ndarray]:
+        weights, bias = self._model.layers[-1].get_weights()
+        return weights, bias
 
 
 class OpenVinoBackend:
@@ -103,11 +111,32 @@ class OpenVinoBackend:
         self._compiled = core.compile_model(network, "CPU", {"INFERENCE_PRECISION_HINT": hint})
         self._outputs = list(self._compiled.outputs)
         self.widths = tuple(int(output.get_partial_shape()[-1].get_length()) for output in self._outputs)
+        self._head = _dense_head(network)
+
+    def head_weights(self) -> tuple[np.ndarray, np.ndarray] | None:
+        return self._head
 
     def forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         # A new request per call keeps concurrent callers (the app's sessions) apart.
         results = self._compiled.create_infer_request().infer([np.ascontiguousarray(batch, np.float32)])
         return tuple(np.array(results[output]) for output in self._outputs)
+
+
+def _dense_head(network) -> tuple[np.ndarray, np.ndarray] | None:
+    """The final dense layer, read from the network's constants: the converter writes it as
+    softmax(MatMul(features, W) + b). Lets a lab profile be built without TensorFlow. None
+    for any other shape (an int8 network's quantised weights): the caller then asks Keras."""
+    add = network.get_results()[2].input_value(0).get_node().input_value(0).get_node()
+    if add.get_type_name() != "Add" or add.input_value(0).get_node().get_type_name() != "MatMul":
+        return None
+    matmul = add.input_value(0).get_node()
+    weights, bias = matmul.input_value(1).get_node(), add.input_value(1).get_node()
+    if weights.get_type_name() != "Constant" or bias.get_type_name() != "Constant":
+        return None
+    weights = np.array(weights.get_data(), np.float32)
+    if matmul.get_attributes().get("transpose_b"):
+        weights = weights.T
+    return weights, np.array(bias.get_data(), np.float32).reshape(-1)
 
 
 # -- the OpenVINO network: beside the model, or converted into the cache ------------------

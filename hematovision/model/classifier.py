@@ -163,7 +163,11 @@ class Classifier:
             return self._built[key]
 
     def head_weights(self) -> tuple[np.ndarray, np.ndarray]:
-        """The shipped network's final dense layer: weights (features, classes) and biases."""
+        """The shipped network's final dense layer: weights (features, classes) and biases,
+        from the backend's network when it can tell (no TensorFlow needed), else from Keras."""
+        from_backend = self.backend.head_weights()
+        if from_backend is not None:
+            return from_backend
         weights, bias = self.shipped_model.layers[-1].get_weights()
         return weights, bias
 

@@ -90,6 +90,21 @@ def test_the_api_predicts_without_importing_tensorflow():
     assert loaded == []
 
 
+def test_a_few_shot_lab_profile_is_built_without_tensorflow(classifier, tensorflow_classifier, tmp_path):
+    """adapt reads the final dense layer from the OpenVINO network's constants."""
+    ours, reference = classifier.head_weights(), tensorflow_classifier.head_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(ours, reference))
+    labelled = tmp_path / "labelled"
+    for sample in list_samples():
+        (labelled / sample.class_name.lower()).mkdir(parents=True, exist_ok=True)
+        shutil.copy(sample.path, labelled / sample.class_name.lower() / sample.path.name)
+    out = tmp_path / "profile.json"
+    loaded = run_without_tensorflow(
+        "from hematovision.interfaces.cli import main\n"
+        f"assert main(['adapt', {str(labelled)!r}, '--per-class', '3', '--out', {str(out)!r}]) == 0")
+    assert loaded == [] and json.loads(out.read_text())["kind"] == "few_shot"
+
+
 def test_the_classify_page_predicts_without_importing_tensorflow():
     loaded = run_without_tensorflow(
         "from streamlit.testing.v1 import AppTest\n"
