@@ -29,6 +29,8 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, TooManyReq
 
 from hematovision.explanation.explainers import available_methods, get_explainer
 from hematovision.explanation.overlay import explanation_png
+from hematovision.interfaces import api_security
+from hematovision.interfaces.api_security import SecuritySettings
 from hematovision.model.classifier import (
     CLASS_NAMES,
     Classifier,
@@ -36,8 +38,6 @@ from hematovision.model.classifier import (
     image_answer,
     load_classifier,
 )
-from hematovision.interfaces import api_security
-from hematovision.interfaces.api_security import SecuritySettings
 from hematovision.model.imaging import MAX_UPLOAD_BYTES, ImageError, load_image, strip_metadata
 
 EXPLAIN_FORMATS = ("png", "json")
