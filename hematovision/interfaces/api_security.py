@@ -236,6 +236,14 @@ def install(app: Flask, settings: SecuritySettings) -> None:
         if settings.tokens is not None and presented:
             g.token_id = settings.tokens.identify(presented)
 
+    @app.after_request
+    def retry_after_only_on_429(response: Response) -> Response:
+        # Registered before the limiter, so it runs after it: the limiter puts Retry-After
+        # on every answer, where a client could take it as a request to wait.
+        if response.status_code != 429:
+            response.headers.pop("Retry-After", None)
+        return response
+
     # The endpoints that run the model, each with its limit ("" is none: /health is cheap).
     endpoint_limits = {"predict": settings.predict_limit, "explain": settings.explain_limit}
     Limiter(key_func=_rate_limit_key, app=app, storage_uri=settings.limit_storage,
