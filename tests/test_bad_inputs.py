@@ -29,6 +29,7 @@ from werkzeug.test import encode_multipart
 
 from app.state import CURRENT_IMAGE
 from hematovision.interfaces.api import create_app
+from tests.interfaces.test_api import UNLIMITED
 from hematovision.model.classifier import CLASS_NAMES, display_name
 from hematovision.model.imaging import SUPPORTED_SUFFIXES, ImageError, load_image
 from hematovision.workflows.batch import classify_batch, expand_uploads
@@ -246,7 +247,7 @@ def test_app_door_for_zips(name, tmp_path, workdir):
 
 @pytest.fixture(scope="module")
 def client(classifier):
-    return create_app(classifier).test_client()
+    return create_app(classifier, security=UNLIMITED).test_client()  # every bad input, not the rate limit
 
 
 def post_predict(client, data: bytes, file_name: str):
