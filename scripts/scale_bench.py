@@ -1,15 +1,21 @@
 """Throughput of `predict` on the local engine and on Ray with 1 and 2 local workers, in one run.
 
-    .venv/bin/python scripts/scale_bench.py [--images 400] [--rounds 2] [--out docs/bench/DATE-scale.json]
+    .venv/bin/python scripts/scale_bench.py [--images 400] [--rounds 3] [--out docs/bench/DATE-scale.json]
 
-Each engine runs the real command, a fresh process each time:
-`python -m hematovision predict FOLDER --csv FILE [--engine ray --workers N]`, on a folder
-of Kaggle TEST images (the first of each class in name order, linked into a temporary
-folder) and on a quarter of it. The difference between the two times gives the steady
-rate (images/s once the model is loaded and Ray is up), the rest is the fixed start-up;
-the best of ``--rounds`` interleaved runs is kept, since other processes on a shared
-machine only ever slow a run down. Prints JSON (and writes it with --out), with each
-Ray rate as a ratio to the local one, and how many Ray labels match the local run's.
+On a folder of Kaggle TEST images (the same number from each class, in name order, linked
+into a temporary folder), for each engine and round:
+
+* **steady images/s**: the per-image work once the model is loaded and Ray is up. Local:
+  ``predict_file`` over the folder on one classifier, the first image left out. Ray:
+  ``ray_engine.run_each`` with N workers, from the first finished chunk to the last
+  (timed by its progress reports).
+* **the command**: wall-clock of `python -m hematovision predict FOLDER --csv FILE
+  [--engine ray --workers N]` in a fresh process, start-up included; its CSV's labels are
+  compared with the local engine's.
+
+Rounds are interleaved and the best of each is kept, since other processes on a shared
+machine only ever slow a run down. Prints JSON (and writes it with --out), each Ray
+figure also as a ratio to the local one measured in the same run.
 """
 
 from __future__ import annotations
@@ -17,7 +23,9 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import logging
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -25,28 +33,60 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from hematovision.interfaces.ray_engine import RayOptions, import_ray, run_each  # noqa: E402
+from hematovision.model.classifier import load_classifier  # noqa: E402
+from hematovision.workflows.predict_files import predict_file  # noqa: E402
+
 TEST_IMAGES = REPO_ROOT.parent / "shared" / "data" / "blood-cells" / "TEST"
-ENGINES = {"local": [], "ray-1-worker": ["--engine", "ray", "--workers", "1"],
-           "ray-2-workers": ["--engine", "ray", "--workers", "2"]}
+ENGINES = {"local": None, "ray-1-worker": 1, "ray-2-workers": 2}  # engine: Ray workers
+PROGRESS = re.compile(r"(\d+)/\d+ images")
 
 
-def link_images(source: Path, count: int, folder: Path) -> list[Path]:
+def link_images(source: Path, count: int, folder: Path) -> list[str]:
     """``count`` images, the same number from each class folder, linked into ``folder``."""
     classes = sorted(path for path in source.iterdir() if path.is_dir())
-    links = []
     for number, class_folder in enumerate(classes):
         share = count // len(classes) + (number < count % len(classes))
         for image in sorted(class_folder.glob("*.jpeg"))[:share]:
-            link = folder / f"{class_folder.name.lower()}-{image.name}"
-            link.symlink_to(image)
-            links.append(link)
-    return links
+            (folder / f"{class_folder.name.lower()}-{image.name}").symlink_to(image)
+    return sorted(str(path) for path in folder.iterdir())
 
 
-def run_predict(folder: Path, csv_path: Path, engine_options: list[str]) -> float:
+def local_rate(names: list[str]) -> float:
+    classifier = load_classifier()
+    predict_file(classifier, names[0])  # the first image pays one-off costs
+    started = time.perf_counter()
+    for name in names[1:]:
+        predict_file(classifier, name)
+    return (len(names) - 1) / (time.perf_counter() - started)
+
+
+def ray_rate(names: list[str], workers: int) -> float:
+    ray = import_ray()
+    ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    marks = []  # (time, images done) at each finished chunk
+
+    def mark(line: str) -> None:
+        found = PROGRESS.search(line)
+        if found:
+            marks.append((time.perf_counter(), int(found.group(1))))
+
+    try:
+        run_each(predict_file, names, RayOptions(workers=workers), progress=mark)
+    finally:
+        ray.shutdown()
+    (first_time, first_done), (last_time, last_done) = marks[0], marks[-1]
+    return (last_done - first_done) / (last_time - first_time)
+
+
+def command_seconds(folder: Path, csv_path: Path, workers: int | None) -> float:
+    engine = [] if workers is None else ["--engine", "ray", "--workers", str(workers)]
     started = time.monotonic()
-    subprocess.run([sys.executable, "-m", "hematovision", "predict", str(folder), "--csv", str(csv_path),
-                    *engine_options], cwd=REPO_ROOT, check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "hematovision", "predict", str(folder), "--csv", str(csv_path), *engine],
+                   cwd=REPO_ROOT, check=True, capture_output=True)
     return time.monotonic() - started
 
 
@@ -57,44 +97,42 @@ def labels(csv_path: Path) -> dict[str, str]:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--images", type=int, default=400, help="images in the big folder (default 400)")
-    parser.add_argument("--rounds", type=int, default=2, help="runs per engine and folder; the best is kept")
+    parser.add_argument("--images", type=int, default=400, help="images in the folder (default 400)")
+    parser.add_argument("--rounds", type=int, default=3, help="runs per engine; the best is kept (default 3)")
     parser.add_argument("--data", type=Path, default=TEST_IMAGES, help="a folder of class folders of .jpeg images")
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = parser.parse_args(argv)
     report = {"command": "python -m hematovision predict FOLDER --csv FILE [--engine ray --workers N]",
               "cpus": os.cpu_count(), "load_average_before_1_5_15min": [round(v, 2) for v in os.getloadavg()]}
+    rates = {engine: [] for engine in ENGINES}
+    seconds = {engine: [] for engine in ENGINES}
     with tempfile.TemporaryDirectory() as scratch:
-        scratch = Path(scratch)
-        big, small = scratch / "big", scratch / "small"
-        big.mkdir()
-        small.mkdir()
-        images = link_images(args.data, args.images, big)
-        for image in images[::4]:
-            (small / image.name).symlink_to(image.resolve())
-        sizes = {"small": len(images[::4]), "big": len(images)}
-        times = {engine: {"small": [], "big": []} for engine in ENGINES}
+        folder = Path(scratch) / "images"
+        folder.mkdir()
+        names = link_images(args.data, args.images, folder)
         for _ in range(args.rounds):
-            for engine, options in ENGINES.items():
-                for size, folder in (("small", small), ("big", big)):
-                    times[engine][size].append(run_predict(folder, scratch / f"{engine}-{size}.csv", options))
-        local_labels = labels(scratch / "local-big.csv")
-        report["load_average_after_1_5_15min"] = [round(v, 2) for v in os.getloadavg()]
-        report["images"] = sizes
+            for engine, workers in ENGINES.items():
+                rates[engine].append(local_rate(names) if workers is None else ray_rate(names, workers))
+                seconds[engine].append(command_seconds(folder, Path(scratch) / f"{engine}.csv", workers))
+        local_labels = labels(Path(scratch) / "local.csv")
         engines = {}
         for engine in ENGINES:
-            small_s, big_s = min(times[engine]["small"]), min(times[engine]["big"])
-            rate = (sizes["big"] - sizes["small"]) / (big_s - small_s)
-            engines[engine] = {"images_per_s": round(rate, 1),
-                               "start_up_s": round(big_s - sizes["big"] / rate, 2),
-                               "end_to_end_images_per_s": round(sizes["big"] / big_s, 1),
-                               "runs_s": {size: [round(v, 2) for v in runs] for size, runs in times[engine].items()}}
+            best_rate, best_seconds = max(rates[engine]), min(seconds[engine])
+            engines[engine] = {"steady_images_per_s": round(best_rate, 1),
+                               "command_s": round(best_seconds, 2),
+                               "command_images_per_s": round(len(names) / best_seconds, 1),
+                               "steady_runs_images_per_s": [round(v, 1) for v in rates[engine]],
+                               "command_runs_s": [round(v, 2) for v in seconds[engine]]}
             if engine != "local":
-                engines[engine]["images_per_s_vs_local"] = round(rate / engines["local"]["images_per_s"], 2)
-                ray_labels = labels(scratch / f"{engine}-big.csv")
-                same = sum(ray_labels.get(name) == label for name, label in local_labels.items())
+                local = engines["local"]
+                engines[engine]["steady_vs_local"] = round(best_rate / local["steady_images_per_s"], 2)
+                engines[engine]["command_vs_local"] = round(best_seconds / local["command_s"], 2)
+                same = sum(labels(Path(scratch) / f"{engine}.csv").get(name) == label
+                           for name, label in local_labels.items())
                 engines[engine]["labels_same_as_local"] = f"{same}/{len(local_labels)}"
-        report["engines"] = engines
+    report["load_average_after_1_5_15min"] = [round(v, 2) for v in os.getloadavg()]
+    report["images"] = len(names)
+    report["engines"] = engines
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:
