@@ -25,6 +25,8 @@ UPLOAD_ERROR = "hv_upload_error"  # str | None: the message for the last bad upl
 UPLOADER_NONCE = "hv_uploader_nonce"  # int: bump it to give the uploaders a new key (clears them)
 CELL_INDEX = "hv_cell_index"  # int: which white cell of the current image is shown and explained
 IMAGE_REPORT = "hv_image_report"  # (what it was built from, pdf bytes, html text)
+PSEUDONYMISE_IMAGE_REPORT = "hv_pseudonymise_image_report"  # "Pseudonymise the file name" on a one-image report
+PSEUDONYMISE_BATCH = "hv_pseudonymise_batch"  # the same for the Batch page's report and CSV
 LAB_PROFILE = "hv_lab_profile"  # LabProfile | None: adapts the model to the user's lab for this session
 
 # Explain page (the opacity is also used by Atlas and Quiz)
@@ -42,9 +44,15 @@ BATCH_REPORT = "hv_batch_report"  # (review signature, pdf bytes, html text)
 BATCH_UPLOADER = "hv_batch_uploader"  # the batch page's file uploader
 PROFILE_UPLOADER = "hv_profile_uploader"  # the batch page's lab-profile file uploader
 PROFILE_MESSAGE = "hv_profile_message"  # (kind, text): the outcome of the last profile action
+BATCH_TARGET = "hv_batch_target"  # 100 or 200: the cells to count, for the progress bar
+REVIEW_INITIALS = "hv_review_initials"  # the reviewer's initials, saved in the review file and the report
+REVIEW_NOTE = "hv_review_note"  # the reviewer's free-text note, likewise
+REVIEW_UPLOADER = "hv_review_uploader"  # "Resume review": a saved review file
+REVIEW_MESSAGE = "hv_review_message"  # (kind, text, unmatched lines): the outcome of the last resume
 
 # Quiz page
 QUIZ = "hv_quiz"  # Quiz | None: the student's quiz for this session
+QUIZ_POINT_MODE = "hv_quiz_point_mode"  # the "Point and check" toggle (the quiz keeps the choice)
 
 # Widgets whose value the app reads back: the cell pickers write CELL_INDEX from these.
 CELL_RADIO = "hv_cell_radio"  # Classify
@@ -65,6 +73,11 @@ def review_key(batch_id: str, cell_key: str) -> str:
 def quiz_choice_key(quiz: Quiz) -> str:
     """The answer radio of the quiz's current question: fresh for every question and run."""
     return f"hv_quiz_choice_{quiz.seed}_{quiz.position}"
+
+
+def quiz_point_key(quiz: Quiz) -> str:
+    """The clickable image of the quiz's current question; its value is the last click."""
+    return f"hv_quiz_point_{quiz.seed}_{quiz.position}"
 
 
 @dataclass(frozen=True)

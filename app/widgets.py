@@ -7,7 +7,7 @@ import numpy as np
 import streamlit as st
 
 from app import caches, state
-from app.state import CELL_INDEX, IMAGE_REPORT, UPLOAD_ERROR, CurrentImage
+from app.state import CELL_INDEX, IMAGE_REPORT, PSEUDONYMISE_IMAGE_REPORT, UPLOAD_ERROR, CurrentImage
 from app.texts import STATUS_GUIDE, cell_choice_label, statuses_not_checked
 from hematovision.explanation import overlay
 from hematovision.explanation.explainers import Explanation
@@ -33,6 +33,7 @@ from hematovision.workflows.report import (
     image_report_html,
     image_report_pdf,
 )
+from hematovision.workflows.pseudonyms import Pseudonyms
 from hematovision.workflows.samples import find_sample
 
 
@@ -187,13 +188,20 @@ def image_report_section(image: CurrentImage, cells: list[Prediction], cell_inde
     kept for the session while the image, cell and maps stay the same.
     """
     explanations = {m: e for m, e in (explanations or {}).items() if m in REPORT_METHODS}
-    built_from = (image.digest, cell_index, state.lab_profile_id(), tuple(sorted((m, e.target, str(e.params)) for m, e in explanations.items())))
+    pseudonymise = st.toggle("Pseudonymise the file name", value=True, key=PSEUDONYMISE_IMAGE_REPORT,
+                             help=PSEUDONYMISE_HELP)
+    name_in_report = Pseudonyms.for_names([image.name])[image.name] if pseudonymise else image.name
+    if pseudonymise:
+        st.caption(f"The report calls the image **{name_in_report}**; its file name, {image.name!r}, "
+                   "is shown only here.")
+    built_from = (image.digest, cell_index, state.lab_profile_id(), name_in_report,
+                  tuple(sorted((m, e.target, str(e.params)) for m, e in explanations.items())))
     stem = f"hematovision-report-{image.short_id}" + (f"-cell{cell_index + 1}" if len(cells) > 1 else "")
     left, middle, right = st.columns(3, vertical_alignment="center")
     if left.button("Prepare a report (PDF and HTML)", icon=":material/description:", width="stretch",
                    key="hv_prepare_image_report"):
         with st.spinner("Drawing the four explanations and the report…"):
-            report = build_image_report(caches.classifier(), image.name,
+            report = build_image_report(caches.classifier(), name_in_report,
                                         caches.decoded_image(image.digest, image.data), cells[cell_index],
                                         cells_in_image=len(cells), cell_number=cell_index + 1,
                                         explanations=explanations)
@@ -207,6 +215,10 @@ def image_report_section(image: CurrentImage, cells: list[Prediction], cell_inde
     else:
         middle.caption("The image, its prediction and probability chart, and the four explanation overlays, "
                        "with the model's measured accuracy.")
+
+
+PSEUDONYMISE_HELP = ("Labs often name files by patient or accession number, and reports travel by e-mail. "
+                     "On: exports call images image-001, image-002, …; the real names stay in this session.")
 
 
 def decision_support_note() -> None:

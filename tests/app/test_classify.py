@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from app.state import CELL_INDEX, CURRENT_IMAGE, EXPLAIN_SETTINGS
+from app.state import CELL_INDEX, CURRENT_IMAGE, EXPLAIN_SETTINGS, IMAGE_REPORT, PSEUDONYMISE_IMAGE_REPORT
 from hematovision import load_image
 from hematovision.model.classifier import display_name
 from hematovision.model.trust import STATUS_TEXT
@@ -188,11 +188,21 @@ def test_explain_button_opens_the_explain_page():
     assert at.title[0].value == "Explain the decision"
 
 
-def test_classify_page_offers_a_single_image_report():
+def test_the_single_image_report_pseudonymises_the_file_name_unless_told_not_to():
+    data = png_bytes(load_image(find_sample("lymphocyte-1").path))
     at = start("app_pages/classify.py")
-    at.button(key="sample_lymphocyte-1").click().run()
+    at.file_uploader[0].set_value(("PATIENT-12345.png", data, "image/png")).run()
+    assert at.toggle(key=PSEUDONYMISE_IMAGE_REPORT).value  # on by default
+    assert any("calls the image **image-001**" in c.value and "PATIENT-12345.png" in c.value for c in at.caption)
     at.button(key="hv_prepare_image_report").click().run(timeout=TIMEOUT * 2)
     assert not at.exception, at.exception
     labels = [b.proto.label for b in at.get("download_button")]
     assert "Download PDF report" in labels and "Download HTML report" in labels
+    _, pdf, html = at.session_state[IMAGE_REPORT]
+    assert "image-001" in html and "PATIENT-12345" not in html and b"PATIENT-12345" not in pdf
+
+    at.toggle(key=PSEUDONYMISE_IMAGE_REPORT).set_value(False).run()
+    assert not any(b.proto.label == "Download PDF report" for b in at.get("download_button"))  # built for the other name
+    at.button(key="hv_prepare_image_report").click().run(timeout=TIMEOUT * 2)
+    assert "PATIENT-12345.png" in at.session_state[IMAGE_REPORT][2]
 
