@@ -346,7 +346,7 @@ if result.unfamiliar_source:
         "on** (another stain, microscope or camera). They are counted under the class the model gives, but its "
         "confidence is less reliable for them: check each one (filter *Flagged for a check* below), or build a "
         "*lab profile* (above) that adapts the model to your lab.", icon=":material/travel_explore:")
-table, chart = st.columns([1, 1.2], gap="large")
+table, chart = st.columns([1.3, 1], gap="large")
 target = table.radio("Target count", TARGET_COUNTS, horizontal=True, key=BATCH_TARGET,
                      format_func=lambda n: f"{n} cells",
                      help="Manual differentials count 100 or 200 cells: the more cells, the narrower each interval.")
