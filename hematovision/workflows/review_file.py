@@ -85,6 +85,8 @@ class Review:
             content = json.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ReviewFileError(f"This is not a HematoVision review file: it is not valid JSON ({exc}).") from None
+        except RecursionError:  # brackets nested thousands deep: no review file looks like that
+            raise ReviewFileError("This is not a HematoVision review file: its JSON is nested too deeply.") from None
         if not isinstance(content, dict) or content.get("format") != FORMAT:
             raise ReviewFileError(f"This is not a HematoVision review file (its format is not {FORMAT!r}).")
         try:

@@ -90,6 +90,7 @@ def test_a_review_of_another_models_calls_is_refused():
     (json.dumps({"format": "hematovision-lab-profile/1"}).encode(), "not a HematoVision review file"),
     (json.dumps({"format": FORMAT, "cells": []}).encode(), "damaged: an entry is missing"),
     (b" " * (MAX_REVIEW_BYTES + 1), "at most 5 MB"),
+    (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
 ])
 def test_malformed_or_oversized_files_get_a_clear_message(data, message):
     with pytest.raises(ReviewFileError, match=message):
