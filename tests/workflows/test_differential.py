@@ -89,3 +89,18 @@ def test_flags_name_each_class_outside_its_range():
     flags = differential(cells).flags()
     assert [line.split(":")[0] for line in flags] == ["Eosinophil", "Lymphocyte", "Monocyte", "Neutrophil"]
     assert "Monocyte: above range: the whole 95% interval (69.2–100.0%) lies above 8%" in flags
+
+
+def test_the_page_chart_and_the_report_chart_draw_the_same_intervals():
+    from hematovision import charts
+
+    rows = differential(one_of_each()).rows  # 4 counted: 2 neutrophils, 1 lymphocyte, 1 eosinophil
+    sample = charts.differential_figure(rows).data[1]
+    low, high = clopper_pearson(2, 4)
+    neutrophil = list(sample.x).index("Neutrophil")
+    assert sample.y[neutrophil] == 50.0
+    assert sample.error_y.arrayminus[neutrophil] == pytest.approx(50 - 100 * low)
+    assert sample.error_y.array[neutrophil] == pytest.approx(100 * high - 50)
+    monocyte = list(sample.x).index("Monocyte")  # 0 of 4: below 2% as a point only
+    assert sample.marker.color[monocyte] == charts.UNSURE
+    assert charts.differential_png(rows).startswith(b"\x89PNG")
