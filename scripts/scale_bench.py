@@ -15,7 +15,8 @@ into a temporary folder), for each engine and round:
 
 Rounds are interleaved and the best of each is kept, since other processes on a shared
 machine only ever slow a run down. Prints JSON (and writes it with --out), each Ray
-figure also as a ratio to the local one measured in the same run.
+figure also as a ratio to the local one measured in the same run: ``steady_vs_local``
+divides rates (above 1: faster), ``command_vs_local`` divides times (above 1: slower).
 """
 
 from __future__ import annotations
@@ -66,7 +67,8 @@ def local_rate(names: list[str]) -> float:
 
 def ray_rate(names: list[str], workers: int) -> float:
     ray = import_ray()
-    ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    ray.init(address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False,
+             logging_level=logging.ERROR)
     marks = []  # (time, images done) at each finished chunk
 
     def mark(line: str) -> None:

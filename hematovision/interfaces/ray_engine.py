@@ -43,6 +43,7 @@ class RayOptions:
     workers: int | None = None  # None: one per CPU (of this machine, or of the cluster)
     model: str | None = None  # what each worker passes to load_classifier
     backend: str | None = None
+    precision: str | None = None
     lab_profile: str | None = None
 
 
@@ -96,12 +97,16 @@ def run_each(work: Callable, items: Sequence, options: RayOptions,
 def _connect(ray, options: RayOptions) -> None:
     quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
     if options.address is None:
-        ray.init(num_cpus=options.workers or os.cpu_count(), object_store_memory=OBJECT_STORE_BYTES, **quiet)
+        # "local": a new instance of our own, even where `ray start` left one running.
+        ray.init(address="local", num_cpus=options.workers or os.cpu_count(),
+                 object_store_memory=OBJECT_STORE_BYTES, **quiet)
         return
     try:
         ray.init(address=options.address, **quiet)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise RayEngineError(f"Cannot join the Ray cluster at {options.address}: {exc}") from None
+        raise RayEngineError(f"Cannot join the Ray cluster at {options.address}: {exc}. If the cluster uses "
+                             "token authentication, set RAY_AUTH_MODE=token here and give this machine the "
+                             "cluster's token (docs/scale.md).") from None
 
 
 def _check_reachable(address: str) -> None:
@@ -144,7 +149,7 @@ class ClassifierWorker:
         if os.path.isdir(self.driver_directory):
             os.chdir(self.driver_directory)
         self.classifier = load_classifier(self.options.model, lab_profile=self.options.lab_profile,
-                                          backend=self.options.backend)
+                                          backend=self.options.backend, precision=self.options.precision)
 
     def run(self, work: Callable, items: list) -> list:
         return [work(self.classifier, item) for item in items]

@@ -26,7 +26,8 @@ TIMINGS = {"seconds"}  # how long a method took: the one thing a Ray run may cha
 @pytest.fixture(scope="module")
 def local_ray():
     ray = pytest.importorskip("ray", reason="the Ray extra is not installed: pip install -r requirements-ray.txt")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             logging_level=logging.ERROR)
     yield ray
     ray.shutdown()
 
