@@ -27,7 +27,7 @@ INSTALL_HINT = ("--engine ray needs Ray, an optional extra that is not installed
                 "`.venv/bin/python -m pip install -r requirements-ray.txt` (the pinned Ray and what it "
                 "pulls in), or leave out --engine ray to run here.")
 CHUNKS_PER_WORKER = 4  # enough chunks to keep every worker busy to the end
-MAX_CHUNK = 32  # images per call: amortises a call's overhead (about 1 ms) over many images
+MAX_CHUNK = 32  # images per call: each round trip through Ray is shared by many images
 IN_FLIGHT_PER_WORKER = 2  # the next chunk waits on the worker while the driver gathers the last
 OBJECT_STORE_BYTES = 256 * 2**20  # answers are a few kB per image; Ray's default takes 30% of memory
 

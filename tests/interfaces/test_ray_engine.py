@@ -134,6 +134,13 @@ def gradients_looser(where: str) -> float:
     return 1e-3 if "gradcam" in where else 1e-5
 
 
+def test_a_model_the_workers_cannot_load_is_a_one_line_error(local_ray, cells_folder, tmp_path, capsys):
+    missing = tmp_path / "missing.keras"
+    assert main(["--model", str(missing), "predict", str(cells_folder), "--engine", "ray"]) == 1
+    err = capsys.readouterr().err
+    assert f"error: Model file not found: {missing}" in err and "Traceback" not in err
+
+
 def test_without_ray_installed_the_message_says_how_to_install_it(cells_folder, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
     assert main(["predict", str(cells_folder), "--engine", "ray"]) == 1
