@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from hematovision.interfaces import cli
+from hematovision.interfaces import cli, ray_engine
 from hematovision.interfaces.cli import main
 from hematovision.model.classifier import CLASS_NAMES
 from tests.conftest import REPO_ROOT
@@ -26,8 +26,8 @@ TIMINGS = {"seconds"}  # how long a method took: the one thing a Ray run may cha
 @pytest.fixture(scope="module")
 def local_ray():
     ray = pytest.importorskip("ray", reason="the Ray extra is not installed: pip install -r requirements-ray.txt")
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-             logging_level=logging.ERROR)
+    ray.init(address="local", num_cpus=2, object_store_memory=ray_engine.OBJECT_STORE_BYTES,
+             include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     yield ray
     ray.shutdown()
 
