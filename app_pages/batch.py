@@ -62,12 +62,14 @@ from hematovision.workflows.review_file import MAX_INITIALS, MAX_NOTE, Review, R
 state.init_state()
 PAGE_SIZE = 24
 COLUMNS = 4
-REVIEW_CHOICES = [None, *CLASS_NAMES, NOT_CLASSED]
+# The boxes' "not reviewed" choice: a selectbox reads None as "nothing chosen" and shows an empty box.
+NOT_REVIEWED = "NOT_REVIEWED"
+REVIEW_CHOICES = [NOT_REVIEWED, *CLASS_NAMES, NOT_CLASSED]
 FLAG_TEXT = {"low": "below range", "high": "above range", "": "within range", "–": "–"}
 
 
 def review_label(choice: str | None) -> str:
-    if choice is None:
+    if choice in (None, NOT_REVIEWED):
         return "Not reviewed"
     return "Not classed (leave out)" if choice == NOT_CLASSED else display_name(choice)
 
@@ -187,7 +189,8 @@ def lab_profile_panel(cells: list[BatchCell] | None) -> None:
 
 
 def remember_review(cell_key: str, widget_key: str) -> None:
-    set_review(st.session_state[BATCH]["cells"], cell_key, st.session_state[widget_key])
+    choice = st.session_state[widget_key]
+    set_review(st.session_state[BATCH]["cells"], cell_key, None if choice == NOT_REVIEWED else choice)
 
 
 def open_in_explain(cell: BatchCell) -> None:
@@ -202,7 +205,7 @@ def show_reviews_in_widgets(batch: dict) -> None:
     """Set every 'Reviewed as' box to its cell's review as it is now: a box keeps showing its own
     value, whatever changed the cell behind it (confirm all, clear all, a resumed review)."""
     for cell in batch["cells"]:
-        st.session_state[review_key(batch["id"], cell.key)] = cell.reviewed
+        st.session_state[review_key(batch["id"], cell.key)] = cell.reviewed or NOT_REVIEWED
 
 
 def confirm_all(batch: dict) -> None:
@@ -433,7 +436,7 @@ for start in range(0, len(shown[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]), COLU
                             f"{format_percent(cell.prediction.confidence, 0)}{flag}")
             widget_key = review_key(batch["id"], cell.key)
             if widget_key not in st.session_state:  # a new batch, or a box Streamlit dropped on another page
-                st.session_state[widget_key] = cell.reviewed
+                st.session_state[widget_key] = cell.reviewed or NOT_REVIEWED
             st.selectbox("Reviewed as", REVIEW_CHOICES, format_func=review_label, key=widget_key,
                          on_change=remember_review,
                          args=(cell.key, widget_key), label_visibility="collapsed")

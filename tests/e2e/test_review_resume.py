@@ -50,6 +50,13 @@ def differential_table(page: Page) -> str:
     return page.get_by_test_id("stDataFrame").filter(has_text="95% interval").inner_text()
 
 
+def review_box(page: Page, file_name: str):
+    """The 'Reviewed as' box on the card of this file's cell (uploads finish in any order, so a
+    fresh session may list the cells in another order)."""
+    card = page.get_by_test_id("stVerticalBlock").filter(has=page.get_by_text(file_name, exact=True))
+    return card.filter(has=page.get_by_test_id("stSelectbox")).last.get_by_test_id("stSelectbox")
+
+
 def choose(page: Page, selectbox, option: str) -> None:
     """Pick an option of a selectbox. A click that lands while the script reruns can hit the
     element being replaced and open nothing, so the list is opened again until it shows."""
@@ -74,7 +81,7 @@ def test_a_review_saved_to_a_file_resumes_after_a_reload(browser: Browser, app_u
     first_call = classifier.predict_cells(FILES[0].read_bytes())[0].label
     moved_to = "Monocyte" if first_call != "MONOCYTE" else "Lymphocyte"
     page = fresh_batch(browser, app_url)
-    choose(page, page.get_by_test_id("stSelectbox").first, moved_to)
+    choose(page, review_box(page, FILES[0].name), moved_to)
     expect(metric(page, "Changed by you")).to_have_text("1")
     open_review_panel(page)
     initials = page.get_by_role("textbox", name="Reviewer initials")
@@ -90,6 +97,7 @@ def test_a_review_saved_to_a_file_resumes_after_a_reload(browser: Browser, app_u
 
     page = fresh_batch(browser, app_url)
     expect(metric(page, "Reviewed")).to_have_text(f"0 / {len(FILES)}")
+    expect(review_box(page, FILES[0].name).get_by_role("combobox")).to_have_value("Not reviewed")
     open_review_panel(page)
     resume = page.get_by_test_id("stFileUploader").filter(has_text="Resume review")
     resume.locator("input[type=file]").set_input_files(
@@ -98,7 +106,7 @@ def test_a_review_saved_to_a_file_resumes_after_a_reload(browser: Browser, app_u
         f"{len(FILES)} cells matched")
     expect(metric(page, "Reviewed")).to_have_text(f"1 / {len(FILES)}")
     expect(metric(page, "Changed by you")).to_have_text("1")
-    expect(page.get_by_test_id("stSelectbox").first.get_by_role("combobox")).to_have_value(moved_to)
+    expect(review_box(page, FILES[0].name).get_by_role("combobox")).to_have_value(moved_to)
     expect(page.get_by_role("textbox", name="Reviewer initials")).to_have_value("JK")
     assert differential_table(page) == before
     assert display_name(first_call) != moved_to
