@@ -7,7 +7,13 @@ import numpy as np
 import streamlit as st
 
 from app import caches, state
-from app.state import CELL_INDEX, IMAGE_REPORT, PSEUDONYMISE_IMAGE_REPORT, UPLOAD_ERROR, CurrentImage
+from app.state import (
+    CELL_INDEX,
+    IMAGE_REPORT,
+    PSEUDONYMISE_IMAGE_REPORT,
+    UPLOAD_ERROR,
+    CurrentImage,
+)
 from app.texts import STATUS_GUIDE, cell_choice_label, statuses_not_checked
 from hematovision.explanation import overlay
 from hematovision.explanation.explainers import Explanation
@@ -27,13 +33,13 @@ from hematovision.model.trust import (
     STATUSES,
     UNFAMILIAR_SOURCE,
 )
+from hematovision.workflows.pseudonyms import Pseudonyms
 from hematovision.workflows.report import (
     REPORT_METHODS,
     build_image_report,
     image_report_html,
     image_report_pdf,
 )
-from hematovision.workflows.pseudonyms import Pseudonyms
 from hematovision.workflows.samples import find_sample
 
 

@@ -57,7 +57,14 @@ from hematovision.workflows.report import (
     build_batch_report,
     other_types_note,
 )
-from hematovision.workflows.review_file import MAX_INITIALS, MAX_NOTE, Review, ReviewFileError, resume, review_of
+from hematovision.workflows.review_file import (
+    MAX_INITIALS,
+    MAX_NOTE,
+    Review,
+    ReviewFileError,
+    resume,
+    review_of,
+)
 
 state.init_state()
 PAGE_SIZE = 24

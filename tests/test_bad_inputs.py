@@ -29,13 +29,13 @@ from werkzeug.test import encode_multipart
 
 from app.state import CURRENT_IMAGE
 from hematovision.interfaces.api import create_app
-from tests.interfaces.test_api import UNLIMITED
 from hematovision.model.classifier import CLASS_NAMES, display_name
 from hematovision.model.imaging import SUPPORTED_SUFFIXES, ImageError, load_image
 from hematovision.workflows.batch import classify_batch, expand_uploads
 from tests.app.driver import TIMEOUT, errors, predicted_label, start
 from tests.bad_inputs import KINDS, data_of
 from tests.conftest import REPO_ROOT
+from tests.interfaces.test_api import UNLIMITED
 from tests.synthetic import SMEAR
 
 pytestmark = pytest.mark.filterwarnings("ignore:Corrupt EXIF data:UserWarning")  # the broken-EXIF kind

@@ -22,7 +22,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -49,6 +50,8 @@ from hematovision.model.evaluation import find_class_folders, list_images
 METRICS = ("deletion_auc", "insertion_auc", "drop", "increase", "seconds", "evaluations")
 DEFAULT_STABILITY_SEEDS = 3
 Progress = Callable[[float, str], None]  # (share done 0..1, what is running)
+# Runs work(classifier, image) for each image and returns the answers in order.
+EachImage = Callable[[Callable, list], list]
 
 
 def check_methods(methods: list[str]) -> list[str]:
@@ -225,31 +228,55 @@ def run_comparison(classifier, data_dir: Path, per_class: int, methods: list[str
                    steps: int = DEFAULT_STEPS, baseline: str = DEFAULT_BASELINE,
                    keep_fraction: float = DEFAULT_KEEP_FRACTION, sanity_per_class: int = 1,
                    stability_per_class: int = 2, stability_seeds: int = DEFAULT_STABILITY_SEEDS,
-                   progress: Callable[[str], None] | None = None) -> dict:
+                   progress: Callable[[str], None] | None = None, each_image: EachImage | None = None) -> dict:
     """Compare ``methods`` on up to ``per_class`` images per class folder of ``data_dir``,
-    write the files of ``compare_output`` to ``out`` and return the summary."""
+    write the files of ``compare_output`` to ``out`` and return the summary.
+
+    ``each_image(work, images)`` runs ``work(classifier, image)`` for every picked image
+    and returns the answers in order, each on a classifier of its own (the Ray engine;
+    ``classifier`` is then unused). Without it, this process does the work on
+    ``classifier`` and tells ``progress`` after each image."""
     methods = check_methods(methods)
     out.mkdir(parents=True, exist_ok=True)
     images = pick_images(Path(data_dir), per_class, seed)
-    rows, comparisons = [], []
-    for number, (path, true_class, rank) in enumerate(images):
-        prediction = classifier.predict(path)
-        comparison = compare_image(classifier, prediction.model_input, methods, seed=seed, steps=steps,
-                                   baseline=baseline, keep_fraction=keep_fraction,
-                                   stability_seeds=stability_seeds if rank < stability_per_class else 0,
-                                   sanity=rank < sanity_per_class)
-        comparisons.append(comparison)
-        rows += [{"file": str(path.relative_to(data_dir)), "true_class": true_class, "predicted": prediction.label,
-                  **row} for row in comparison.rows()]
-        if progress:
-            progress(f"{number + 1}/{len(images)} {path.name}")
+    work = partial(compare_file, data_dir=Path(data_dir), methods=methods, seed=seed, steps=steps,
+                   baseline=baseline, keep_fraction=keep_fraction, sanity_per_class=sanity_per_class,
+                   stability_per_class=stability_per_class, stability_seeds=stability_seeds)
+    if each_image is not None:
+        answers = each_image(work, images)
+    else:
+        answers = []
+        for number, picked in enumerate(images):
+            answers.append(work(classifier, picked))
+            if progress:
+                progress(f"{number + 1}/{len(images)} {picked[0].name}")
+    rows = [row for image_rows, _ in answers for row in image_rows]
     settings = {"data_dir": str(data_dir), "per_class": per_class, "images": len(images), "seed": seed,
                 "steps": steps, "baseline": baseline, "keep_fraction": keep_fraction, "target": "predicted class",
                 "sanity_per_class": sanity_per_class, "stability_per_class": stability_per_class,
                 "stability_seeds": stability_seeds, "cascade": list(CASCADE)}
-    summary = summarise(methods, comparisons, settings)
+    summary = summarise(methods, [comparison for _, comparison in answers], settings)
     write_outputs(out, rows, summary)
     return summary
+
+
+def compare_file(classifier, picked: tuple[Path, str, int], data_dir: Path, methods: list[str], seed: int,
+                 steps: int, baseline: str, keep_fraction: float, sanity_per_class: int,
+                 stability_per_class: int, stability_seeds: int) -> tuple[list[dict], ImageComparison]:
+    """One image of ``pick_images``: its rows for ``per_image.csv`` and its comparison.
+
+    The first few images of each class (by rank) also get the stability and randomisation
+    checks. The maps are dropped: the summary needs only the scores, and thousands of maps
+    would fill the memory of whoever gathers them."""
+    path, true_class, rank = picked
+    prediction = classifier.predict(path)
+    comparison = compare_image(classifier, prediction.model_input, methods, seed=seed, steps=steps,
+                               baseline=baseline, keep_fraction=keep_fraction,
+                               stability_seeds=stability_seeds if rank < stability_per_class else 0,
+                               sanity=rank < sanity_per_class)
+    rows = [{"file": str(path.relative_to(data_dir)), "true_class": true_class, "predicted": prediction.label, **row}
+            for row in comparison.rows()]
+    return rows, replace(comparison, maps={})
 
 
 def summarise(methods: list[str], comparisons: list[ImageComparison], settings: dict) -> dict:

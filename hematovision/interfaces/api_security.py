@@ -38,10 +38,10 @@ from typing import Mapping
 from urllib.parse import urlsplit
 
 import limits
-from limits.errors import ConfigurationError
-from limits.storage import storage_from_string
 from flask import Flask, Response, g, request
 from flask_limiter import Limiter
+from limits.errors import ConfigurationError
+from limits.storage import storage_from_string
 from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import Forbidden, Unauthorized
 from werkzeug.middleware.proxy_fix import ProxyFix

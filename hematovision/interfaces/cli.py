@@ -1,6 +1,7 @@
 """Command-line interface: predict, explain, evaluate and bench without the app.
 
     python -m hematovision predict IMAGE_OR_FOLDER... [--json] [--csv FILE|-]
+    python -m hematovision predict FOLDER --csv FILE --engine ray [--address ADDR]   # on Ray, see docs/scale.md
     python -m hematovision explain IMAGE --method gradcam --out map.png
     python -m hematovision evaluate DIR [--json]
     python -m hematovision compare --data-dir DIR --per-class N --methods gradcam,lime --out results/
@@ -8,6 +9,7 @@
     python -m hematovision serve [--host 127.0.0.1] [--port 8000]   # JSON HTTP API, see api.py
     python -m hematovision adapt DIR --out PROFILE.json [--per-class 5] [--seed 0]   # DIR/<class>/ images
     python -m hematovision adapt DIR --unlabelled --out PROFILE.json                 # DIR/ images
+    python -m hematovision differential IMAGE_OR_FOLDER... [--json|--csv] [--reviews REVIEW.json]
 
 predict, explain, evaluate and serve take ``--lab-profile PROFILE.json`` (see lab_profile.py).
 
@@ -29,9 +31,9 @@ from hematovision.model.imaging import ImageError
 EXIT_OK = 0
 EXIT_INPUT_ERROR = 1
 EXIT_USAGE = 2
-# Commands that run gradients or read Keras weights; predict, evaluate and serve run on
-# OpenVINO and never import TensorFlow (unless --backend tensorflow).
-NEEDS_TENSORFLOW = ("explain", "compare", "bench", "adapt")
+# Commands that run gradients; predict, evaluate, adapt and serve run on OpenVINO and never
+# import TensorFlow (unless --backend tensorflow).
+NEEDS_TENSORFLOW = ("explain", "compare", "bench")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -74,6 +76,9 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--backend", choices=("openvino", "tensorflow", "tf"), default=None,
                         help="what runs the forward passes (default: openvino, or $HEMATOVISION_BACKEND); "
                              "gradient methods always use TensorFlow")
+    parser.add_argument("--precision", choices=("f32", "bf16", "int8"), default=None,
+                        help="OpenVINO's arithmetic (default f32, or $HEMATOVISION_PRECISION; README, "
+                             "'Speed', says why)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     predict = commands.add_parser(
@@ -85,6 +90,7 @@ def _build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--csv", metavar="FILE",
                          help="also write one CSV row per image to FILE ('-': print only the CSV)")
     _add_lab_profile(predict)
+    _add_engine(predict)
     predict.set_defaults(handler=_predict)
 
     explain = commands.add_parser("explain", help="write an explanation overlay as PNG")
@@ -128,6 +134,7 @@ def _build_parser() -> argparse.ArgumentParser:
                          help="first K images of each class also get the seed-stability check")
     compare.add_argument("--stability-seeds", type=int, default=3, metavar="S",
                          help="seeds per stability check (at least 2)")
+    _add_engine(compare)
     compare.set_defaults(handler=_compare)
 
     bench = commands.add_parser("bench", help="measure load, predict and explanation speed")
@@ -151,14 +158,15 @@ def _build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser(
         "serve",
-        help="run the JSON HTTP API (Flask's threaded server: localhost or small deployments)",
+        help="run the JSON HTTP API (Flask's threaded server: this machine or a small deployment)",
         description="Serve POST /predict, POST /explain and GET /health (see README, 'HTTP API'). "
-                    "This is Flask's own threaded server, meant for localhost or a small "
-                    "deployment; for more, run hematovision.interfaces.api:create_app() under a "
-                    "production WSGI server.",
+                    "Listening beyond this machine needs bearer tokens: set "
+                    "HEMATOVISION_API_TOKENS_FILE to a file with one token a line. For a shared "
+                    "server, run gunicorn behind a TLS proxy instead (docs/security.md).",
     )
     serve.add_argument("--host", default="127.0.0.1",
-                       help="address to listen on (default 127.0.0.1: this machine only)")
+                       help="address to listen on (default 127.0.0.1: this machine only; any other "
+                            "needs HEMATOVISION_API_TOKENS_FILE)")
     serve.add_argument("--port", type=int, default=8000, help="default 8000")
     _add_lab_profile(serve)
     serve.set_defaults(handler=_serve)
@@ -177,12 +185,38 @@ def _build_parser() -> argparse.ArgumentParser:
     adapt.add_argument("--seed", type=int, default=0)
     adapt.add_argument("--json", action="store_true", help="print the profile's summary as JSON")
     adapt.set_defaults(handler=_adapt)
+
+    differential = commands.add_parser(
+        "differential", help="count the white-cell differential of many images, with exact 95%% intervals",
+        description="Every white cell of every image is classified and counted, as on the app's Batch page; each "
+                    "class gets its count, share and exact (Clopper-Pearson) 95%% interval, and a flag against the "
+                    "adult reference range that says whether more cells would tell. With --reviews, a review file "
+                    "saved on the Batch page is applied first.")
+    differential.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER",
+                              help="image files, or folders: the images directly in them, not sub-folders")
+    output = differential.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print JSON")
+    output.add_argument("--csv", action="store_true", help="print one CSV row per class")
+    differential.add_argument("--reviews", metavar="REVIEW.json",
+                              help="a review file saved on the Batch page, for these images and this model")
+    _add_lab_profile(differential)
+    differential.set_defaults(handler=_differential)
     return parser
 
 
 def _add_lab_profile(command: argparse.ArgumentParser) -> None:
     command.add_argument("--lab-profile", metavar="PROFILE.json",
                          help="a lab profile made by `adapt` for this model (default: none, the shipped model)")
+
+
+def _add_engine(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--engine", choices=("local", "ray"), default="local",
+                         help="local: this process (default); ray: Ray workers, one classifier each, "
+                              "for big folders (an optional extra; see docs/scale.md)")
+    command.add_argument("--address", metavar="ADDR",
+                         help="with --engine ray: join the Ray cluster at ADDR (default: start Ray here)")
+    command.add_argument("--workers", type=_positive_int, metavar="N",
+                         help="with --engine ray: how many workers (default: one per CPU, here or of the cluster)")
 
 
 def _positive_int(text: str) -> int:
@@ -198,7 +232,35 @@ def _positive_int(text: str) -> int:
 def _classifier(args):
     from hematovision.model.classifier import load_classifier
 
-    return load_classifier(args.model, lab_profile=getattr(args, "lab_profile", None), backend=args.backend)
+    return load_classifier(args.model, lab_profile=getattr(args, "lab_profile", None), backend=args.backend,
+                           precision=args.precision)
+
+
+def _engine(args) -> str:
+    """--engine, once its options are known to fit (and Ray, if asked for, is installed)."""
+    if args.engine == "local" and (args.address or args.workers):
+        raise ValueError("--address and --workers go with --engine ray.")
+    if args.engine == "ray":
+        from hematovision.interfaces.ray_engine import import_ray
+
+        import_ray()
+    return args.engine
+
+
+def _run_each(args, work, items: list) -> list:
+    """``work(classifier, item)`` for every item, in order: here on one classifier, or with
+    ``--engine ray`` on Ray workers that each load their own (progress on stderr)."""
+    if _engine(args) == "local":
+        classifier = _classifier(args)
+        return [work(classifier, item) for item in items]
+    from hematovision.interfaces.ray_engine import RayOptions, run_each
+    from hematovision.model.backends import chosen_backend, chosen_precision
+
+    # Settled here, so $HEMATOVISION_BACKEND and _PRECISION on this machine are what count.
+    options = RayOptions(address=args.address, workers=args.workers, model=args.model,
+                         backend=chosen_backend(args.backend), precision=chosen_precision(args.precision),
+                         lab_profile=getattr(args, "lab_profile", None))
+    return run_each(work, items, options, progress=lambda line: print(line, file=sys.stderr))
 
 
 def _adapt(args) -> int:
@@ -240,34 +302,18 @@ def _adapt(args) -> int:
 
 
 def _predict(args) -> int:
-    from hematovision.model.classifier import image_answer
-    from hematovision.model.imaging import load_image
+    from hematovision.workflows.predict_files import predict_file
 
     if args.csv == "-" and args.json:
         raise ValueError("--csv - and --json both want stdout; write the CSV to a file instead.")
     if args.csv not in (None, "-") and not Path(args.csv).parent.is_dir():
         raise NotADirectoryError(f"The folder for --csv does not exist: {Path(args.csv).parent}")
-    classifier = _classifier(args)
-    results, failures = [], 0
-    for name, problem in _expand_folders(args.images):
-        entry = {"file": name}
-        if problem:
-            entry["error"] = problem
-            failures += 1
-            results.append(entry)
-            continue
-        try:
-            # The most strongly stained cell first: its prediction is also the image's top-level answer,
-            # and a whole smear field lists every white cell found.
-            entry.update(image_answer(classifier.predict_cells(load_image(Path(name)))))
-            if classifier.lab_profile is not None:
-                entry["lab_profile"] = classifier.lab_profile.sha256
-        except (ImageError, OSError, ValueError) as exc:
-            entry["error"] = str(exc)
-            failures += 1
-        results.append(entry)
+    listed = _expand_folders(args.images)
+    answers = iter(_run_each(args, predict_file, [name for name, problem in listed if problem is None]))
+    results = [{"file": name, "error": problem} if problem else next(answers) for name, problem in listed]
+    failures = sum("error" in entry for entry in results)
     if args.csv:
-        _write_predictions_csv(results, args.csv, with_profile=classifier.lab_profile is not None)
+        _write_predictions_csv(results, args.csv, with_profile=args.lab_profile is not None)
     if args.csv == "-":
         for entry in results:
             if "error" in entry:
@@ -361,10 +407,12 @@ def _compare(args) -> int:
         raise ValueError("--stability-seeds must be at least 2.")
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else available_methods()
     out = Path(args.out)
-    summary = run_comparison(_classifier(args), Path(args.data_dir), args.per_class, methods, out, seed=args.seed,
-                             steps=args.steps, baseline=args.baseline, sanity_per_class=args.sanity_per_class,
-                             stability_per_class=args.stability_per_class, stability_seeds=args.stability_seeds,
-                             progress=lambda line: print(line, file=sys.stderr))
+    on_ray = _engine(args) == "ray"
+    summary = run_comparison(None if on_ray else _classifier(args), Path(args.data_dir), args.per_class, methods,
+                             out, seed=args.seed, steps=args.steps, baseline=args.baseline,
+                             sanity_per_class=args.sanity_per_class, stability_per_class=args.stability_per_class,
+                             stability_seeds=args.stability_seeds, progress=lambda line: print(line, file=sys.stderr),
+                             each_image=(lambda work, images: _run_each(args, work, images)) if on_ray else None)
     for method, entry in summary["methods"].items():
         stability = entry["stability_spearman"]["mean"]
         print(f"{method:22s} deletion AUC {entry['deletion_auc']['mean']:.3f}  insertion AUC "
@@ -431,6 +479,83 @@ def _explain(args) -> int:
     return EXIT_OK
 
 
+def _differential(args) -> int:
+    from hematovision.workflows.batch import Skipped, UploadedImage, classify_batch
+    from hematovision.workflows.differential import differential
+    from hematovision.workflows.review_file import MAX_REVIEW_BYTES, Review, resume
+
+    review = None
+    if args.reviews:
+        path = Path(args.reviews)
+        if not path.is_file():
+            raise FileNotFoundError(f"No review file at {path}")
+        if path.stat().st_size > MAX_REVIEW_BYTES:
+            raise ValueError(f"{path} is {path.stat().st_size:,} bytes; a review file is at most "
+                             f"{MAX_REVIEW_BYTES // 2**20} MB.")
+        review = Review.from_bytes(path.read_bytes())
+    classifier = _classifier(args)
+    if review is not None:
+        review.check_model(classifier.model_sha256)
+    images, skipped = [], []
+    for name, problem in _expand_folders(args.images):
+        try:
+            if problem is None:
+                images.append(UploadedImage(name, Path(name).read_bytes()))
+        except OSError as exc:
+            problem = f"cannot be read ({exc.strerror or exc})"
+        if problem is not None:
+            skipped.append(Skipped(name, problem))
+    cells, unreadable = classify_batch(classifier, images)
+    skipped += unreadable
+    applied = {}
+    if review is not None:
+        resumed = resume(review, cells)
+        applied = {"reviews": {"file": args.reviews, "initials": review.initials, "note": review.note,
+                                           "created": review.created, "matched": resumed.matched,
+                                           "not_found": [saved.describe() for saved in resumed.not_found],
+                                           "not_in_file": len(resumed.not_in_file)}}
+    answer = {**differential(cells).as_dict(), "images": len(images) - len(unreadable),
+              "skipped": [{"file": item.name, "error": item.reason} for item in skipped],
+              "model_sha256": classifier.model_sha256,
+              "lab_profile": classifier.lab_profile.sha256 if classifier.lab_profile else None, **applied}
+    if args.json:
+        print(json.dumps(answer, indent=2))
+    else:
+        for item in skipped:
+            print(f"{item.name}: error: {item.reason}", file=sys.stderr)
+        if args.csv:
+            _write_differential_csv(answer)
+        else:
+            _print_differential(answer)
+    return EXIT_INPUT_ERROR if skipped else EXIT_OK
+
+
+def _write_differential_csv(answer: dict) -> None:
+    """One row per class; the cells counted and kept apart repeat on each row, so a sheet needs no second table."""
+    rows = [{"class": name, "count": entry["count"], "share": entry["share"],
+             "ci95_low": entry["ci95"][0] if entry["ci95"] else "", "ci95_high": entry["ci95"][1] if entry["ci95"] else "",
+             "reference_low_percent": entry["reference_percent"][0],
+             "reference_high_percent": entry["reference_percent"][1], "flag": entry["flag"],
+             "finding": int(entry["finding"]), "more_cells_to_decide": entry["more_cells_to_decide"],
+             "flag_text": entry["flag_text"], "cells_counted": answer["cells_counted"],
+             "other_cells": answer["other_cells"], "not_blood_cells": answer["not_blood_cells"]}
+            for name, entry in answer["classes"].items()]
+    _write_csv_rows(sys.stdout, list(rows[0]), rows)
+
+
+def _print_differential(answer: dict) -> None:
+    print(f"{answer['cells_counted']} cells counted of {answer['total_cells']} found in {answer['images']} images "
+          f"({answer['other_cells']} other cell types and {answer['not_blood_cells']} non-blood images kept apart)")
+    for name, entry in answer["classes"].items():
+        interval = "-" if entry["ci95"] is None else f"{entry['ci95'][0]:.1%}-{entry['ci95'][1]:.1%}"
+        share = "-" if entry["share"] is None else f"{entry['share']:.1%}"
+        print(f"  {name.lower():<11} {entry['count']:>5}  {share:>6}  (95% CI {interval})  {entry['flag_text']}")
+    if "reviews" in answer:
+        reviews = answer["reviews"]
+        print(f"reviews from {reviews['file']} ({reviews['initials'] or 'no initials'}): {reviews['matched']} cells "
+              f"matched, {len(reviews['not_found'])} not found, {reviews['not_in_file']} not in the file")
+
+
 def _evaluate(args) -> int:
     from hematovision.model.evaluation import evaluate_folder
 
@@ -462,7 +587,7 @@ def _bench(args) -> int:
     from hematovision.interfaces.bench import run_bench
 
     # The reference check reports agreement; the tutorial timing beside it, the speed-up.
-    results = run_bench(repeats=args.repeats,
+    results = run_bench(_classifier(args), repeats=args.repeats,
                         compare_tutorial=args.compare_tutorial or args.compare_reference,
                         compare_reference=args.compare_reference,
                         reference_images=args.reference_images)
@@ -478,14 +603,20 @@ def _serve(args) -> int:
     import numpy as np
 
     from hematovision.interfaces.api import create_app
+    from hematovision.interfaces.api_security import SecuritySettings, check_bind
 
+    # Settings and address are checked before the model loads: a refusal comes at once.
+    security = SecuritySettings.from_environment()
+    check_bind(args.host, security)
     classifier = _classifier(args)
     # One throwaway prediction traces the model's graph now, so the first request is not slow.
     side = classifier.input_size
     classifier.predict_cells(np.full((side, side, 3), 220, np.uint8))
-    app = create_app(classifier)
+    app = create_app(classifier, security=security)
+    access = (f"{len(security.tokens.digests)} bearer token(s) accepted" if security.tokens
+              else "no tokens: this machine only")
     print(f"HematoVision API on http://{args.host}:{args.port}/ "
-          "(GET /health, POST /predict, POST /explain); Ctrl+C stops it.", file=sys.stderr)
+          f"(GET /health, POST /predict, POST /explain; {access}); Ctrl+C stops it.", file=sys.stderr)
     if classifier.lab_profile is not None:
         print(f"Using {classifier.lab_profile.describe()}.", file=sys.stderr)
     app.run(host=args.host, port=args.port, threaded=True, debug=False, load_dotenv=False)

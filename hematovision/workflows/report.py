@@ -33,7 +33,12 @@ from hematovision.model.imaging import data_uri, jpeg_bytes
 from hematovision.model.model_card import interval_text, load_model_card
 from hematovision.model.trust import OTHER_CELL_TYPE
 from hematovision.workflows.batch import BatchCell, Skipped, looks_like, other_cells
-from hematovision.workflows.differential import INTERVAL_NOTE, REFERENCE_SOURCE, Differential, differential
+from hematovision.workflows.differential import (
+    INTERVAL_NOTE,
+    REFERENCE_SOURCE,
+    Differential,
+    differential,
+)
 
 DISCLAIMER = ("Decision support, not a diagnosis. HematoVision's classifications and explanations are for "
               "education and research and to assist review; a qualified person must check every cell and "

@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from app.state import CELL_INDEX, CURRENT_IMAGE, EXPLAIN_SETTINGS, IMAGE_REPORT, PSEUDONYMISE_IMAGE_REPORT
+from app.state import (
+    CELL_INDEX,
+    CURRENT_IMAGE,
+    EXPLAIN_SETTINGS,
+    IMAGE_REPORT,
+    PSEUDONYMISE_IMAGE_REPORT,
+)
 from hematovision import load_image
 from hematovision.model.classifier import display_name
 from hematovision.model.trust import STATUS_TEXT

@@ -27,7 +27,13 @@ from app.texts import format_percent
 from hematovision.explanation.explainers import explain
 from hematovision.model.classifier import CLASS_NAMES, display_name
 from hematovision.workflows.samples import list_samples
-from hematovision.workflows.teaching import CELL_NOTES, Quiz, QuizCell, list_quiz_cells, pointing_score
+from hematovision.workflows.teaching import (
+    CELL_NOTES,
+    Quiz,
+    QuizCell,
+    list_quiz_cells,
+    pointing_score,
+)
 from tests.app import driver as app_driver
 from tests.app.driver import errors
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from hematovision.model.classifier import display_name
-from tests.e2e.test_browser import ARTIFACTS, STEP_S, app_url, browser, screenshot  # noqa: F401 (fixtures)
 from tests.conftest import REPO_ROOT
+from tests.e2e.test_browser import ARTIFACTS, STEP_S, app_url, browser, screenshot  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.e2e
 

@@ -13,7 +13,13 @@ import numpy as np
 import pytest
 
 from hematovision import load_classifier
-from hematovision.model.backends import BACKEND_ENV, CACHE_ENV, PRECISION_ENV, chosen_backend, openvino_beside
+from hematovision.model.backends import (
+    BACKEND_ENV,
+    CACHE_ENV,
+    PRECISION_ENV,
+    chosen_backend,
+    openvino_beside,
+)
 from hematovision.workflows.samples import list_samples
 from tests.conftest import REPO_ROOT
 

@@ -29,10 +29,10 @@ from hematovision.workflows.batch import (
     BatchCell,
     cells_csv,
     confirm_unreviewed,
-    differential,
     other_cells,
     set_review,
 )
+from hematovision.workflows.differential import differential
 
 
 def prediction(label: str, status: str = CONFIDENT, other_type: str | None = None,

@@ -11,7 +11,8 @@ import pytest
 from hematovision.model.cell_types import OTHER_TYPES
 from hematovision.model.classifier import CLASS_NAMES, MODEL_CARD_PATH
 from hematovision.model.trust import CONFIDENT, NOT_BLOOD_CELL, OTHER_CELL_TYPE, UNFAMILIAR_SOURCE
-from hematovision.workflows.batch import UploadedImage, classify_batch, differential
+from hematovision.workflows.batch import UploadedImage, classify_batch
+from hematovision.workflows.differential import differential
 from tests.conftest import DATA_DIR
 
 SHARED = DATA_DIR.parent

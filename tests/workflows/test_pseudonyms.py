@@ -10,7 +10,13 @@ import io
 import pytest
 from pypdf import PdfReader
 
-from hematovision.workflows.batch import NOT_CLASSED, Skipped, cells_csv, classify_batch, expand_uploads
+from hematovision.workflows.batch import (
+    NOT_CLASSED,
+    Skipped,
+    cells_csv,
+    classify_batch,
+    expand_uploads,
+)
 from hematovision.workflows.pseudonyms import Pseudonyms, batch_digests
 from hematovision.workflows.report import batch_report_html, batch_report_pdf, build_batch_report
 from tests.conftest import REPO_ROOT

@@ -66,10 +66,6 @@ def test_notes_carry_the_textbook_tell_tale_features():
     assert "largest" in CELL_NOTES["MONOCYTE"].size.lower()
 
 
-def wrong_class(true_class: str) -> str:
-    return next(name for name in CLASS_NAMES if name != true_class)
-
-
 def play(quiz: Quiz, is_right) -> list[str]:
     """Answer every question (right where ``is_right(class)``), clicking the centre; the keys asked."""
     asked = []
