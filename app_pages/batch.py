@@ -7,6 +7,7 @@ import hashlib
 import streamlit as st
 
 from app import caches, state, widgets
+from app.auth import signed_in_name
 from app.page_paths import EXPLAIN_PAGE
 from app.state import (
     BATCH,
@@ -16,6 +17,7 @@ from app.state import (
     CELL_INDEX,
     PROFILE_MESSAGE,
     PROFILE_UPLOADER,
+    PSEUDONYMISE_BATCH,
     REVIEW_INITIALS,
     REVIEW_MESSAGE,
     REVIEW_NOTE,
@@ -51,6 +53,7 @@ from hematovision.workflows.differential import (
     TARGET_COUNTS,
     differential,
 )
+from hematovision.workflows.pseudonyms import Pseudonyms, batch_digests
 from hematovision.workflows.report import (
     batch_report_html,
     batch_report_pdf,
@@ -455,15 +458,29 @@ for start in range(0, len(shown[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]), COLU
 # ---------------------------------------------------------------------------
 st.subheader("Export")
 initials, note = st.session_state.get(REVIEW_INITIALS, ""), st.session_state.get(REVIEW_NOTE, "")
-signature = (batch["id"], tuple(cell.reviewed for cell in cells), initials, note)
+signed_in = signed_in_name() or ""
+pseudonymise = st.toggle("Pseudonymise file names", value=True, key=PSEUDONYMISE_BATCH,
+                         help=widgets.PSEUDONYMISE_HELP)
+pseudonyms = Pseudonyms.for_batch(cells, skipped)
+exported, exported_skipped = (pseudonyms.cells(cells), pseudonyms.skipped(skipped)) if pseudonymise else (cells, skipped)
+if pseudonymise:
+    with st.expander(f"Key to the pseudonyms ({len(pseudonyms.by_name)} files): shown only in this session"):
+        st.dataframe([{"In the exports": alias, "File": name} for name, alias in pseudonyms.by_name.items()],
+                     hide_index=True)
+        st.download_button("Download the key (CSV)", pseudonyms.mapping_csv(batch_digests(cells)),
+                           file_name=f"hematovision-key-{batch['id']}.csv", mime="text/csv", on_click="ignore",
+                           icon=":material/key:", help="Keep it apart from the reports and the CSV of cells.")
+signature = (batch["id"], tuple(cell.reviewed for cell in cells), initials, note, pseudonymise, signed_in)
 left, middle, right = st.columns(3)
-left.download_button("Download CSV of all cells", cells_csv(cells, state.lab_profile_id()), file_name=f"hematovision-batch-{batch['id']}.csv",
+left.download_button("Download CSV of all cells", cells_csv(exported, state.lab_profile_id()),
+                     file_name=f"hematovision-batch-{batch['id']}.csv",
                      mime="text/csv", icon=":material/download:", on_click="ignore", width="stretch")
 prepared = st.session_state.get(BATCH_REPORT)
 if middle.button("Prepare the report (PDF and HTML)", width="stretch", key="hv_batch_prepare",
                  icon=":material/description:"):
     with st.spinner("Drawing a Grad-CAM map for every cell…"):
-        report = build_batch_report(caches.classifier(), cells, skipped, initials=initials, review_note=note)
+        report = build_batch_report(caches.classifier(), exported, exported_skipped, initials=initials,
+                                    review_note=note, signed_in=signed_in)
         prepared = (signature, batch_report_pdf(report), batch_report_html(report))
         st.session_state[BATCH_REPORT] = prepared
 if prepared and prepared[0] == signature:

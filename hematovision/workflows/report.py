@@ -108,6 +108,7 @@ class BatchReport:
     other_types_checked: bool = False  # the model has an other-cell-type detector
     initials: str = ""  # the reviewer's, from the Batch page or a review file
     review_note: str = ""
+    signed_in: str = ""  # who was signed in to the app (issue 17), when sign-in is on
 
     @property
     def other_cells(self) -> list[BatchCell]:
@@ -120,14 +121,14 @@ class BatchReport:
 
 def build_batch_report(classifier: Classifier, cells: list[BatchCell], skipped: list[Skipped] | None = None,
                        title: str = "White-cell differential", initials: str = "",
-                       review_note: str = "") -> BatchReport:
+                       review_note: str = "", signed_in: str = "") -> BatchReport:
     """Everything both formats show, computed once (one Grad-CAM per cell)."""
     overlays = {cell.key: _gradcam_overlay(classifier, cell.prediction, side=128) for cell in cells}
     return BatchReport(title=title, created=_timestamp(), model=model_summary(classifier),
                        differential=differential(cells), cells=list(cells), overlays=overlays,
                        skipped=list(skipped or []), images=len({cell.image_sha256 for cell in cells}),
                        other_types_checked=classifier.trust.other_types is not None, initials=initials.strip(),
-                       review_note=review_note.strip())
+                       review_note=review_note.strip(), signed_in=signed_in.strip())
 
 
 def other_types_note(checked: bool) -> str:
@@ -260,7 +261,8 @@ def _change_line(cell: BatchCell, initials: str, overlay_jpeg: bytes) -> ChangeL
 
 
 def _reviewer_line(report: BatchReport) -> str:
-    parts = ([f"Reviewer: {report.initials}."] if report.initials else []) + (
+    parts = ([f"Signed in as: {report.signed_in}."] if report.signed_in else []) + (
+        [f"Reviewer: {report.initials}."] if report.initials else []) + (
         [f"Note: {report.review_note}"] if report.review_note else [])
     return " ".join(parts)
 

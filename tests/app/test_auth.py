@@ -7,6 +7,8 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from app.state import BATCH_REPORT
+from hematovision.workflows.samples import list_samples
 from tests.app.driver import APP, TIMEOUT
 from tests.app.pages import PAGES
 
@@ -57,3 +59,14 @@ def test_each_named_provider_gets_its_own_button():
     auth["hospital_sso"] = dict(auth["microsoft"])
     at = app_with_auth({"is_logged_in": False}, auth).run()
     assert buttons(at) == ["Sign in with Microsoft", "Sign in with Hospital Sso"]
+
+
+def test_the_batch_report_names_the_signed_in_reviewer():
+    at = app_with_auth({"is_logged_in": True, "name": "Dr Ada Lovelace", "email": "ada@example.org"}).run()
+    at.switch_page("app_pages/batch.py").run()
+    at.file_uploader[0].set_value([(s.path.name, s.read_bytes(), "image/jpeg") for s in list_samples()[:2]]).run()
+    at.button(key="hv_batch_classify").click().run(timeout=TIMEOUT * 2)
+    at.button(key="hv_batch_prepare").click().run(timeout=TIMEOUT * 2)
+    assert not at.exception, at.exception
+    _, pdf, html = at.session_state[BATCH_REPORT]
+    assert "Signed in as: Dr Ada Lovelace." in html

@@ -15,11 +15,13 @@ from streamlit.testing.v1 import AppTest
 
 from app.state import (
     BATCH,
+    BATCH_REPORT,
     BATCH_UPLOADER,
     CURRENT_IMAGE,
     EXPLAIN_SETTINGS,
     LAB_PROFILE,
     PROFILE_UPLOADER,
+    PSEUDONYMISE_BATCH,
     REVIEW_UPLOADER,
     review_key,
 )
@@ -85,6 +87,16 @@ def test_batch_page_classifies_twenty_cells_and_a_review_changes_the_differentia
     assert not at.exception, at.exception
     labels = [b.proto.label for b in at.get("download_button")]
     assert {"Download CSV of all cells", "Download PDF report", "Download HTML report"} <= set(labels)
+    # The exports call the images image-001, …; the key stays on the page (issue 17).
+    assert at.toggle(key=PSEUDONYMISE_BATCH).value
+    key = table_with(at, "In the exports")
+    assert len(key) == 21 and "image-001" in set(key["In the exports"]) and "not-a-cell.png" in set(key["File"])
+    _, pdf, html = at.session_state[BATCH_REPORT]
+    assert "image-001" in html
+    for name in ("neutrophil-1.jpeg", "slide-2.zip", "not-a-cell.png"):
+        assert name not in html and name.encode() not in pdf
+    at.toggle(key=PSEUDONYMISE_BATCH).set_value(False).run()
+    assert "Download PDF report" not in [b.proto.label for b in at.get("download_button")]  # prepare again
     # Reviews survive a trip to another page.
     at.switch_page("app_pages/model.py").run()
     at.switch_page("app_pages/batch.py").run()
