@@ -7,6 +7,7 @@ import numpy as np
 import streamlit as st
 
 from app import caches, state
+from app.auth import signed_in_name
 from app.state import (
     CELL_INDEX,
     IMAGE_REPORT,
@@ -200,7 +201,7 @@ def image_report_section(image: CurrentImage, cells: list[Prediction], cell_inde
     if pseudonymise:
         st.caption(f"The report calls the image **{name_in_report}**; its file name, {image.name!r}, "
                    "is shown only here.")
-    built_from = (image.digest, cell_index, state.lab_profile_id(), name_in_report,
+    built_from = (image.digest, cell_index, state.lab_profile_id(), name_in_report, signed_in_name(),
                   tuple(sorted((m, e.target, str(e.params)) for m, e in explanations.items())))
     stem = f"hematovision-report-{image.short_id}" + (f"-cell{cell_index + 1}" if len(cells) > 1 else "")
     left, middle, right = st.columns(3, vertical_alignment="center")
@@ -210,7 +211,7 @@ def image_report_section(image: CurrentImage, cells: list[Prediction], cell_inde
             report = build_image_report(caches.classifier(), name_in_report,
                                         caches.decoded_image(image.digest, image.data), cells[cell_index],
                                         cells_in_image=len(cells), cell_number=cell_index + 1,
-                                        explanations=explanations)
+                                        explanations=explanations, signed_in=signed_in_name() or "")
             st.session_state[IMAGE_REPORT] = (built_from, image_report_pdf(report), image_report_html(report))
     prepared = st.session_state.get(IMAGE_REPORT)
     if prepared and prepared[0] == built_from:

@@ -309,11 +309,12 @@ class ImageReport:
     cells_in_image: int
     cell_number: int
     advice: str = ""  # what the prediction's status means and what to do (TrustModel.advice)
+    signed_in: str = ""  # who was signed in to the app (issue 17), when sign-in is on
 
 
 def build_image_report(classifier: Classifier, image_name: str, original: np.ndarray, prediction: Prediction,
                        cells_in_image: int = 1, cell_number: int = 1,
-                       explanations: dict[str, Explanation] | None = None) -> ImageReport:
+                       explanations: dict[str, Explanation] | None = None, signed_in: str = "") -> ImageReport:
     """The image, its prediction, the probability chart and the four overlays.
 
     ``explanations`` can pass maps the app already computed (same cell, same class);
@@ -332,7 +333,8 @@ def build_image_report(classifier: Classifier, image_name: str, original: np.nda
     return ImageReport(name=image_name, created=_timestamp(), model=model_summary(classifier), prediction=prediction,
                        original_jpeg=jpeg_bytes(np.asarray(preview)), chart_png=charts.probability_png(prediction),
                        explanations=made, cells_in_image=cells_in_image, cell_number=cell_number,
-                       advice=classifier.trust.advice(prediction.status, prediction.other_type))
+                       advice=classifier.trust.advice(prediction.status, prediction.other_type),
+                       signed_in=signed_in.strip())
 
 
 @dataclass(frozen=True)
@@ -374,6 +376,8 @@ def _image_facts(report: ImageReport) -> list[str]:
         facts.append(f"Looks most like: {looks_like(p)}{chance}")
     if not p.box.found:
         facts.append("No white-cell nucleus was found; the model looked at the image centre.")
+    if report.signed_in:
+        facts.append(f"Prepared by: {report.signed_in} (signed in)")
     return facts
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from app.state import BATCH_REPORT
+from app.state import BATCH_REPORT, IMAGE_REPORT
 from hematovision.workflows.samples import list_samples
 from tests.app.driver import APP, TIMEOUT
 from tests.app.pages import PAGES
@@ -70,3 +70,12 @@ def test_the_batch_report_names_the_signed_in_reviewer():
     assert not at.exception, at.exception
     _, pdf, html = at.session_state[BATCH_REPORT]
     assert "Signed in as: Dr Ada Lovelace." in html
+
+
+def test_the_one_image_report_names_the_signed_in_user():
+    at = app_with_auth({"is_logged_in": True, "name": "Dr Ada Lovelace", "email": "ada@example.org"}).run()
+    at.switch_page("app_pages/classify.py").run()
+    at.button(key="sample_neutrophil-1").click().run()
+    at.button(key="hv_prepare_image_report").click().run(timeout=TIMEOUT * 2)
+    assert not at.exception, at.exception
+    assert "Prepared by: Dr Ada Lovelace (signed in)" in at.session_state[IMAGE_REPORT][2]
