@@ -127,7 +127,7 @@ def test_batch_page_lists_other_cells_apart_and_warns_about_an_unfamiliar_lab(mo
     assert any("Looks most like **an erythroblast (nucleated red cell)** (91% that it is none of the four)"
                in m.value for m in at.markdown)
     assert at.button(key=f"hv_batch_other_explain_{cells[3].key}")  # opens the cell on the Explain page
-    table = at.dataframe[-1].value
+    table = table_with(at, "Counted as")
     assert list(table["Counted as"]) == ["Neutrophil", "Neutrophil", "Lymphocyte", "other cell, review",
                                          "not classed", "Eosinophil"]
 
