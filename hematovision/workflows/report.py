@@ -485,6 +485,19 @@ def _model_section(pdf, model_text: str, accuracy: list[str]) -> None:
         _text(pdf, "• " + line)
 
 
+def _picture_row(pdf, pictures: list[bytes], text: str) -> None:
+    """One line of the PDF: small 10 mm pictures side by side, then the text beside them."""
+    if pdf.get_y() + 12 > pdf.h - pdf.b_margin:
+        pdf.add_page()
+    top = pdf.get_y()
+    for number, picture in enumerate(pictures):
+        pdf.image(io.BytesIO(picture), x=pdf.l_margin + 11 * number, y=top, w=10, h=10)
+    pdf.set_xy(pdf.l_margin + 11 * len(pictures) + 1, top + 1)
+    pdf.set_font("DejaVu", "", 8)
+    pdf.multi_cell(0, 4, text, new_x="LMARGIN", new_y="NEXT")
+    pdf.set_y(max(pdf.get_y(), top + 11))
+
+
 def batch_report_pdf(report: BatchReport) -> bytes:
     contents = batch_contents(report)
     pdf = _start(contents.title, contents.created)
@@ -508,29 +521,14 @@ def batch_report_pdf(report: BatchReport) -> bytes:
         _text(pdf, CHANGES_INTRO, size=8)
         pdf.ln(1)
         for change in contents.changes:
-            if pdf.get_y() + 12 > pdf.h - pdf.b_margin:
-                pdf.add_page()
-            top = pdf.get_y()
-            pdf.image(io.BytesIO(change.thumbnail), x=pdf.l_margin, y=top, w=10, h=10)
-            pdf.image(io.BytesIO(change.overlay), x=pdf.l_margin + 11, y=top, w=10, h=10)
-            pdf.set_xy(pdf.l_margin + 23, top + 1)
-            pdf.set_font("DejaVu", "", 8)
-            pdf.multi_cell(0, 4, f"{change.text} · changed by {change.initials}", new_x="LMARGIN", new_y="NEXT")
-            pdf.set_y(max(pdf.get_y(), top + 11))
+            _picture_row(pdf, [change.thumbnail, change.overlay], f"{change.text} · changed by {change.initials}")
         pdf.ln(2)
     if contents.other_cells:
         _heading(pdf, "Other cells, review")
         _text(pdf, OTHER_CELLS_INTRO, size=8)
         pdf.ln(1)
         for other in contents.other_cells:
-            if pdf.get_y() + 12 > pdf.h - pdf.b_margin:
-                pdf.add_page()
-            top = pdf.get_y()
-            pdf.image(io.BytesIO(other.thumbnail), x=pdf.l_margin, y=top, w=10, h=10)
-            pdf.set_xy(pdf.l_margin + 12, top + 1)
-            pdf.set_font("DejaVu", "", 8)
-            pdf.multi_cell(0, 4, other.text, new_x="LMARGIN", new_y="NEXT")
-            pdf.set_y(max(pdf.get_y(), top + 11))
+            _picture_row(pdf, [other.thumbnail], other.text)
         pdf.ln(2)
     _model_section(pdf, contents.model_text, contents.accuracy)
     pdf.ln(2)
