@@ -290,6 +290,11 @@ def review_file_panel(batch: dict) -> None:
                              key="hv_review_save")
         load.file_uploader("Resume review (.json)", type=["json"], key=REVIEW_UPLOADER, on_change=resume_review,
                            help="A review file saved here, for the same images and this model.")
+        if st.session_state.get(REVIEW_UPLOADER) is not None:
+            # The uploader reads its file when it changes; a batch classified anew needs a nudge.
+            load.button("Apply this file to the batch again", key="hv_review_reapply", on_click=resume_review,
+                        icon=":material/replay:",
+                        help="After pressing Classify again, the file above is not read again by itself.")
         if message is not None:
             kind, text, unmatched = message
             {"error": st.error, "warning": st.warning, "success": st.success}[kind](text)

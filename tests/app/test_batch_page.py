@@ -276,6 +276,13 @@ def test_a_review_saved_as_a_file_resumes_in_a_fresh_session_exactly_as_it_was(s
     assert what_the_page_shows(fresh) == before
     assert fresh.text_input(key="hv_review_initials_input").value == "JK"
 
+    # Classified anew, the batch starts unreviewed; the file still in the uploader is applied again on request.
+    fresh.button(key="hv_batch_classify").click().run(timeout=TIMEOUT * 2)
+    assert what_the_page_shows(fresh)[2] == "0 / 20"
+    fresh.button(key="hv_review_reapply").click().run()
+    assert not fresh.exception, fresh.exception
+    assert what_the_page_shows(fresh) == before
+
     # A file for another model, or a damaged one, is refused and leaves the resumed review alone.
     other_model = json.loads(saved) | {"model_sha256": "0" * 64}
     for data, message in ((json.dumps(other_model).encode(), "made with another model"),
