@@ -78,6 +78,7 @@ def explanation_key(
     return (digest, method, target or "", tuple(sorted((str(k), v) for k, v in params.items())), int(seed))
 
 
-def teaching_explanation_key(digest: str) -> tuple:
-    """Key of the Grad-CAM map for the first (most strongly stained) white cell of an image."""
-    return explanation_key(f"{digest}/cell0", TEACHING_METHOD, None, {}, TEACHING_SEED)
+def teaching_explanation_key(digest: str, target: str | None = None) -> tuple:
+    """Key of the Grad-CAM map for the first (most strongly stained) white cell of an image:
+    evidence for ``target`` (a class name), or for the model's own answer when None."""
+    return explanation_key(f"{digest}/cell0", TEACHING_METHOD, target, {}, TEACHING_SEED)

@@ -92,8 +92,10 @@ def model_prediction(cell: QuizCell) -> Prediction:
 
 
 def model_map(cell: QuizCell, prediction: Prediction) -> Explanation:
-    """The Grad-CAM map of the model's answer on its crop, cached."""
-    key = teaching_explanation_key(image_digest(cell.read_bytes()))
+    """The Grad-CAM map of the evidence for the cell's true class on the model's crop, cached.
+    The student is asked where the deciding feature is, so the click is scored against the
+    evidence for the right answer, even when the model itself answers wrongly."""
+    key = teaching_explanation_key(image_digest(cell.read_bytes()), cell.class_name)
     return caches.explain_crop(key, prediction.model_input)
 
 
@@ -208,8 +210,8 @@ else:
             if answer.point is not None:
                 heat = mark_point(heat, answer.point)
             st.image(heat, width="stretch",
-                     caption=f"Grad-CAM for {display_name(prediction.label)}: red is the "
-                     "strongest evidence" + ("; the circle is your click" if answer.point else ""))
+                     caption=f"Grad-CAM for {true_name}, the true class: red is where the model sees the "
+                     "strongest evidence for it" + ("; the circle is your click" if answer.point else ""))
             if result is not None and result.score is None:
                 st.info("The map is flat, so there is no strongest part to point at.",
                         icon=":material/info:")

@@ -205,12 +205,13 @@ def test_a_click_is_recorded_and_scored_against_the_model_map(classifier):
     # The map with the click marked, and the share of its top 20% near the click, worked out
     # here from the model directly.
     prediction = classifier.predict_cells(first.read_bytes())[0]
-    heat = explain(classifier, prediction.model_input, method=TEACHING_METHOD, seed=TEACHING_SEED)
+    heat = explain(classifier, prediction.model_input, method=TEACHING_METHOD, target=first.class_name,
+                   seed=TEACHING_SEED)
     expected = format_percent(pointing_score(heat.attribution, (0.3, 0.6)), 0)
     assert metric(at, "Your click") == expected == metric(at, "Pointing")
     captions = image_captions(at)
-    assert f"Grad-CAM for {display_name(prediction.label)}: red is the strongest evidence; " \
-        "the circle is your click" in captions
+    assert f"Grad-CAM for {display_name(first.class_name)}, the true class: red is where the model sees the " \
+        "strongest evidence for it; the circle is your click" in captions
     text = " ".join(m.value for m in at.markdown)
     assert f"**{expected}** of the map's strongest 20% lies within the circle around your click, " \
         "whose radius is 25% of the image's width" in text
