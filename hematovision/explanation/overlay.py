@@ -25,6 +25,8 @@ import io
 import numpy as np
 from PIL import Image
 
+from hematovision.model.imaging import strip_metadata
+
 UNSIGNED_CMAP = "turbo"
 SIGNED_CMAP = "RdBu_r"
 VIEWS = ("both", "positive", "negative")
@@ -129,7 +131,7 @@ def overlay_png(image: np.ndarray, attribution: np.ndarray, signed: bool = False
     bar.ax.tick_params(labelsize=7)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
-    return buffer.getvalue()
+    return strip_metadata(buffer.getvalue())  # matplotlib writes its name and version as text
 
 
 def explanation_png(image: np.ndarray, explanation, opacity: float = 0.6,

@@ -38,7 +38,7 @@ from hematovision.model.classifier import (
     image_answer,
     load_classifier,
 )
-from hematovision.model.imaging import MAX_UPLOAD_BYTES, ImageError, load_image, strip_metadata
+from hematovision.model.imaging import MAX_UPLOAD_BYTES, ImageError, load_image
 
 EXPLAIN_FORMATS = ("png", "json")
 EXPLAIN_OPTIONS = ("method", "format", "target", "cell", "seed")
@@ -127,7 +127,7 @@ def create_app(classifier: Classifier | None = None, max_upload_bytes: int = MAX
         prediction = cells[cell - 1]
         explanation = explainer(prediction.model_input, target=target, seed=seed)
         if output == "png":
-            png = strip_metadata(explanation_png(prediction.model_input, explanation))
+            png = explanation_png(prediction.model_input, explanation)
             return Response(png, mimetype="image/png")
         return jsonify({
             "cell": cell,

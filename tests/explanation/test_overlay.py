@@ -77,6 +77,7 @@ def test_colour_bar_png_decodes(signed):
     picture = Image.open(io.BytesIO(data))
     picture.load()
     assert picture.format == "PNG" and picture.width > 100 and picture.height > 100
+    assert not picture.text  # no "Software: matplotlib" or any other text chunk leaves with it
 
 
 def test_explanation_png_uses_the_explanation():
