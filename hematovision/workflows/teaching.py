@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import signal
 
+from hematovision.explanation.faithfulness import pixel_order
 from hematovision.model.classifier import CLASS_NAMES, PROJECT_ROOT, display_name
 
 # ---------------------------------------------------------------------------
@@ -214,9 +215,9 @@ def top_region(attribution: np.ndarray, top_share: float = TOP_SHARE) -> np.ndar
     """Mask of the ``top_share`` highest-valued pixels (ties broken by position), leaving out
     pixels at the map's minimum: a map that is zero over 90% of the crop has a top 10%."""
     flat = np.asarray(attribution, dtype=np.float64).ravel()
-    count = max(1, int(round(top_share * flat.size)))
+    count = max(1, int(round(top_share * flat.size)))  # the same top set as faithfulness.top_iou
     mask = np.zeros(flat.size, dtype=bool)
-    mask[np.argsort(-flat, kind="stable")[:count]] = True
+    mask[pixel_order(flat)[:count]] = True
     mask &= flat > flat.min()
     return mask.reshape(np.shape(attribution))
 
