@@ -111,8 +111,8 @@ st.title("Quiz")
 st.markdown(
     "Name the white cell in each image, and click where you see what decides it (the "
     "nucleus lobes, the granules). Use the red cells (pink discs, 7–8 µm) as a ruler. "
-    "After each answer you see the data set's label, the model's answer and its Grad-CAM "
-    f"map, with the share of the map's strongest {TOP_SHARE:.0%} that lies within {NEAR}. "
+    "After each answer you see the data set's label, the model's answer and the Grad-CAM "
+    f"map of the evidence for the true class, with the share of the map's strongest {TOP_SHARE:.0%} that lies within {NEAR}. "
     "The cells are new to you and to the model: they come from held-out test splits, "
     "never trained on and never shown in the Atlas. Questions lean toward the classes you "
     "miss."
