@@ -22,8 +22,6 @@ import json
 import os
 import re
 import secrets
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,6 +35,11 @@ from datetime import date
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from scripts.loadtest import free_port, stop_group, wait_until_answering  # noqa: E402
+
 SAMPLE = REPO_ROOT / "samples" / "neutrophil-1.jpeg"
 GUNICORN = Path(sys.executable).with_name("gunicorn")
 STARTUP_TIMEOUT_S = 300
@@ -65,12 +68,6 @@ def children(pid: int) -> list[int]:
     return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def multipart(image: bytes) -> tuple[bytes, str]:
     boundary = uuid.uuid4().hex
     body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"cell.jpeg\"\r\n"
@@ -83,21 +80,6 @@ def post(url: str, token: str, body: bytes, content_type: str) -> int:
                                      headers={"Authorization": f"Bearer {token}", "Content-Type": content_type})
     with urllib.request.urlopen(request, timeout=600) as response:
         return response.status
-
-
-def wait_for_health(url: str, server: subprocess.Popen) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with status {server.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=5) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"no answer from {url}/health after {STARTUP_TIMEOUT_S} s")
 
 
 def serve_every_worker(url: str, token: str, workers: int, pids: set[int], log_path: Path) -> int:
@@ -151,7 +133,7 @@ def measure(workers: int, preload: bool, gradcam: bool, folder: Path) -> dict:
     run = {"workers": workers,
            "model_loaded": "once, before the fork (--preload)" if preload else "in each worker, after the fork"}
     try:
-        wait_for_health(url, server)
+        wait_until_answering(f"{url}/health", server, log_path, STARTUP_TIMEOUT_S)
         pids = set(children(server.pid))
         run["predict_requests"] = serve_every_worker(f"{url}/predict", token, workers, pids, log_path)
         run.update(server_memory(server.pid, pids))
@@ -159,12 +141,7 @@ def measure(workers: int, preload: bool, gradcam: bool, folder: Path) -> dict:
             run["gradcam_requests"] = serve_every_worker(f"{url}/explain", token, workers, pids, log_path)
             run["after_gradcam"] = server_memory(server.pid, pids)
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+        stop_group(server)
     return run
 
 

@@ -31,6 +31,7 @@ import gc
 import json
 import os
 import re
+import signal
 import socket
 import statistics
 import subprocess
@@ -152,7 +153,7 @@ def streamlit_server(log: Path) -> Iterator[tuple[str, subprocess.Popen]]:
                                   env={**os.environ, "PYTHONUNBUFFERED": "1"})
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_until_healthy(url, server, log)
+        wait_until_answering(f"{url}/_stcore/health", server, log, SERVER_START_S)
         yield url, server
     finally:
         server.terminate()
@@ -163,21 +164,32 @@ def streamlit_server(log: Path) -> Iterator[tuple[str, subprocess.Popen]]:
             server.wait()
 
 
-def _wait_until_healthy(url: str, server: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + SERVER_START_S
+def stop_group(server: subprocess.Popen, timeout_s: float = 60) -> None:
+    """Stop a server started with ``start_new_session=True`` and every process it forked
+    (gunicorn's workers): SIGTERM to the group, SIGKILL if it has not gone by ``timeout_s``."""
+    os.killpg(server.pid, signal.SIGTERM)
+    try:
+        server.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+
+
+def wait_until_answering(url: str, server: subprocess.Popen, log: Path, timeout_s: float) -> None:
+    """Poll ``url`` until it answers 200; RuntimeError, with the end of the server's ``log``,
+    if the server exits first or ``timeout_s`` passes."""
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise RuntimeError(f"streamlit exited with {server.returncode}:\n"
-                               f"{log.read_text()[-4000:]}")
+            raise RuntimeError(f"the server exited with {server.returncode}:\n{log.read_text()[-4000:]}")
         try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=5) as answer:
+            with urllib.request.urlopen(url, timeout=5) as answer:
                 if answer.status == 200:
                     return
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             pass
         time.sleep(0.5)
-    raise RuntimeError(f"streamlit did not answer {url}/_stcore/health within {SERVER_START_S} s:\n"
-                       f"{log.read_text()[-4000:]}")
+    raise RuntimeError(f"the server did not answer {url} within {timeout_s} s:\n{log.read_text()[-4000:]}")
 
 
 # ---------------------------------------------------------------------------

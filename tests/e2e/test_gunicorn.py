@@ -12,7 +12,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from scripts.loadtest import free_port, stop_group, wait_until_answering
 from tests.conftest import REPO_ROOT
 
 GUNICORN = Path(sys.executable).with_name("gunicorn")
@@ -30,12 +30,6 @@ SAMPLE = REPO_ROOT / "samples" / "neutrophil-1.jpeg"
 CONFIG = "python:hematovision.interfaces.gunicorn_conf"
 STARTUP_S = 300  # two workers each load the model; the machine may be busy
 PATIENT_FILE_NAME = "PATIENT-12345.jpeg"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def environment(**settings: str) -> dict[str, str]:
@@ -78,24 +72,10 @@ def server(tmp_path_factory):
                                    stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + STARTUP_S
-        while True:
-            assert process.poll() is None, f"gunicorn exited ({process.returncode}): {log.read_text()[-3000:]}"
-            try:
-                if call(f"{url}/health")[0] == 200:
-                    break
-            except (urllib.error.URLError, ConnectionError):
-                pass
-            assert time.monotonic() < deadline, f"no /health after {STARTUP_S} s: {log.read_text()[-3000:]}"
-            time.sleep(0.5)
+        wait_until_answering(f"{url}/health", process, log, STARTUP_S)
         yield url, process, tokens_file, log
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_group(process)
 
 
 def test_gunicorn_serves_the_api_to_a_token_only(server, classifier):

@@ -8,7 +8,6 @@ import json
 import logging
 import os
 import secrets
-import socket
 import subprocess
 import sys
 
@@ -26,6 +25,7 @@ from hematovision.interfaces.api_security import (
     is_loopback,
 )
 from hematovision.model.classifier import CLASS_NAMES
+from scripts.loadtest import free_port
 from tests.conftest import REPO_ROOT
 from tests.synthetic import SMEAR, encode
 
@@ -170,12 +170,6 @@ def test_loopback_needs_no_token(host):
 
 def test_with_tokens_any_address_may_be_used(tokens_file):
     check_bind("0.0.0.0", SecuritySettings.from_environment({TOKENS_FILE_ENV: str(tokens_file)}))
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def run_cli(args: list[str], environ: dict[str, str]) -> subprocess.CompletedProcess:
