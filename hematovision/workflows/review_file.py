@@ -149,10 +149,12 @@ def _place(cell: BatchCell) -> tuple[str, tuple[int, int, int]]:
 def review_of(cells: list[BatchCell], model_sha256: str, lab_profile: str = "", initials: str = "",
               note: str = "") -> Review:
     """The batch's review as it stands, ready to save."""
-    return Review(cells=[CellReview(image_sha256=place[0], box=place[1], file=cell.file, model_label=cell.predicted,
-                                    model_status=cell.status, reviewed=cell.reviewed)
-                         for cell, place in ((cell, _place(cell)) for cell in cells)],
-                  model_sha256=model_sha256, lab_profile=lab_profile, initials=initials.strip()[:MAX_INITIALS],
+    saved = []
+    for cell in cells:
+        image, box = _place(cell)
+        saved.append(CellReview(image_sha256=image, box=box, file=cell.file, model_label=cell.predicted,
+                                model_status=cell.status, reviewed=cell.reviewed))
+    return Review(cells=saved, model_sha256=model_sha256, lab_profile=lab_profile, initials=initials.strip()[:MAX_INITIALS],
                   note=note.strip()[:MAX_NOTE])
 
 
