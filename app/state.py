@@ -70,6 +70,12 @@ def review_key(batch_id: str, cell_key: str) -> str:
     return f"hv_review_{batch_id}_{cell_key}"
 
 
+def card_key(cell_key: str) -> str:
+    """The bordered card of one batch cell: "hv_card_<sha256>_<cell number>", a valid CSS class
+    name once Streamlit prefixes it with "st-key-" (a cell key's ':' would need escaping)."""
+    return "hv_card_" + cell_key.replace(":", "_")
+
+
 def quiz_choice_key(quiz: Quiz) -> str:
     """The answer radio of the quiz's current question: fresh for every question and run."""
     return f"hv_quiz_choice_{quiz.seed}_{quiz.position}"

@@ -22,6 +22,7 @@ from app.state import (
     REVIEW_MESSAGE,
     REVIEW_NOTE,
     REVIEW_UPLOADER,
+    card_key,
     review_key,
     uploaded_image,
 )
@@ -438,7 +439,8 @@ if not shown:
 for start in range(0, len(shown[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]), COLUMNS):
     row = st.columns(COLUMNS)
     for column, cell in zip(row, shown[(page - 1) * PAGE_SIZE + start: (page - 1) * PAGE_SIZE + start + COLUMNS]):
-        with column.container(border=True):
+        # The key gives the card a stable CSS class (st-key-…), which the browser tests find it by.
+        with column.container(border=True, key=card_key(cell.key)):
             st.image(cell.thumbnail, width=120)
             where = f" · cell {cell.cell_number} of {cell.cells_in_image}" if cell.cells_in_image > 1 else ""
             st.caption(f"{cell.file}{where}")

@@ -7,10 +7,12 @@ server and the browser); the review file goes through the browser's own download
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
 
+from app.state import card_key
 from hematovision.model.classifier import display_name
 from tests.conftest import REPO_ROOT
 from tests.e2e.test_browser import ARTIFACTS, STEP_S, app_url, browser, screenshot  # noqa: F401 (fixtures)
@@ -50,11 +52,11 @@ def differential_table(page: Page) -> str:
     return page.get_by_test_id("stDataFrame").filter(has_text="95% interval").inner_text()
 
 
-def review_box(page: Page, file_name: str):
-    """The 'Reviewed as' box on the card of this file's cell (uploads finish in any order, so a
-    fresh session may list the cells in another order)."""
-    card = page.get_by_test_id("stVerticalBlock").filter(has=page.get_by_text(file_name, exact=True))
-    return card.filter(has=page.get_by_test_id("stSelectbox")).last.get_by_test_id("stSelectbox")
+def review_box(page: Page, image: Path):
+    """The 'Reviewed as' box on the card of this image's (only) cell. Uploads finish in any order,
+    so the card is found by its key, which holds the image's sha256, not by its place."""
+    digest = hashlib.sha256(image.read_bytes()).hexdigest()
+    return page.locator(f".st-key-{card_key(f'{digest}:1')}").get_by_test_id("stSelectbox")
 
 
 def choose(page: Page, selectbox, option: str) -> None:
@@ -81,7 +83,7 @@ def test_a_review_saved_to_a_file_resumes_after_a_reload(browser: Browser, app_u
     first_call = classifier.predict_cells(FILES[0].read_bytes())[0].label
     moved_to = "Monocyte" if first_call != "MONOCYTE" else "Lymphocyte"
     page = fresh_batch(browser, app_url)
-    choose(page, review_box(page, FILES[0].name), moved_to)
+    choose(page, review_box(page, FILES[0]), moved_to)
     expect(metric(page, "Changed by you")).to_have_text("1")
     open_review_panel(page)
     initials = page.get_by_role("textbox", name="Reviewer initials")
@@ -97,7 +99,7 @@ def test_a_review_saved_to_a_file_resumes_after_a_reload(browser: Browser, app_u
 
     page = fresh_batch(browser, app_url)
     expect(metric(page, "Reviewed")).to_have_text(f"0 / {len(FILES)}")
-    expect(review_box(page, FILES[0].name).get_by_role("combobox")).to_have_value("Not reviewed")
+    expect(review_box(page, FILES[0]).get_by_role("combobox")).to_have_value("Not reviewed")
     open_review_panel(page)
     resume = page.get_by_test_id("stFileUploader").filter(has_text="Resume review")
     resume.locator("input[type=file]").set_input_files(
@@ -106,7 +108,7 @@ def test_a_review_saved_to_a_file_resumes_after_a_reload(browser: Browser, app_u
         f"{len(FILES)} cells matched")
     expect(metric(page, "Reviewed")).to_have_text(f"1 / {len(FILES)}")
     expect(metric(page, "Changed by you")).to_have_text("1")
-    expect(review_box(page, FILES[0].name).get_by_role("combobox")).to_have_value(moved_to)
+    expect(review_box(page, FILES[0]).get_by_role("combobox")).to_have_value(moved_to)
     expect(page.get_by_role("textbox", name="Reviewer initials")).to_have_value("JK")
     assert differential_table(page) == before
     assert display_name(first_call) != moved_to
