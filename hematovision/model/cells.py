@@ -86,11 +86,12 @@ def locate_white_cells(rgb: np.ndarray) -> list[CellBox]:
     labels, count = ndimage.label(merged)
     boxes: list[CellBox] = []
     if count:
-        index = np.arange(1, count + 1)
-        sizes = ndimage.sum(merged, labels, index=index)
-        # Rank by stain mass, not area: a ring of pale red-cell rims can be as big as a
-        # nucleus but is far less strongly stained.
-        mass = ndimage.sum(np.where(mask, cue, 0.0), labels, index=index)
+        # Per-blob sums as histograms over the labels (what ndimage.sum computes, in a
+        # fraction of its time). Rank by stain mass, not area: a ring of pale red-cell rims
+        # can be as big as a nucleus but is far less strongly stained.
+        flat_labels = labels.ravel()
+        sizes = np.bincount(flat_labels, minlength=count + 1)[1:].astype(np.float64)
+        mass = np.bincount(flat_labels, weights=np.where(mask, cue, 0.0).ravel(), minlength=count + 1)[1:]
         minimum = max(MIN_NUCLEUS_FRACTION * mask.size, MIN_SHARE_OF_BIGGEST * sizes.max())
         extents = ndimage.find_objects(labels)  # each blob's bounding slices, found once
         own_boxes = [_box_around([extent], step) for extent in extents]

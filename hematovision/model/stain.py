@@ -43,9 +43,30 @@ def background_colour(rgb: np.ndarray) -> np.ndarray:
     pixels = np.asarray(rgb).reshape(-1, 3)
     if len(pixels) > 40_000:  # a large photo: a regular subsample is as good and far faster
         pixels = pixels[:: len(pixels) // 20_000]
-    brightness = pixels.astype(np.int32).sum(axis=1)
-    cut = np.partition(brightness, int(len(brightness) * (1 - BACKGROUND_SHARE)))[int(len(brightness) * (1 - BACKGROUND_SHARE))]
-    return np.median(pixels[brightness >= cut], axis=0).astype(np.float32)
+    if pixels.dtype != np.uint8:
+        brightness = pixels.astype(np.int32).sum(axis=1)
+        cut = np.partition(brightness, int(len(brightness) * (1 - BACKGROUND_SHARE)))[
+            int(len(brightness) * (1 - BACKGROUND_SHARE))]
+        return np.median(pixels[brightness >= cut], axis=0).astype(np.float32)
+    # 8-bit pixels (every loaded image): the same cut and medians read off histograms, exactly,
+    # in a fifth of the time of sorting. It runs up to three times per prediction.
+    channels = np.ascontiguousarray(pixels.T)
+    brightness = channels[0].astype(np.uint16)
+    brightness += channels[1]
+    brightness += channels[2]
+    cut = _kth_smallest(np.bincount(brightness, minlength=766), int(len(brightness) * (1 - BACKGROUND_SHARE)))
+    bright = channels[:, brightness >= cut]
+    middle = (bright.shape[1] - 1) // 2, bright.shape[1] // 2
+    medians = []
+    for channel in bright:
+        counts = np.bincount(channel, minlength=256)
+        medians.append((_kth_smallest(counts, middle[0]) + _kth_smallest(counts, middle[1])) / 2)
+    return np.array(medians, np.float32)
+
+
+def _kth_smallest(counts: np.ndarray, k: int) -> int:
+    """The value at sorted position ``k`` (0-based) of the numbers counted in ``counts``."""
+    return int(np.searchsorted(np.cumsum(counts), k, side="right"))
 
 
 def white_balance(rgb: np.ndarray, background: np.ndarray | None = None, as_float: bool = False) -> np.ndarray:

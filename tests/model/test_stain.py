@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from hematovision.model.stain import REFERENCE_MEAN, REFERENCE_STD, lab_statistics, normalise_stain
+from hematovision.model.imaging import load_image
+from hematovision.model.stain import (
+    REFERENCE_MEAN,
+    REFERENCE_STD,
+    background_colour,
+    lab_statistics,
+    normalise_stain,
+)
+from hematovision.workflows.samples import list_samples
 from tests.synthetic import synthetic_smear
 
 
@@ -58,3 +66,17 @@ def test_an_unknown_normalisation_is_refused_by_name():
 
     with pytest.raises(ValueError, match="background, background_lightness, reinhard, none"):
         normalise_colour(np.zeros((8, 8, 3), np.uint8), "histogram")
+
+
+def test_the_histogram_background_colour_is_exactly_the_sorted_one():
+    """8-bit images take a histogram shortcut; any other dtype sorts. Both must give the same
+    colour, to the bit, or every prediction would move (even counts, odd counts, one pixel)."""
+    rng = np.random.default_rng(3)
+    images = [load_image(sample.path) for sample in list_samples()] + [
+        rng.integers(0, 256, (1200, 1600, 3), np.uint8),  # subsampled
+        rng.integers(0, 256, (31, 17, 3), np.uint8),
+        np.full((50, 50, 3), 200, np.uint8),
+        np.zeros((1, 1, 3), np.uint8),
+    ]
+    for image in images:
+        assert np.array_equal(background_colour(image), background_colour(image.astype(np.float32)))
