@@ -143,7 +143,8 @@ def load_profile_file() -> None:
         return
     try:
         profile = LabProfile.from_bytes(uploaded.getvalue())
-        profile.check_model(caches.get_classifier().model_sha256)
+        shipped = caches.get_classifier()
+        profile.check_model(shipped.model_sha256, shipped.backend.precision)
     except LabProfileError as exc:
         st.session_state[PROFILE_MESSAGE] = ("error", f"{exc} The model is used as it was.")
         return

@@ -21,6 +21,7 @@ from hematovision.model.model_card import (
     load_model_card,
     model_file_check,
     per_class_rows,
+    precision_rows,
     status_rows,
 )
 from hematovision.model.trust import STATUS_TEXT
@@ -416,6 +417,31 @@ if fields:
     st.dataframe(rows, hide_index=True, width="stretch", key="fields_table")
 
 # ---------------------------------------------------------------------------
+# The network that answers
+# ---------------------------------------------------------------------------
+st.header("Which network gives the answers?")
+backend = caches.get_classifier().backend
+if backend.name == "openvino" and backend.precision == "int8":
+    st.markdown(
+        "Predictions, LIME, SHAP, occlusion and the faithfulness curves run on **OpenVINO int8**: this model "
+        "quantised after training (NNCF, calibrated on training images only), 2–4× faster on these CPUs, with "
+        "its own temperature, abstain threshold and trust checks fitted the same way as the full-precision "
+        "network's, on its own features. The gradient maps (Grad-CAM, Grad-CAM++, Integrated Gradients, "
+        "SmoothGrad) need TensorFlow and use the full-precision (f32) network. The figures above describe "
+        "the f32 network; this table puts int8 beside it on the same test images."
+    )
+else:
+    st.markdown(f"Predictions run on **{backend.name} {backend.precision}**; the figures above describe this "
+                "full-precision network.")
+rows = precision_rows(card)
+if rows:
+    st.dataframe(rows, hide_index=True, width="stretch", key="precision_table",
+                 column_config={k: percent for k in ("ECE f32", "ECE int8", "Unfamiliar lab, f32",
+                                                     "Unfamiliar lab, int8")})
+    st.caption("`" + card.raw["openvino_int8"]["against_f32"].get("command", "python -m training.precision")
+               + "`. Set `HEMATOVISION_PRECISION=f32` (or `--precision f32` on the command line) for the f32 network.")
+
+# ---------------------------------------------------------------------------
 # Training and data
 # ---------------------------------------------------------------------------
 st.header("How it was made")
@@ -475,6 +501,15 @@ if evaluation.command:
     commands.append(("Evaluate", evaluation.command))
 if profiles and profiles.command:
     commands.append(("Measure lab profiles", profiles.command))
+quantised, int8_trust = card.raw.get("openvino_int8") or {}, card.trust_int8
+if quantised.get("command"):
+    commands.append(("Quantise to int8", quantised["command"]))
+if int8_trust and int8_trust.command:
+    commands.append(("Fit int8's calibration and OOD check", int8_trust.command))
+if int8_trust and int8_trust.other_types and int8_trust.other_types.command:
+    commands.append(("Fit int8's other-cell-type detector", int8_trust.other_types.command))
+if (quantised.get("against_f32") or {}).get("command"):
+    commands.append(("Measure int8 against f32", quantised["against_f32"]["command"]))
 for title, command in commands:
     st.markdown(f"**{title}**")
     st.code(command, language="bash", wrap_lines=True)

@@ -18,6 +18,11 @@ For a trained model (default: the shipped one) this fits, and stores beside the 
 
 The other-cell-type detector is fitted after this, by ``training.other_types``.
 
+``--precision int8`` fits the same checks to the int8 network (``training.quantize_int8``)
+on its own features, into the card's ``trust_int8`` section and ``ood-reference.int8.npz``:
+quantisation moves the features enough that f32's distances flag three times as many
+cells.
+
 Validation images are exactly those the training run held out: Kaggle TRAIN's
 validation cells (``data.split_cells``) and PBC's validation split (``data.split_pbc``),
 for whichever sources the model was trained on. Test splits are never read here.
@@ -54,6 +59,8 @@ from training import data
 from training.nonblood import validation_non_blood_images
 
 OOD_FILE = "ood-reference.npz"
+# Each precision with its own trust checks: (card section, file-name infix).
+TRUST_PRECISIONS = {"f32": ("trust", ""), "int8": ("trust_int8", ".int8")}
 # Kaggle TRAIN holds ~36 near-identical augmented images per cell; a few per cell
 # describe the training distribution as well and keep fitting fast.
 OOD_IMAGES_PER_KAGGLE_CELL = 8
@@ -64,6 +71,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--pbc-dir", type=Path, default=None)
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_PATH)
+    parser.add_argument("--precision", choices=sorted(TRUST_PRECISIONS), default="f32",
+                        help="the OpenVINO network to fit the checks to")
     parser.add_argument("--target-accuracy", type=float, default=0.98)
     parser.add_argument("--ood-flag-rate", type=float, default=0.015)
     parser.add_argument("--ood-far-flag-rate", type=float, default=0.02)
@@ -75,6 +84,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.pbc_dir is None:
         args.pbc_dir = args.data_dir.parent / "pbc"
     return args
+
+
+def trust_file(name: str, precision: str) -> str:
+    """``ood-reference.npz`` -> ``ood-reference.int8.npz`` for the int8 network's checks."""
+    stem, suffix = name.rsplit(".", 1)
+    return f"{stem}{TRUST_PRECISIONS[precision][1]}.{suffix}"
+
+
+def script_command(script: str, args) -> str:
+    """The command line that refits this, as the card records it."""
+    return (f"python -m training.{script} --data-dir ../shared/data/blood-cells"
+            + ("" if args.model == DEFAULT_MODEL_PATH else f" --model {args.model}")
+            + ("" if args.precision == "f32" else f" --precision {args.precision}"))
 
 
 def held_out_and_training(args, sources: tuple[str, ...], seed: int, val_fraction: float,
@@ -130,7 +152,7 @@ def calibrate(args) -> dict:
     validation_jobs, fitting_jobs = held_out_and_training(args, card.training.sources, settings["seed"],
                                                           settings["val_fraction"])
 
-    classifier = load_classifier(args.model)
+    classifier = load_classifier(args.model, backend="openvino", precision=args.precision)
     print(f"Predicting {len(validation_jobs)} validation and {len(fitting_jobs)} training images ...", flush=True)
     val = predict_files(classifier, [(p, label) for p, label, _ in validation_jobs])
     fit = predict_files(classifier, [(p, label) for p, label, _ in fitting_jobs])
@@ -152,7 +174,7 @@ def calibrate(args) -> dict:
     non_blood = classifier.outputs(np.stack(with_nucleus)).ood_features
     target_with_nucleus = 1.0 - (1.0 - args.non_blood_target) * len(prepared) / max(len(with_nucleus), 1)
     detector.set_far_threshold(shifted, args.ood_far_flag_rate, non_blood, max(target_with_nucleus, 0.0))
-    ood_path = card_path.parent / OOD_FILE
+    ood_path = card_path.parent / trust_file(OOD_FILE, args.precision)
     detector.save(ood_path)
 
     val_sources = np.array([source for _, _, source in validation_jobs])
@@ -165,8 +187,8 @@ def calibrate(args) -> dict:
             "ece_after": round(expected_calibration_error(calibrated[rows], labels[rows]), 6),
         }
     trust = {
-        "command": "python -m training.calibrate --data-dir ../shared/data/blood-cells"
-                   + ("" if args.model == DEFAULT_MODEL_PATH else f" --model {args.model}"),
+        "command": script_command("calibrate", args),
+        "network": f"OpenVINO {args.precision}",
         "fitted_on": "validation images held out by training (Kaggle TRAIN validation cells, PBC validation "
                      "split), never test images",
         "validation_images": int(len(labels)),
@@ -205,10 +227,10 @@ def calibrate(args) -> dict:
             "statuses": "score above far_threshold: not_blood_cell; between threshold and far_threshold: "
                         "unfamiliar_source",
         },
-        "ood_file": OOD_FILE,
+        "ood_file": ood_path.name,
         "ood_file_sha256": file_sha256(ood_path),
     }
-    card.with_calibration(trust).save()
+    card.with_calibration(trust, TRUST_PRECISIONS[args.precision][0]).save()
     return trust
 
 

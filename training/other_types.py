@@ -2,7 +2,8 @@
 
     python -m training.other_types --data-dir ../shared/data/blood-cells [--model PATH]
 
-Run after ``training.calibrate`` (it adds to the card's ``trust`` section). Data:
+Run after ``training.calibrate`` (it adds to the card's ``trust`` section; with
+``--precision int8``, to ``trust_int8``, fitted on the int8 network's features). Data:
 
 * the other types, ``pbc-other/`` beside ``--data-dir``: split 60/20/20 by type, seeded
   (``data.split_other``); the test part is never read here;
@@ -42,7 +43,13 @@ from hematovision.model.classifier import (
 from hematovision.model.evaluation import predict_files
 from hematovision.model.model_card import file_sha256, load_model_card
 from training import data
-from training.calibrate import held_out_and_training, shifted_outputs
+from training.calibrate import (
+    TRUST_PRECISIONS,
+    held_out_and_training,
+    script_command,
+    shifted_outputs,
+    trust_file,
+)
 
 OTHER_TYPES_FILE = "other-types.npz"
 KAGGLE_PER_CELL = 4
@@ -59,6 +66,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--pbc-dir", type=Path, default=None)
     parser.add_argument("--other-dir", type=Path, default=None)
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_PATH)
+    parser.add_argument("--precision", choices=sorted(TRUST_PRECISIONS), default="f32",
+                        help="the OpenVINO network to fit the detector to")
     parser.add_argument("--target-recall", type=float, default=0.95)
     parser.add_argument("--max-false-rate", type=float, default=0.05)
     args = parser.parse_args(argv)
@@ -90,7 +99,7 @@ def fit(args) -> dict:
     other_fit = [(r.path, n_four + r.label) for r, part in zip(others, split) if part == "train"]
     other_val = [(r.path, n_four + r.label) for r, part in zip(others, split) if part == "val"]
 
-    classifier = load_classifier(args.model)
+    classifier = load_classifier(args.model, backend="openvino", precision=args.precision)
     print(f"Features of {len(fitting_jobs) + len(other_fit)} fitting and "
           f"{len(validation_jobs) + len(other_val)} validation images ...", flush=True)
     fit_four = predict_files(classifier, [(p, label) for p, label, _ in fitting_jobs])
@@ -115,7 +124,7 @@ def fit(args) -> dict:
     other_scores = np.concatenate([detector.other_probability(val_other.type_features),
                                    shifted_scores[len(val_four.paths):]])
     detector.threshold = choose_threshold(other_scores, four_scores, args.target_recall, args.max_false_rate)
-    path = card_path.parent / OTHER_TYPES_FILE
+    path = card_path.parent / trust_file(OTHER_TYPES_FILE, args.precision)
     detector.save(path)
 
     flagged_other = other_scores > detector.threshold
@@ -123,8 +132,7 @@ def fit(args) -> dict:
     named = np.array([OTHER_TYPES[i] for i in detector.probabilities(other_features)[:, n_four:].argmax(1)])
     truth = np.array([OTHER_TYPES[label - n_four] for label in val_other.labels] * 2)
     summary = {
-        "command": "python -m training.other_types --data-dir ../shared/data/blood-cells"
-                   + ("" if args.model == DEFAULT_MODEL_PATH else f" --model {args.model}"),
+        "command": script_command("other_types", args),
         "method": f"multinomial logistic regression (C {C}, balanced class weights) on the standardised "
                   f"{OTHER_TYPE_LAYER} features over the four types and {', '.join(OTHER_TYPES)}; "
                   f"p(other) = the summed probability of the other types",
@@ -145,7 +153,8 @@ def fit(args) -> dict:
         },
     }
     # Read again: the card on disk may have changed while the detector was fitted.
-    load_model_card(card_path).with_other_type_detector(summary, OTHER_TYPES_FILE, file_sha256(path)).save()
+    load_model_card(card_path).with_other_type_detector(summary, path.name, file_sha256(path),
+                                                        TRUST_PRECISIONS[args.precision][0]).save()
     return summary
 
 

@@ -1,18 +1,22 @@
 """Measure OpenVINO at reduced precision against f32 before trusting it (issue 15).
 
-    python -m training.precision --data-dir ../shared/data/blood-cells [--precision bf16|int8] [--maps 12]
+    python -m training.precision --data-dir ../shared/data/blood-cells [--precision bf16|int8] [--maps 12] [--save]
 
 On Kaggle TEST, the PBC test split and LISC: accuracy with its Wilson interval, ECE of the
 calibrated probabilities, the status mix, and how far each probability moves from f32 (max
 and mean |Δp|); the trust checks on the non-blood set and the held-out cells of other
 types; then the top-20% IoU between f32's and the reduced precision's LIME and SHAP maps
 on the sample cells, and the speed of both in the same run. int8 needs the quantised
-network first (``python -m training.quantize_int8``).
+network first (``python -m training.quantize_int8``) and its own trust checks
+(``training.calibrate --precision int8``, ``training.other_types --precision int8``).
+``--save`` (int8 only) stores the report in the card's ``openvino_int8`` section as
+``against_f32``: the Model page shows it, since int8 is the network the app runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import time
 from pathlib import Path
@@ -23,12 +27,18 @@ from hematovision.explanation.explainers import explain
 from hematovision.explanation.faithfulness import top_iou
 from hematovision.interfaces.bench import sample_images
 from hematovision.model.calibration import apply_temperature, expected_calibration_error
-from hematovision.model.classifier import CLASS_NAMES, load_classifier
+from hematovision.model.classifier import (
+    CLASS_NAMES,
+    DEFAULT_MODEL_PATH,
+    card_beside,
+    load_classifier,
+)
 from hematovision.model.evaluation import predict_files
 from hematovision.model.metrics import accuracy_summary, status_mix
+from hematovision.model.model_card import load_model_card
 from hematovision.model.trust import STATUSES
 from training import data
-from training.evaluate import evaluate_non_blood, evaluate_other_types, statuses_of
+from training.evaluate import cell_level, evaluate_non_blood, evaluate_other_types, statuses_of
 
 
 def speed(classifier, crops: list[np.ndarray]) -> dict:
@@ -51,15 +61,18 @@ def main(argv=None) -> None:
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--precision", default="bf16")
     parser.add_argument("--maps", type=int, default=12, help="cells for the LIME/SHAP map agreement")
+    parser.add_argument("--save", action="store_true", help="store the report in the card (int8 only)")
     args = parser.parse_args(argv)
+    if args.save and args.precision != "int8":
+        parser.error("--save stores the int8 network's measurement; the card has no section for "
+                     f"{args.precision}")
     root = args.data_dir.parent
     pbc = data.read_pbc(root / "pbc")
     sets = {"kaggle_test": data.read_sources(args.data_dir, "TEST"),
             "pbc_test": [r for r, part in zip(pbc, data.split_pbc(pbc)) if part == "test"],
             "lisc": data.read_lisc(root / "lisc")}
-    reference = load_classifier(precision="f32")
-    reduced = load_classifier(precision=args.precision)
-    temperature = reference.trust.temperature
+    reference = load_classifier(backend="openvino", precision="f32")
+    reduced = load_classifier(backend="openvino", precision=args.precision)
     report: dict = {"precision": args.precision, "sets": {}}
     for name, records in sets.items():
         jobs = [(r.path, r.label) for r in records]
@@ -69,9 +82,12 @@ def main(argv=None) -> None:
         for tag, classifier, result in (("f32", reference, full), (args.precision, reduced, low)):
             summary = accuracy_summary(labels.tolist(), result.predicted.tolist(), CLASS_NAMES)
             entry[tag] = {"accuracy": summary["accuracy"], "ci95": summary["accuracy_ci95"], "n": summary["n"],
-                          "ece": round(expected_calibration_error(apply_temperature(result.probabilities,
-                                                                                    temperature), labels), 4),
+                          "ece": round(expected_calibration_error(
+                              apply_temperature(result.probabilities, classifier.trust.temperature), labels), 4),
                           "statuses": status_mix(statuses_of(classifier, result), STATUSES)}
+            if name == "kaggle_test":
+                cells = cell_level(result, args.data_dir)
+                entry[tag]["cells_correct"] = f"{cells['correct']}/{cells['n']}"
         delta = np.abs(full.probabilities - low.probabilities)
         entry["max_abs_dp"] = round(float(delta.max()), 5)
         entry["mean_abs_dp"] = round(float(delta.mean()), 6)
@@ -93,6 +109,12 @@ def main(argv=None) -> None:
                                            "cells": len(ious)}
     report["speed"] = {"f32": speed(reference, crops), args.precision: speed(reduced, crops)}
     print(json.dumps(report, indent=2))
+    if args.save:
+        report["command"] = f"python -m training.precision --data-dir ../shared/data/blood-cells " \
+                            f"--precision int8 --maps {args.maps} --save"
+        report["date"] = datetime.date.today().isoformat()
+        card = load_model_card(card_beside(DEFAULT_MODEL_PATH))
+        card.with_sections(openvino_int8={**card.raw["openvino_int8"], "against_f32": report}).save()
 
 
 if __name__ == "__main__":

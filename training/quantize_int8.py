@@ -7,8 +7,9 @@ scale for each layer's weights and activations, and writes ``<model>.openvino-in
 beside the model (with the model's SHA-256, so a stale file is never used). The crops are
 what the classifier itself feeds the network (framed, colour-normalised), half from Kaggle
 TRAIN (one image per cell) and half from the PBC training split; no validation, test or
-unseen-lab image is read. ``python -m training.precision --precision int8`` then measures
-it against f32. NNCF is a training-time tool, not in requirements.txt:
+unseen-lab image is read. Then ``training.calibrate --precision int8`` and
+``training.other_types --precision int8`` fit the trust checks to its features, and
+``training.precision --precision int8 --save`` measures it against f32 into the card. NNCF is a training-time tool, not in requirements.txt:
 ``.venv/bin/pip install nncf==3.4.0``.
 """
 
@@ -73,7 +74,8 @@ def main(argv=None) -> None:
     out.with_suffix(".json").write_text(json.dumps(identity, indent=2) + "\n")
     card_path = card_beside(args.model)
     if card_path is not None:
-        load_model_card(card_path).with_sections(openvino_int8=identity).save(card_path)
+        # A new network: the trust checks fitted to the old one's features no longer apply.
+        load_model_card(card_path).without_sections("trust_int8").with_sections(openvino_int8=identity).save(card_path)
     print(f"wrote {out} ({out.with_suffix('.bin').stat().st_size / 1e6:.1f} MB) from {len(crops)} calibration crops"
           + (f"; card {card_path}" if card_path else ""))
 

@@ -77,8 +77,9 @@ def _build_parser() -> argparse.ArgumentParser:
                         help="what runs the forward passes (default: openvino, or $HEMATOVISION_BACKEND); "
                              "gradient methods always use TensorFlow")
     parser.add_argument("--precision", choices=("f32", "bf16", "int8"), default=None,
-                        help="OpenVINO's arithmetic (default f32, or $HEMATOVISION_PRECISION; README, "
-                             "'Speed', says why)")
+                        help="OpenVINO's arithmetic (default: int8 where the model ships a quantised "
+                             "network with its own trust checks, else f32; or $HEMATOVISION_PRECISION; "
+                             "README, 'Speed', says why)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     predict = commands.add_parser(
@@ -254,11 +255,11 @@ def _run_each(args, work, items: list) -> list:
         classifier = _classifier(args)
         return [work(classifier, item) for item in items]
     from hematovision.interfaces.ray_engine import RayOptions, run_each
-    from hematovision.model.backends import chosen_backend, chosen_precision
+    from hematovision.model.backends import chosen_backend, requested_precision
 
     # Settled here, so $HEMATOVISION_BACKEND and _PRECISION on this machine are what count.
     options = RayOptions(address=args.address, workers=args.workers, model=args.model,
-                         backend=chosen_backend(args.backend), precision=chosen_precision(args.precision),
+                         backend=chosen_backend(args.backend), precision=requested_precision(args.precision),
                          lab_profile=getattr(args, "lab_profile", None))
     return run_each(work, items, options, progress=lambda line: print(line, file=sys.stderr))
 

@@ -59,12 +59,20 @@ def features_model(model, feature_layer: str, final_layer: str):
     return keras.Model(model.input, [pooled, model.get_layer(final_layer).output, model.output])
 
 
-def chosen_precision(name: str | None = None) -> str:
-    name = (name or os.environ.get(PRECISION_ENV) or "f32").strip().lower()
-    if name not in PRECISIONS:
+def requested_precision(name: str | None = None) -> str | None:
+    """The precision asked for (the argument, else ``$HEMATOVISION_PRECISION``), checked;
+    None when neither asks, and the model decides (``default_precision``)."""
+    name = (name or os.environ.get(PRECISION_ENV) or "").strip().lower()
+    if name and name not in PRECISIONS:
         raise ValueError(f"Unknown precision {name!r}; choose one of {', '.join(PRECISIONS)} "
                          f"(argument --precision or ${PRECISION_ENV}).")
-    return name
+    return name or None
+
+
+def default_precision(model_path: Path, model_sha256: str, has_int8_trust: bool) -> str:
+    """int8 where a network quantised from this very model sits beside it, with trust checks
+    fitted to it in the card (README, "Speed", has the measurements behind this); else f32."""
+    return "int8" if has_int8_trust and _current(int8_beside(model_path), model_sha256) else "f32"
 
 
 class TensorFlowBackend:
@@ -95,10 +103,11 @@ class TensorFlowBackend:
 class OpenVinoBackend:
     name = "openvino"
 
-    def __init__(self, xml_path: Path, precision: str = "f32") -> None:
+    def __init__(self, xml_path: Path, precision: str = "f32", head_from: Path | None = None) -> None:
         import openvino as ov
 
-        precision = chosen_precision(precision)
+        if precision not in PRECISIONS:
+            raise ValueError(f"Unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}.")
         core = ov.Core()
         network = core.read_model(str(xml_path))
         self.input_size = int(network.inputs[0].get_partial_shape()[1].get_length())
@@ -112,6 +121,10 @@ class OpenVinoBackend:
         self._outputs = list(self._compiled.outputs)
         self.widths = tuple(int(output.get_partial_shape()[-1].get_length()) for output in self._outputs)
         self._head = _dense_head(network)
+        if self._head is None and head_from is not None:
+            # An int8 network's head is quantised; a lab profile refits the f32 head, which the
+            # f32 network holds as plain constants (reading it compiles nothing).
+            self._head = _dense_head(core.read_model(str(head_from)))
 
     def head_weights(self) -> tuple[np.ndarray, np.ndarray] | None:
         return self._head
@@ -151,6 +164,17 @@ def int8_beside(model_path: Path) -> Path:
     return model_path.with_name(model_path.stem + ".openvino-int8.xml")
 
 
+def shipped_f32_network(model_path: Path, model_sha256: str) -> Path | None:
+    """The f32 network beside the model, if it was made from this very file."""
+    network = openvino_beside(model_path)
+    return network if _current(network, model_sha256) else None
+
+
+def _current(xml_path: Path, model_sha256: str) -> bool:
+    """The network and its weights are there, recorded as made from this model."""
+    return xml_path.is_file() and xml_path.with_suffix(".bin").is_file() and _recorded_sha(xml_path) == model_sha256
+
+
 def _recorded_sha(xml_path: Path) -> str | None:
     try:
         return json.loads(xml_path.with_suffix(".json").read_text()).get("model_sha256")
@@ -170,13 +194,13 @@ def openvino_network(model_path: Path, model_sha256: str, keras_loader, feature_
     beside the model."""
     if precision == "int8":
         quantised = int8_beside(model_path)
-        if quantised.is_file() and quantised.with_suffix(".bin").is_file() and _recorded_sha(quantised) == model_sha256:
+        if _current(quantised, model_sha256):
             return quantised
         raise FileNotFoundError(f"No int8 network for {model_path.name} (looked for {quantised.name}, made from this "
                                 "file); make one with `python -m training.quantize_int8`.")
     cached = cache_dir() / "openvino" / f"{model_sha256[:16]}.openvino.xml"
     for candidate in (openvino_beside(model_path), cached):
-        if candidate.is_file() and candidate.with_suffix(".bin").is_file() and _recorded_sha(candidate) == model_sha256:
+        if _current(candidate, model_sha256):
             return candidate
     cached.parent.mkdir(parents=True, exist_ok=True)
     return export_openvino(keras_loader(), cached, model_sha256, feature_layer, final_layer)

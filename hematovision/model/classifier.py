@@ -21,8 +21,10 @@ from hematovision.model.backends import (
     OpenVinoBackend,
     TensorFlowBackend,
     chosen_backend,
-    chosen_precision,
+    default_precision,
     openvino_network,
+    requested_precision,
+    shipped_f32_network,
 )
 from hematovision.model.cells import CellBox, crop_to_box, locate_white_cell, locate_white_cells
 from hematovision.model.imaging import ImageSource, load_image
@@ -119,7 +121,7 @@ class Classifier:
         self.trust = trust or TrustModel()
         self.lab_profile = lab_profile
         if lab_profile is not None:
-            lab_profile.check_model(model_sha256)
+            lab_profile.check_model(model_sha256, self.backend.precision)
             lab_profile.check_shapes(*self.backend.widths)
         self._built: dict[Hashable, Any] = {}
         self._built_lock = threading.RLock()  # re-entrant: an explainer may build the CAM network
@@ -279,8 +281,9 @@ def load_classifier(model_path: str | Path | None = None,
     """Load the committed model (or another ``.keras`` file), with its card's colour
     normalisation and trust checks, adapted to a lab when ``lab_profile`` (a path or a
     ``LabProfile``) is given. ``backend`` is "openvino" (the default; see ``backends.py``)
-    or "tensorflow"; ``$HEMATOVISION_BACKEND`` sets the default; ``precision`` ("f32", the default, "bf16" or
-    "int8", see ``backends.py``; ``$HEMATOVISION_PRECISION`` sets the default) applies to OpenVINO. Each call loads afresh:
+    or "tensorflow"; ``$HEMATOVISION_BACKEND`` sets the default; ``precision`` ("f32", "bf16" or "int8",
+    see ``backends.py``; ``$HEMATOVISION_PRECISION`` sets the default) applies to OpenVINO; unset, it
+    is int8 where the model has a quantised network and trust checks fitted to it, else f32. Each call loads afresh:
     keep the result (the app caches it with ``st.cache_resource``). Raises
     ``LabProfileError`` for a profile that cannot be used."""
     path = Path(model_path) if model_path else DEFAULT_MODEL_PATH
@@ -291,19 +294,21 @@ def load_classifier(model_path: str | Path | None = None,
     if lab_profile is not None and not isinstance(lab_profile, LabProfile):
         lab_profile = LabProfile.load(lab_profile)
     sha = file_sha256(path)
-    model, engine = None, None
-    if chosen_backend(backend) == "openvino":
-        precision = chosen_precision(precision)
-        engine = OpenVinoBackend(openvino_network(path, sha, lambda: _load_keras(path), FEATURE_LAYER,
-                                                  OTHER_TYPE_LAYER, precision), precision)
-    else:
-        model = _load_keras(path)
     card_path = card_beside(path)
     card = load_model_card(card_path) if card_path is not None else None
+    model, engine = None, None
+    if chosen_backend(backend) == "openvino":
+        precision = requested_precision(precision) or default_precision(
+            path, sha, card is not None and card.trust_int8 is not None)
+        network = openvino_network(path, sha, lambda: _load_keras(path), FEATURE_LAYER, OTHER_TYPE_LAYER, precision)
+        engine = OpenVinoBackend(network, precision, head_from=shipped_f32_network(path, sha))
+    else:
+        model = _load_keras(path)
     if card is None:  # nothing says how it was trained or calibrated: plain colours, no trust checks
         return Classifier(model, path, lab_profile=lab_profile, model_sha256=sha, backend=engine)
+    trust = card.trust_for(engine.precision if engine is not None else "f32")
     return Classifier(model, path, colour_normalisation=card.training.colour_normalisation,
-                      trust=TrustModel.from_card(card.trust, card_path.parent), lab_profile=lab_profile,
+                      trust=TrustModel.from_card(trust, card_path.parent), lab_profile=lab_profile,
                       model_sha256=sha, backend=engine)
 
 

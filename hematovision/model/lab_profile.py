@@ -154,12 +154,23 @@ class LabProfile:
             raise LabProfileError(f"No lab profile at {path}.")
         return cls.from_bytes(path.read_bytes())
 
-    def check_model(self, model_sha256: str | None) -> None:
-        """Refuse a profile made for another model: its numbers would not mean anything here."""
+    @property
+    def network(self) -> str:
+        """The network whose features it was built on: "int8", or "f32" (also older profiles)."""
+        return str(self.settings.get("network", "f32"))
+
+    def check_model(self, model_sha256: str | None, precision: str | None = None) -> None:
+        """Refuse a profile made for another model, or on the other network of this one (int8's
+        features sit elsewhere than f32's): its numbers would not mean anything here."""
         if model_sha256 != self.model_sha256:
             raise LabProfileError(
                 f"This lab profile was made for another model (SHA-256 {self.model_sha256[:12]}…), not the one "
                 f"loaded ({(model_sha256 or 'unknown')[:12]}…). Build a new profile with this model.")
+        if precision is not None and network_of(precision) != self.network:
+            raise LabProfileError(
+                f"This lab profile was built on the model's {self.network} network, but the {network_of(precision)} "
+                f"one is loaded, whose features differ. Build the profile again, or load the {self.network} network "
+                f"(--precision {self.network}, or HEMATOVISION_PRECISION={self.network}).")
 
     def apply(self, outputs: ModelOutputs) -> ModelOutputs:
         """The shipped network's outputs as the adapted classifier gives them (the classifier
@@ -248,6 +259,15 @@ def _ood_shift(classifier: Classifier, ood_features: np.ndarray) -> np.ndarray:
     return (ood.mean - ood_features.mean(axis=0)).astype(np.float32)
 
 
+def network_of(precision: str) -> str:
+    """Which network's features a precision gives: int8's own, or f32's (bf16 stays close to it)."""
+    return "int8" if precision == "int8" else "f32"
+
+
+def _network(classifier: Classifier) -> dict[str, str]:
+    return {"network": network_of(classifier.backend.precision)}
+
+
 def _require_shipped(classifier: Classifier) -> str:
     if classifier.lab_profile is not None:
         raise LabProfileError("Build a lab profile with the shipped model, not with another profile in use.")
@@ -277,7 +297,7 @@ def unlabelled_from_features(classifier: Classifier, features: CellFeatures,
             f"{features.usable} of the {features.given} given look like one"
             + (f" ({left_out} were unreadable, or show no stained cell)." if left_out else "."))
     return LabProfile(kind=UNLABELLED, model_sha256=model_sha, created=_now(), images=features.usable,
-                      ood_shift=_ood_shift(classifier, features.ood), settings={"min_images": min_images})
+                      ood_shift=_ood_shift(classifier, features.ood), settings={"min_images": min_images, **_network(classifier)})
 
 
 def build_few_shot(classifier: Classifier, labelled: Mapping[str, Sequence[ImageSource]],
@@ -337,7 +357,7 @@ def few_shot_from_features(classifier: Classifier, features: Mapping[str, CellFe
     ood = np.concatenate(ood_parts)
     return LabProfile(kind=FEW_SHOT, model_sha256=model_sha, created=_now(), images=len(ood),
                       ood_shift=_ood_shift(classifier, ood), labelled=counts,
-                      settings={**settings, "pull": pull},
+                      settings={**settings, "pull": pull, **_network(classifier)},
                       head_weights=refitted_weights, head_bias=refitted_bias)
 
 

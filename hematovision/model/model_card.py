@@ -559,7 +559,8 @@ class ModelCard:
     data: dict[str, DataSource]
     evaluation: Evaluation
     limits: tuple[str, ...]
-    trust: Trust | None
+    trust: Trust | None  # the f32 network's (OpenVINO f32 and TensorFlow)
+    trust_int8: Trust | None  # the int8 network's own, fitted the same way on its features
     previous_model: PreviousModel | None
     comparison: dict[str, ModelResult]
     lab_profiles: LabProfilesResult | None
@@ -584,6 +585,7 @@ class ModelCard:
             evaluation=Evaluation.from_json(raw.get("evaluation")),
             limits=tuple(str(x) for x in limits) if isinstance(limits, list) else (),
             trust=_section(raw.get("trust"), Trust.from_json),
+            trust_int8=_section(raw.get("trust_int8"), Trust.from_json),
             previous_model=_section(raw.get("previous_model"), PreviousModel.from_json),
             comparison=_comparison(raw.get("comparison")),
             lab_profiles=_section(raw.get("lab_profiles"), LabProfilesResult.from_json),
@@ -611,23 +613,32 @@ class ModelCard:
 
     def with_training(self, *, model_file: str, model_sha256: str | None, class_names: list[str], input_size: int,
                       framing: str, training: Json, data: Json, limits: list[str]) -> ModelCard:
-        """A newly trained model: its identity, training and data. The evaluation and trust of
-        whatever model the card described before no longer apply, so they go."""
+        """A newly trained model: its identity, training and data. The evaluation, trust and
+        quantised network of whatever model the card described before no longer apply, so they go."""
         trained = self.with_sections(model_file=model_file, model_sha256=model_sha256, class_names=class_names,
                                      input_size=input_size, framing=framing, training=training, data=data)
-        return trained.without_sections("evaluation", "trust").with_sections(
+        return trained.without_sections("evaluation", "trust", "trust_int8", "openvino_int8").with_sections(
             evaluation={"note": "not evaluated yet: run python -m training.evaluate"}, limits=limits)
 
-    def with_calibration(self, trust: Json) -> ModelCard:
-        """A new ``trust`` section from calibration. The other-type detector is fitted after
-        calibration, by its own script, so its entries are kept."""
-        kept = {k: v for k, v in _mapping(self.raw.get("trust")).items() if k.startswith("other_types")}
-        return self.with_sections(trust={**trust, **kept})
+    def trust_for(self, precision: str) -> Trust | None:
+        """The trust checks fitted to the network that runs at ``precision``: int8 has its own
+        (its features move enough to shift every distance), f32 and bf16 share f32's."""
+        if precision == "int8" and self.trust_int8 is not None:
+            return self.trust_int8
+        return self.trust
 
-    def with_other_type_detector(self, summary: Json, file_name: str, file_sha256: str | None) -> ModelCard:
-        trust = {**_mapping(self.raw.get("trust")), "other_types": summary, "other_types_file": file_name,
+    def with_calibration(self, trust: Json, section: str = "trust") -> ModelCard:
+        """A new trust section (``trust``, or ``trust_int8`` for the int8 network) from
+        calibration. The other-type detector is fitted after calibration, by its own script,
+        so its entries are kept."""
+        kept = {k: v for k, v in _mapping(self.raw.get(section)).items() if k.startswith("other_types")}
+        return self.with_sections(**{section: {**trust, **kept}})
+
+    def with_other_type_detector(self, summary: Json, file_name: str, file_sha256: str | None,
+                                 section: str = "trust") -> ModelCard:
+        trust = {**_mapping(self.raw.get(section)), "other_types": summary, "other_types_file": file_name,
                  "other_types_file_sha256": file_sha256}
-        return self.with_sections(trust=trust)
+        return self.with_sections(**{section: trust})
 
     def with_evaluation(self, *, model_file: str, model_sha256: str | None, evaluation: Json,
                         comparison: Json) -> ModelCard:
@@ -827,6 +838,38 @@ def status_rows(card: ModelCard) -> list[dict[str, Any]]:
             row = {"Model": model, "Images": title, "n": next(iter(mix.values())).n}
             row.update({STATUS_TEXT[s]: mix[s].rate if s in mix else None for s in STATUSES})
             rows.append(row)
+    return rows
+
+
+# The sets ``training.precision`` measures, as the Model page names them.
+PRECISION_SETS = {"kaggle_test": "Kaggle TEST images", "pbc_test": "PBC test split", "lisc": "LISC (never seen)"}
+
+
+def precision_rows(card: ModelCard) -> list[dict[str, Any]]:
+    """The int8 network against f32 on each test set (``training.precision --save``), one row
+    per set; empty when the card holds no such measurement."""
+    sets = _mapping(_mapping(_mapping(card.raw.get("openvino_int8")).get("against_f32")).get("sets"))
+    rows = []
+    for name, title in PRECISION_SETS.items():
+        entry = _mapping(sets.get(name))
+        f32, int8 = _mapping(entry.get("f32")), _mapping(entry.get("int8"))
+        if not f32 or not int8:
+            continue
+
+        def accuracy(result: Json) -> str:
+            value = _float(result.get("accuracy"))
+            if value is None:
+                return "–"
+            text = f"{100 * value:.1f}% ({interval_text(_interval(result.get('ci95')))})"
+            return text + (f", cells {result['cells_correct']}" if result.get("cells_correct") else "")
+
+        def unfamiliar(result: Json) -> float | None:
+            return _float(_mapping(_mapping(result.get("statuses")).get("unfamiliar_source")).get("rate"))
+
+        rows.append({"Data": title, "f32 accuracy": accuracy(f32), "int8 accuracy": accuracy(int8),
+                     "Labels changed": f"{entry.get('labels_changed')} of {int8.get('n')}",
+                     "ECE f32": _float(f32.get("ece")), "ECE int8": _float(int8.get("ece")),
+                     "Unfamiliar lab, f32": unfamiliar(f32), "Unfamiliar lab, int8": unfamiliar(int8)})
     return rows
 
 

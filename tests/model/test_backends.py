@@ -24,8 +24,8 @@ from hematovision.workflows.samples import list_samples
 from tests.conftest import REPO_ROOT
 
 
-def test_openvino_is_the_default_and_agrees_with_tensorflow(classifier, tensorflow_classifier):
-    on_tensorflow = tensorflow_classifier
+def test_openvino_f32_agrees_with_tensorflow(tensorflow_classifier):
+    on_tensorflow, classifier = tensorflow_classifier, load_classifier(precision="f32")
     assert classifier.backend.name == "openvino" and on_tensorflow.backend.name == "tensorflow"
     crops = np.stack([classifier.prepare(sample.path)[0] for sample in list_samples()])
     noise = np.random.default_rng(0).uniform(0, 255, (4, *crops.shape[1:])).astype(np.float32)
@@ -54,6 +54,7 @@ def test_a_missing_openvino_network_is_converted_once_into_the_cache(tmp_path, m
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
     assert not openvino_beside(model).exists()
     converted = load_classifier(model)
+    assert converted.backend.precision == "f32"  # no int8 network was made from this copy
     [xml] = (tmp_path / "cache" / "openvino").glob("*.xml")
     assert json.loads(xml.with_suffix(".json").read_text())["model_sha256"] == converted.model_sha256
     made = xml.stat().st_mtime_ns
@@ -122,13 +123,14 @@ def test_the_classify_page_predicts_without_importing_tensorflow():
 
 
 def test_a_precision_can_be_chosen_and_a_wrong_one_is_refused(classifier, monkeypatch):
-    assert classifier.backend.precision == "f32"  # the default: README, Speed, says why
+    assert classifier.backend.precision == "int8"  # the default for the shipped model: README, Speed, says why
     sample = list_samples()[0].path
     reduced = load_classifier(precision="bf16")
     assert reduced.backend.precision == "bf16"
     assert reduced.predict(sample).probabilities.keys() == classifier.predict(sample).probabilities.keys()
-    monkeypatch.setenv(PRECISION_ENV, "int8")
-    assert load_classifier().backend.precision == "int8"
+    monkeypatch.setenv(PRECISION_ENV, "f32")
+    assert load_classifier().backend.precision == "f32"
+    assert load_classifier(precision="int8").backend.precision == "int8"  # an explicit choice wins
     with pytest.raises(ValueError, match="Unknown precision 'fp64'; choose one of f32, bf16, int8"):
         load_classifier(precision="fp64")
 
@@ -136,11 +138,26 @@ def test_a_precision_can_be_chosen_and_a_wrong_one_is_refused(classifier, monkey
 def test_the_shipped_int8_network_mostly_agrees_with_f32(classifier):
     """The quantised network is measured on the test sets by training.precision; here, on the
     bundled samples, it must give the same labels and probabilities within a few points."""
-    quantised = load_classifier(precision="int8")
+    full = load_classifier(precision="f32")
     crops = np.stack([classifier.prepare(sample.path)[0] for sample in list_samples()])
-    ours, reference = quantised.outputs(crops), classifier.outputs(crops)
+    ours, reference = classifier.outputs(crops), full.outputs(crops)
     assert (ours.probabilities.argmax(1) == reference.probabilities.argmax(1)).all()
     assert np.abs(ours.probabilities - reference.probabilities).mean() < 0.05
+
+
+def test_int8_runs_with_trust_checks_fitted_to_its_own_features(classifier, tensorflow_classifier):
+    """Quantisation moves the block-12 features; f32's distances would call three times as many
+    Kaggle cells "unfamiliar lab". The int8 network reads its own section and files."""
+    card = json.loads((REPO_ROOT / "models" / "model-card.json").read_text())
+    int8, f32 = card["trust_int8"], card["trust"]
+    assert classifier.trust.temperature == int8["temperature"] != f32["temperature"]
+    assert classifier.trust.ood.threshold == pytest.approx(int8["ood"]["threshold"], abs=1e-4)
+    assert classifier.trust.other_types.threshold == pytest.approx(int8["other_types"]["threshold"], abs=1e-6)
+    for name, sha in ((int8["ood_file"], int8["ood_file_sha256"]),
+                      (int8["other_types_file"], int8["other_types_file_sha256"])):
+        assert ".int8." in name and hashlib.sha256((REPO_ROOT / "models" / name).read_bytes()).hexdigest() == sha
+    assert load_classifier(precision="f32").trust.temperature == f32["temperature"]
+    assert tensorflow_classifier.trust.temperature == f32["temperature"]
 
 
 def test_a_missing_int8_network_is_explained(tmp_path):

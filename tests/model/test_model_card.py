@@ -110,12 +110,27 @@ def test_calibrating_again_keeps_the_other_type_detector(tmp_path, shipped):
     assert card.trust.temperature == shipped["trust"]["temperature"]  # the card read is not changed
 
 
+def test_the_int8_network_reads_its_own_trust_section(tmp_path, shipped):
+    card = load_model_card(write(tmp_path, shipped))
+    assert card.trust_for("f32") is card.trust and card.trust_for("bf16") is card.trust
+    int8 = card.with_calibration({"temperature": 1.7, "ood_file": "ood-reference.int8.npz"}, "trust_int8")
+    assert int8.trust_for("int8").temperature == 1.7 and int8.trust_for("int8").ood_file == "ood-reference.int8.npz"
+    assert int8.trust_for("f32").temperature == shipped["trust"]["temperature"]  # f32's is untouched
+    fitted = int8.with_other_type_detector({"threshold": 0.4}, "other-types.int8.npz", "0" * 64, "trust_int8")
+    assert fitted.trust_for("int8").temperature == 1.7  # the detector adds to the section, keeping calibration
+    assert fitted.trust_for("int8").other_types_file == "other-types.int8.npz"
+    assert fitted.trust.other_types_file == "other-types.npz"
+    without = load_model_card(write(tmp_path, {k: v for k, v in shipped.items() if k != "trust_int8"}))
+    assert without.trust_for("int8") is without.trust  # before int8 is fitted, f32's checks stand in
+
+
 def test_training_a_new_model_drops_the_old_models_evaluation_and_trust(tmp_path, shipped):
     card = load_model_card(write(tmp_path, shipped))
     fields = {k: shipped[k] for k in ("model_file", "class_names", "input_size", "framing", "training", "data",
                                       "limits")}
     trained = card.with_training(**fields, model_sha256="f" * 64)
     assert trained.trust is None and trained.evaluation.splits == {}
+    assert trained.trust_int8 is None and "openvino_int8" not in trained.raw  # the old network's quantised copy
     assert trained.evaluation.note.startswith("not evaluated yet")
     trained.save()
     again = load_model_card(card.path)
