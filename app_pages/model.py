@@ -204,7 +204,7 @@ if card.comparison:
 # ---------------------------------------------------------------------------
 # Calibration
 # ---------------------------------------------------------------------------
-trust = card.trust
+trust = card.evaluated_trust  # the checks of the network the figures on this page describe
 percent = st.column_config.NumberColumn(format="percent")  # also for the tables after this section
 calibrated_splits = [n for n in IMAGE_SPLITS
                      if n in evaluation.splits and evaluation.splits[n].reliability_after is not None]
@@ -421,18 +421,20 @@ if fields:
 # ---------------------------------------------------------------------------
 st.header("Which network gives the answers?")
 backend = caches.get_classifier().backend
-if backend.name == "openvino" and backend.precision == "int8":
+running = f"{'OpenVINO' if backend.name == 'openvino' else 'TensorFlow'} {backend.precision}"
+if backend.precision == "int8":
     st.markdown(
         "Predictions, LIME, SHAP, occlusion and the faithfulness curves run on **OpenVINO int8**: this model "
         "quantised after training (NNCF, calibrated on training images only), 2–4× faster on these CPUs, with "
-        "its own temperature, abstain threshold and trust checks fitted the same way as the full-precision "
-        "network's, on its own features. The gradient maps (Grad-CAM, Grad-CAM++, Integrated Gradients, "
-        "SmoothGrad) need TensorFlow and use the full-precision (f32) network. The figures above describe "
-        "the f32 network; this table puts int8 beside it on the same test images."
+        "its own temperature, abstain threshold and trust checks, fitted the same way as the full-precision "
+        "network's but on its own features. The gradient maps (Grad-CAM, Grad-CAM++, Integrated Gradients, "
+        "SmoothGrad) need TensorFlow and use the full-precision (f32) network, for the class int8 chose."
     )
 else:
-    st.markdown(f"Predictions run on **{backend.name} {backend.precision}**; the figures above describe this "
-                "full-precision network.")
+    st.markdown(f"Predictions run on **{running}**.")
+if evaluation.precision != backend.precision:
+    st.warning(f"The figures on this page describe the {evaluation.precision} network, not the {running} one "
+               "answering now; the table below puts the two side by side.", icon=":material/info:")
 rows = precision_rows(card)
 if rows:
     st.dataframe(rows, hide_index=True, width="stretch", key="precision_table",
@@ -493,23 +495,20 @@ st.header("Reproduce the numbers")
 commands = []
 if training.command:
     commands.append(("Train", training.command))
-if trust and trust.command:
-    commands.append(("Calibrate, choose the abstain threshold, fit the OOD check", trust.command))
-if trust and trust.other_types and trust.other_types.command:
-    commands.append(("Fit the other-cell-type detector", trust.other_types.command))
+quantised = card.raw.get("openvino_int8") or {}
+for network, checks in (("", card.trust), ("int8: ", card.trust_int8)):
+    if network and quantised.get("command"):
+        commands.append(("int8: quantise the network", quantised["command"]))
+    if checks and checks.command:
+        commands.append((f"{network}calibrate, choose the abstain threshold, fit the OOD check", checks.command))
+    if checks and checks.other_types and checks.other_types.command:
+        commands.append((f"{network}fit the other-cell-type detector", checks.other_types.command))
+if (quantised.get("against_f32") or {}).get("command"):
+    commands.append(("Measure int8 against f32", quantised["against_f32"]["command"]))
 if evaluation.command:
     commands.append(("Evaluate", evaluation.command))
 if profiles and profiles.command:
     commands.append(("Measure lab profiles", profiles.command))
-quantised, int8_trust = card.raw.get("openvino_int8") or {}, card.trust_int8
-if quantised.get("command"):
-    commands.append(("Quantise to int8", quantised["command"]))
-if int8_trust and int8_trust.command:
-    commands.append(("Fit int8's calibration and OOD check", int8_trust.command))
-if int8_trust and int8_trust.other_types and int8_trust.other_types.command:
-    commands.append(("Fit int8's other-cell-type detector", int8_trust.other_types.command))
-if (quantised.get("against_f32") or {}).get("command"):
-    commands.append(("Measure int8 against f32", quantised["against_f32"]["command"]))
 for title, command in commands:
     st.markdown(f"**{title}**")
     st.code(command, language="bash", wrap_lines=True)

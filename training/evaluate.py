@@ -17,7 +17,9 @@ For the shipped model (or ``--model``) it measures, on held-out data only:
 Every ``--compare NAME=PATH`` model gets the accuracy numbers (and, if it has been
 calibrated, its flag rates) in the card's ``comparison`` section, side by side.
 Every image goes through load_image -> frame_cell (-> stain normalisation) -> model,
-exactly as in the app. Nothing here feeds back into training.
+exactly as in the app, on the network the app runs by default (OpenVINO int8 where the
+model has one with its own trust checks; ``HEMATOVISION_PRECISION=f32`` measures f32), which
+the card records. Nothing here feeds back into training.
 """
 
 from __future__ import annotations
@@ -332,7 +334,8 @@ def evaluate_model(path: Path, args, full: bool) -> dict:
     started = time.time()
     splits = evaluate_splits(classifier, args, with_trust=full and classifier.trust.is_fitted)
     result = {"model_sha256": file_sha256(path), "splits": splits,
-              "colour_normalisation": classifier.colour_normalisation}
+              "colour_normalisation": classifier.colour_normalisation,
+              "backend": classifier.backend.name, "precision": classifier.backend.precision}
     card_path = card_beside(path)
     card = load_model_card(card_path) if card_path is not None else None
     if card is not None:

@@ -288,6 +288,7 @@ class Evaluation:
     other_types: dict[str, OtherTypeResult] = field(default_factory=dict)
     rescaling: RescalingResult | None = None
     fields: FieldsResult | None = None
+    precision: str = "f32"  # the network measured: OpenVINO int8, or f32 (also cards from before int8)
 
     @classmethod
     def from_json(cls, value: Any) -> Evaluation:
@@ -302,6 +303,7 @@ class Evaluation:
             other_types=_other_types(value.get("other_types")),
             rescaling=_section(value.get("rescaling"), RescalingResult.from_json),
             fields=_section(value.get("fields"), FieldsResult.from_json),
+            precision="int8" if value.get("precision") == "int8" else "f32",
         )
 
 
@@ -619,6 +621,11 @@ class ModelCard:
                                      input_size=input_size, framing=framing, training=training, data=data)
         return trained.without_sections("evaluation", "trust", "trust_int8", "openvino_int8").with_sections(
             evaluation={"note": "not evaluated yet: run python -m training.evaluate"}, limits=limits)
+
+    @property
+    def evaluated_trust(self) -> Trust | None:
+        """The trust checks of the network the evaluation measured: what the Model page shows."""
+        return self.trust_for(self.evaluation.precision)
 
     def trust_for(self, precision: str) -> Trust | None:
         """The trust checks fitted to the network that runs at ``precision``: int8 has its own

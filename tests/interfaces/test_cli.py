@@ -175,7 +175,7 @@ def test_bench_json_reports_speed_against_targets(capsys, classifier):
     assert report["all_four_target_met"] == (report["all_four_median_seconds"] <= 4.0)
     assert "reference_agreement" not in report  # slow: only when asked for
     # Issue 15: the backend, and ratios to plain TensorFlow measured in the same run.
-    assert (report["backend"], report["precision"]) == ("openvino", "f32")
+    assert (report["backend"], report["precision"]) == ("openvino", "int8")
     ratios = report["versus_tensorflow"]
     assert {"predict_one_image", "batched_per_image", "lime_per_evaluation", "shap_per_evaluation", "lime", "shap",
             "all_four", "all_four_vs_their_evaluations"} <= set(ratios)

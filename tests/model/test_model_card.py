@@ -93,7 +93,7 @@ def test_a_card_without_a_previous_model_loads_and_the_page_leaves_it_out(tmp_pa
 
 
 def test_a_card_without_calibration_still_shows_the_lab_it_never_saw(tmp_path, monkeypatch, shipped):
-    path = write(tmp_path, {k: v for k, v in shipped.items() if k != "trust"})
+    path = write(tmp_path, {k: v for k, v in shipped.items() if k not in ("trust", "trust_int8")})
     monkeypatch.setenv(CARD_PATH_ENV, str(path))
     at = start("app_pages/model.py")
     assert not at.exception, at.exception
