@@ -51,10 +51,10 @@ st.markdown(
     "weights are replaced by random ones is not explaining the model."
 )
 if caches.classifier().backend.precision == "int8":
-    st.caption("The scores, LIME, SHAP, occlusion and Score-CAM's masked passes run on the int8 network that gives the app's "
-               "answers; Grad-CAM, Grad-CAM++, Integrated Gradients and SmoothGrad need gradients and run on "
-               "its full-precision original in TensorFlow. Set HEMATOVISION_PRECISION=f32 to put every "
-               "method on one network.")
+    st.caption("The scores, LIME, SHAP, occlusion and Score-CAM's masked passes run on the int8 network "
+               "that gives the app's answers; Grad-CAM, Grad-CAM++, Integrated Gradients and SmoothGrad "
+               "need gradients and run on its full-precision original in TensorFlow. Set "
+               "HEMATOVISION_PRECISION=f32 to put every method on one network.")
 
 # ---------------------------------------------------------------------------
 # The image

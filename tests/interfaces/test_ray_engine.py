@@ -114,7 +114,8 @@ def test_ray_compare_writes_the_local_summary_and_rows(local_ray, tmp_path, caps
     # quantisation steps, up to 1.2e-3, which says nothing about the engines.
     full_precision = load_classifier(precision="f32")
     monkeypatch.setattr(cli, "_classifier", lambda args: full_precision)
-    options = ["--precision", "f32", "compare", "--data-dir", str(data), "--per-class", "1", "--methods", "gradcam,occlusion",
+    options = ["--precision", "f32", "compare", "--data-dir", str(data), "--per-class", "1",
+               "--methods", "gradcam,occlusion",
                "--steps", "8", "--sanity-per-class", "0", "--stability-per-class", "0"]
     assert main([*options, "--out", str(tmp_path / "local")]) == 0
     assert main([*options, "--out", str(tmp_path / "ray"), "--engine", "ray"]) == 0
