@@ -166,6 +166,33 @@ def test_model_page_renders_the_real_card():
         assert any("training.lab_profiles" in c.value for c in at.code)
 
 
+def test_the_model_page_says_which_network_answers(monkeypatch):
+    """Issue 15: int8 answers by default; the page says so, puts it beside f32 on every test
+    set, and warns when f32 is chosen while the figures describe int8."""
+    card = json.loads(MODEL_CARD_PATH.read_text())
+    at = start("app_pages/model.py")
+    assert not at.exception, at.exception
+    assert "Which network gives the answers?" in [h.value for h in at.header]
+    assert any("OpenVINO int8" in m.value for m in at.markdown)
+    [table] = [t.value for t in at.dataframe if "int8 accuracy" in t.value.columns]
+    assert list(table["Data"]) == ["Kaggle TEST images", "PBC test split", "LISC (never seen)"]
+    kaggle = card["openvino_int8"]["against_f32"]["sets"]["kaggle_test"]
+    assert table["Labels changed"][0] == f"{kaggle['labels_changed']} of {kaggle['int8']['n']}"
+    assert table["int8 accuracy"][0].startswith(f"{100 * kaggle['int8']['accuracy']:.1f}%")
+    assert not [w for w in at.warning if "describe the int8 network" in w.value]
+    assert any("int8: calibrate" in m.value for m in at.markdown)  # how to reproduce int8's checks
+
+    monkeypatch.setenv("HEMATOVISION_PRECISION", "f32")
+    from app import caches
+
+    caches.get_classifier.clear()
+    try:
+        at = start("app_pages/model.py")
+        assert any("describe the int8 network, not the OpenVINO f32 one" in w.value for w in at.warning)
+    finally:
+        caches.get_classifier.clear()  # the next test gets the default network again
+
+
 def test_model_card_validation_reports_problems():
     card = synthetic_card()
     del card["limits"]
