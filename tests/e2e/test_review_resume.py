@@ -74,6 +74,26 @@ def choose(page: Page, selectbox, option: str) -> None:
     raise AssertionError(f"the selectbox never listed {option!r}")
 
 
+def when_idle(page: Page) -> None:
+    """Streamlit shows its status widget ("Running...") while the script reruns."""
+    expect(page.get_by_test_id("stStatusWidget")).to_be_hidden()
+
+
+def save_review(page: Page) -> bytes:
+    """The file 'Save review' downloads. A click that lands while a rerun replaces the button
+    (and the file behind it) downloads nothing, so wait for the app to settle, and click again
+    if no file comes."""
+    for _ in range(4):
+        when_idle(page)
+        try:
+            with page.expect_download(timeout=30_000) as saving:
+                page.get_by_role("button", name="Save review").click()
+        except PlaywrightTimeout:
+            continue
+        return Path(saving.value.path()).read_bytes()
+    raise AssertionError("'Save review' never gave a file")
+
+
 def open_review_panel(page: Page) -> None:
     page.get_by_text("Save or resume the review").click()
     expect(page.get_by_role("button", name="Save review")).to_be_visible()
@@ -92,9 +112,7 @@ def test_a_review_saved_to_a_file_resumes_after_a_reload(browser: Browser, app_u
     expect(metric(page, "Reviewed")).to_have_text(f"1 / {len(FILES)}")
     before = differential_table(page)
     screenshot(page, "10-review-before-save")
-    with page.expect_download() as saving:
-        page.get_by_role("button", name="Save review").click()
-    saved = Path(saving.value.path()).read_bytes()
+    saved = save_review(page)
     page.context.close()
 
     page = fresh_batch(browser, app_url)
