@@ -52,6 +52,20 @@ def _plain(value) -> str:
     return str(value)
 
 
+def trust_commands(checks, network: str = "") -> list[tuple[str, str]]:
+    """(title, command) for how a network's trust checks were fitted; ``network`` ("int8: ")
+    prefixes the titles."""
+    def title(text: str) -> str:
+        return f"{network}{text}" if network else text[0].upper() + text[1:]
+
+    found = []
+    if checks and checks.command:
+        found.append((title("calibrate, choose the abstain threshold, fit the OOD check"), checks.command))
+    if checks and checks.other_types and checks.other_types.command:
+        found.append((title("fit the other-cell-type detector"), checks.other_types.command))
+    return found
+
+
 def _or_unknown(value) -> str:
     return "?" if value is None else str(value)
 
@@ -495,14 +509,13 @@ st.header("Reproduce the numbers")
 commands = []
 if training.command:
     commands.append(("Train", training.command))
+
+
 quantised = card.raw.get("openvino_int8") or {}
-for network, checks in (("", card.trust), ("int8: ", card.trust_int8)):
-    if network and quantised.get("command"):
-        commands.append(("int8: quantise the network", quantised["command"]))
-    if checks and checks.command:
-        commands.append((f"{network}calibrate, choose the abstain threshold, fit the OOD check", checks.command))
-    if checks and checks.other_types and checks.other_types.command:
-        commands.append((f"{network}fit the other-cell-type detector", checks.other_types.command))
+commands += trust_commands(card.trust)
+if quantised.get("command"):
+    commands.append(("int8: quantise the network", quantised["command"]))
+commands += trust_commands(card.trust_int8, "int8: ")
 if (quantised.get("against_f32") or {}).get("command"):
     commands.append(("Measure int8 against f32", quantised["against_f32"]["command"]))
 if evaluation.command:

@@ -69,6 +69,12 @@ def requested_precision(name: str | None = None) -> str | None:
     return name or None
 
 
+def network_of(precision: str) -> str:
+    """Whose features a precision gives: int8's own (quantisation moves them enough to shift
+    every distance fitted on them), or f32's (bf16 stays close to it)."""
+    return "int8" if precision == "int8" else "f32"
+
+
 def default_precision(model_path: Path, model_sha256: str, has_int8_trust: bool) -> str:
     """int8 where a network quantised from this very model sits beside it, with trust checks
     fitted to it in the card (README, "Speed", has the measurements behind this); else f32."""

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hematovision.model.backends import network_of
 from hematovision.model.imaging import ImageError, ImageSource, load_image
 
 if TYPE_CHECKING:
@@ -257,11 +258,6 @@ def _ood_shift(classifier: Classifier, ood_features: np.ndarray) -> np.ndarray:
     if ood is None:  # a model without an OOD reference: nothing to move
         return np.zeros(ood_features.shape[1], np.float32)
     return (ood.mean - ood_features.mean(axis=0)).astype(np.float32)
-
-
-def network_of(precision: str) -> str:
-    """Which network's features a precision gives: int8's own, or f32's (bf16 stays close to it)."""
-    return "int8" if precision == "int8" else "f32"
 
 
 def _network(classifier: Classifier) -> dict[str, str]:

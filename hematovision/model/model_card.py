@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hematovision.model.backends import network_of
 from hematovision.model.trust import STATUS_TEXT, STATUSES
 
 MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
@@ -628,9 +629,9 @@ class ModelCard:
         return self.trust_for(self.evaluation.precision)
 
     def trust_for(self, precision: str) -> Trust | None:
-        """The trust checks fitted to the network that runs at ``precision``: int8 has its own
-        (its features move enough to shift every distance), f32 and bf16 share f32's."""
-        if precision == "int8" and self.trust_int8 is not None:
+        """The trust checks fitted to the network that runs at ``precision`` (``network_of``):
+        int8's own once fitted, else f32's."""
+        if network_of(precision) == "int8" and self.trust_int8 is not None:
             return self.trust_int8
         return self.trust
 
@@ -856,23 +857,23 @@ def precision_rows(card: ModelCard) -> list[dict[str, Any]]:
     """The int8 network against f32 on each test set (``training.precision --save``), one row
     per set; empty when the card holds no such measurement."""
     sets = _mapping(_mapping(_mapping(card.raw.get("openvino_int8")).get("against_f32")).get("sets"))
+
+    def accuracy(result: Json) -> str:
+        value = _float(result.get("accuracy"))
+        if value is None:
+            return "–"
+        text = f"{100 * value:.1f}% ({interval_text(_interval(result.get('ci95')))})"
+        return text + (f", cells {result['cells_correct']}" if result.get("cells_correct") else "")
+
+    def unfamiliar(result: Json) -> float | None:
+        return _float(_mapping(_mapping(result.get("statuses")).get("unfamiliar_source")).get("rate"))
+
     rows = []
     for name, title in PRECISION_SETS.items():
         entry = _mapping(sets.get(name))
         f32, int8 = _mapping(entry.get("f32")), _mapping(entry.get("int8"))
         if not f32 or not int8:
             continue
-
-        def accuracy(result: Json) -> str:
-            value = _float(result.get("accuracy"))
-            if value is None:
-                return "–"
-            text = f"{100 * value:.1f}% ({interval_text(_interval(result.get('ci95')))})"
-            return text + (f", cells {result['cells_correct']}" if result.get("cells_correct") else "")
-
-        def unfamiliar(result: Json) -> float | None:
-            return _float(_mapping(_mapping(result.get("statuses")).get("unfamiliar_source")).get("rate"))
-
         rows.append({"Data": title, "f32 accuracy": accuracy(f32), "int8 accuracy": accuracy(int8),
                      "Labels changed": f"{entry.get('labels_changed')} of {int8.get('n')}",
                      "ECE f32": _float(f32.get("ece")), "ECE int8": _float(int8.get("ece")),
