@@ -43,7 +43,7 @@ from training import data
 # would give poor statistics). Cutting at block 9 rather than 12 raised validation
 # accuracy from 0.80 to 0.92 (training/EXPERIMENTS.md, runs 2 and 7).
 CUT_LAYER = "block_9_add"
-CUT_CHOICES = ("block_12_add", "block_11_add", "block_10_project_BN", "block_9_add")
+CUT_CHOICES = ("block_12_add", "block_11_add", "block_10_project_BN", "block_9_add", "block_5_add")
 
 
 def cut_block(cut_layer: str) -> int:
@@ -86,6 +86,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--stage2-lr", type=float, default=1e-4)
     parser.add_argument("--stage2-epochs", type=int, default=20)
     parser.add_argument("--patience", type=int, default=3)
+    parser.add_argument("--mixstyle", type=float, default=0.0,
+                        help="probability that a training batch gets MixStyle at the cut layer (0: off)")
     parser.add_argument("--no-save", action="store_true", help="experiment only: do not write model or card")
     parser.add_argument("--weights", default="auto")
     parser.add_argument("--cut-layer", choices=CUT_CHOICES, default=CUT_LAYER,
@@ -299,6 +301,40 @@ def cached_activations(bottom, crops, args, name: str, kind: str, strength: floa
     return np.load(path, mmap_mode="r"), {**meta, "built_this_run": True}
 
 
+def mixstyle_trainer(top, probability: float, alpha: float = 0.1, seed: int = 0):
+    """``top`` behind a MixStyle layer, for training only (Zhou et al., ICLR 2021).
+
+    With ``probability``, a batch's per-image channel means and spreads at the cut layer
+    are replaced by a Beta(alpha, alpha) mix of its own and another image's, so the layers
+    above learn from lab "styles" between the ones seen. Identity when not training; the
+    saved model never holds it.
+    """
+    import keras
+    from keras import ops
+
+    class MixStyle(keras.layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.generator = keras.random.SeedGenerator(seed)
+
+        def call(self, x, training=None):
+            if not training:
+                return x
+            mean = ops.stop_gradient(ops.mean(x, axis=(1, 2), keepdims=True))
+            spread = ops.stop_gradient(ops.sqrt(ops.var(x, axis=(1, 2), keepdims=True) + 1e-6))
+            batch = ops.shape(x)[0]
+            mix = keras.random.beta((batch, 1, 1, 1), alpha, alpha, seed=self.generator)
+            partner = keras.random.shuffle(ops.arange(batch), seed=self.generator)
+            mixed_mean = mix * mean + (1 - mix) * ops.take(mean, partner, axis=0)
+            mixed_spread = mix * spread + (1 - mix) * ops.take(spread, partner, axis=0)
+            styled = (x - mean) / spread * mixed_spread + mixed_mean
+            apply = keras.random.uniform((), seed=self.generator) < probability
+            return ops.where(apply, styled, x)
+
+    inputs = keras.Input(top.input.shape[1:])
+    return keras.Model(inputs, top(MixStyle(name="mixstyle")(inputs)))
+
+
 def set_stage(model, stage: int, cut_layer: str = CUT_LAYER) -> None:
     """Stage 1: only the Dense head trains. Stage 2: also blocks 13-16 and Conv_1 (not BN)."""
     prefixes = stage2_prefixes(cut_layer)
@@ -486,14 +522,15 @@ def train(args) -> dict:
         sample_weights = np.zeros(len(labels), np.float32)
         sample_weights[train_idx] = weights
 
+    trainer = mixstyle_trainer(top, args.mixstyle, seed=args.seed) if args.mixstyle else top
     print("Stage 1: head only", flush=True)
     set_stage(model, 1, args.cut_layer)
-    compile_top(top, args.stage1_lr, args.label_smoothing)
-    epochs1, val1, hist1 = run_stage(top, acts, labels, train_idx, val, args.stage1_epochs, args, rng, sample_weights)
+    compile_top(trainer, args.stage1_lr, args.label_smoothing)
+    epochs1, val1, hist1 = run_stage(trainer, acts, labels, train_idx, val, args.stage1_epochs, args, rng, sample_weights)
     print(f"Stage 2: {stage2_blocks(args.cut_layer)} and Conv_1 at a low learning rate", flush=True)
     set_stage(model, 2, args.cut_layer)
-    compile_top(top, args.stage2_lr, args.label_smoothing)
-    epochs2, val2, hist2 = run_stage(top, acts, labels, train_idx, val, args.stage2_epochs, args, rng, sample_weights)
+    compile_top(trainer, args.stage2_lr, args.label_smoothing)
+    epochs2, val2, hist2 = run_stage(trainer, acts, labels, train_idx, val, args.stage2_epochs, args, rng, sample_weights)
     validation = {"images": int(len(val_idx)), "accuracy": round(val2["accuracy"], 6),
                   "cell_accuracy": round(val2["cell_accuracy"], 6), "loss": round(val2["loss"], 6),
                   "stage1_best_epoch": epochs1, "stage2_best_epoch": epochs2,
