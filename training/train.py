@@ -86,8 +86,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--stage2-lr", type=float, default=1e-4)
     parser.add_argument("--stage2-epochs", type=int, default=20)
     parser.add_argument("--patience", type=int, default=3)
-    parser.add_argument("--mixstyle", type=float, default=0.0,
-                        help="probability that a training batch gets MixStyle at the cut layer (0: off)")
     parser.add_argument("--no-save", action="store_true", help="experiment only: do not write model or card")
     parser.add_argument("--weights", default="auto")
     parser.add_argument("--cut-layer", choices=CUT_CHOICES, default=CUT_LAYER,
@@ -175,7 +173,7 @@ def rescale_view(image: np.ndarray, rng: np.random.Generator, low: float, high: 
     return crop_to_box(image, box, size)
 
 
-def unseen_lab_augment(image: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
+def unseen_lab_augment(image: np.ndarray, rng: np.random.Generator, strength: float, hue: float = 0.05) -> np.ndarray:
     """Everything that changes between labs, wide enough to cover ones never seen (issue 12).
 
     Framing (zoom in or out by up to 30%, a tight crop padded with background), optics
@@ -204,7 +202,7 @@ def unseen_lab_augment(image: np.ndarray, rng: np.random.Generator, strength: fl
     if rng.random() < 0.35:
         picture = picture.filter(ImageFilter.GaussianBlur(rng.uniform(0.4, 1.6)))
     pixels = stain_jitter(np.asarray(picture), rng, strength)
-    pixels = hue_saturation_jitter(pixels, rng, 0.05, 0.35)
+    pixels = hue_saturation_jitter(pixels, rng, hue, 0.35)
     values = pixels.astype(np.float32) / 255.0
     values = values ** rng.uniform(0.75, 1.35)
     values = values * rng.uniform(0.82, 1.08, size=3)  # tint: yellow, grey, blue backgrounds
@@ -220,9 +218,16 @@ def unseen_lab_augment(image: np.ndarray, rng: np.random.Generator, strength: fl
     return pixels
 
 
-AUGMENTATIONS = {"basic": colour_jitter, "lab": lab_augment, "unseen_lab": unseen_lab_augment}
+def unseen_lab_wide_colour(image: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
+    """``unseen_lab`` with the hue turned by up to 12% instead of 5% (recipe J: a monocyte's
+    cytoplasm can look pink in another lab's stain, which should not make it an eosinophil)."""
+    return unseen_lab_augment(image, rng, strength, hue=0.12)
+
+
+AUGMENTATIONS = {"basic": colour_jitter, "lab": lab_augment, "unseen_lab": unseen_lab_augment,
+                 "unseen_lab_wide_colour": unseen_lab_wide_colour}
 # "basic" at 0.08 is the recipe the Kaggle activation cache was built with.
-AUGMENT_STRENGTH = {"basic": 0.08, "lab": 0.25, "unseen_lab": 0.3}
+AUGMENT_STRENGTH = {"basic": 0.08, "lab": 0.25, "unseen_lab": 0.3, "unseen_lab_wide_colour": 0.6}
 
 
 def augmented_copy(crops: np.ndarray, copy: int, seed: int, strength: float, kind: str = "basic") -> np.ndarray:
@@ -253,7 +258,8 @@ def split_model(model, cut_layer: str = CUT_LAYER):
 
 
 def cached_activations(bottom, crops, args, name: str, kind: str, strength: float) -> tuple[np.ndarray, dict]:
-    """float16 (copies, N, 14, 14, 64) activations at the cut layer, cached on disk.
+    """float16 (copies, N, height, width, channels) activations at the cut layer (14x14x64 at
+    block_9_add), cached on disk.
 
     Also returns how long building the cache took (recorded beside it), so a run that
     reuses the cache can still report the full training cost.
@@ -299,40 +305,6 @@ def cached_activations(bottom, crops, args, name: str, kind: str, strength: floa
     meta = {"seconds": round(time.time() - started, 1)}
     meta_path.write_text(json.dumps(meta))
     return np.load(path, mmap_mode="r"), {**meta, "built_this_run": True}
-
-
-def mixstyle_trainer(top, probability: float, alpha: float = 0.1, seed: int = 0):
-    """``top`` behind a MixStyle layer, for training only (Zhou et al., ICLR 2021).
-
-    With ``probability``, a batch's per-image channel means and spreads at the cut layer
-    are replaced by a Beta(alpha, alpha) mix of its own and another image's, so the layers
-    above learn from lab "styles" between the ones seen. Identity when not training; the
-    saved model never holds it.
-    """
-    import keras
-    from keras import ops
-
-    class MixStyle(keras.layers.Layer):
-        def __init__(self, **kwargs):
-            super().__init__(**kwargs)
-            self.generator = keras.random.SeedGenerator(seed)
-
-        def call(self, x, training=None):
-            if not training:
-                return x
-            mean = ops.stop_gradient(ops.mean(x, axis=(1, 2), keepdims=True))
-            spread = ops.stop_gradient(ops.sqrt(ops.var(x, axis=(1, 2), keepdims=True) + 1e-6))
-            batch = ops.shape(x)[0]
-            mix = keras.random.beta((batch, 1, 1, 1), alpha, alpha, seed=self.generator)
-            partner = keras.random.shuffle(ops.arange(batch), seed=self.generator)
-            mixed_mean = mix * mean + (1 - mix) * ops.take(mean, partner, axis=0)
-            mixed_spread = mix * spread + (1 - mix) * ops.take(spread, partner, axis=0)
-            styled = (x - mean) / spread * mixed_spread + mixed_mean
-            apply = keras.random.uniform((), seed=self.generator) < probability
-            return ops.where(apply, styled, x)
-
-    inputs = keras.Input(top.input.shape[1:])
-    return keras.Model(inputs, top(MixStyle(name="mixstyle")(inputs)))
 
 
 def set_stage(model, stage: int, cut_layer: str = CUT_LAYER) -> None:
@@ -429,7 +401,7 @@ class SourceData:
     """One source's cached activations and where each image belongs."""
 
     name: str
-    acts: np.ndarray  # (copies, N, 14, 14, 64) float16
+    acts: np.ndarray  # (copies, N, height, width, channels) float16, at the cut layer
     labels: np.ndarray
     cells: np.ndarray
     is_val: np.ndarray  # bool; the rest trains
@@ -522,15 +494,14 @@ def train(args) -> dict:
         sample_weights = np.zeros(len(labels), np.float32)
         sample_weights[train_idx] = weights
 
-    trainer = mixstyle_trainer(top, args.mixstyle, seed=args.seed) if args.mixstyle else top
     print("Stage 1: head only", flush=True)
     set_stage(model, 1, args.cut_layer)
-    compile_top(trainer, args.stage1_lr, args.label_smoothing)
-    epochs1, val1, hist1 = run_stage(trainer, acts, labels, train_idx, val, args.stage1_epochs, args, rng, sample_weights)
+    compile_top(top, args.stage1_lr, args.label_smoothing)
+    epochs1, val1, hist1 = run_stage(top, acts, labels, train_idx, val, args.stage1_epochs, args, rng, sample_weights)
     print(f"Stage 2: {stage2_blocks(args.cut_layer)} and Conv_1 at a low learning rate", flush=True)
     set_stage(model, 2, args.cut_layer)
-    compile_top(trainer, args.stage2_lr, args.label_smoothing)
-    epochs2, val2, hist2 = run_stage(trainer, acts, labels, train_idx, val, args.stage2_epochs, args, rng, sample_weights)
+    compile_top(top, args.stage2_lr, args.label_smoothing)
+    epochs2, val2, hist2 = run_stage(top, acts, labels, train_idx, val, args.stage2_epochs, args, rng, sample_weights)
     validation = {"images": int(len(val_idx)), "accuracy": round(val2["accuracy"], 6),
                   "cell_accuracy": round(val2["cell_accuracy"], 6), "loss": round(val2["loss"], 6),
                   "stage1_best_epoch": epochs1, "stage2_best_epoch": epochs2,
