@@ -369,6 +369,15 @@ if profiles and profiles.sources:
                     for setting, result in source.profiles.items() if result.note})
     for note in notes:
         st.caption(note)
+    ceilings = [f"- {name}: **{source.ceiling['refit']:.3f}** (a logistic regression on the same features: "
+                f"{source.ceiling['logistic_regression']:.3f}), from about "
+                f"{source.ceiling['labelled_cells_per_fold']:.0f} labelled cells"
+                for name, source in profiles.sources.items()
+                if {"refit", "logistic_regression", "labelled_cells_per_fold"} <= source.ceiling.keys()]
+    if ceilings:
+        st.markdown("**How far labelled cells can take it.** Macro recall when *every other* cell of the lab is "
+                    "labelled and the last layer refitted as a few-shot profile does (cross-validation by cell). "
+                    "A profile from a few cells per class cannot be expected to beat this:\n" + "\n".join(ceilings))
     if profiles.build_seconds_100_images is not None:
         st.caption(f"Building an unlabelled profile from 100 images took {profiles.build_seconds_100_images:.1f} s "
                    f"on the machine that measured this ({profiles.date or 'date unknown'}).")

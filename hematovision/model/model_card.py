@@ -517,6 +517,9 @@ class ProfileSource:
     cells: int | None
     no_profile: dict[str, float]  # macro_recall, accuracy, not_blood_cell, unfamiliar_source, cell_accuracy
     profiles: dict[str, ProfileResult]
+    # Macro recall with every other cell labelled (cross-validation by cell): "refit",
+    # "logistic_regression", and "labelled_cells_per_fold".
+    ceiling: dict[str, float]
 
     @classmethod
     def from_json(cls, value: Any) -> ProfileSource:
@@ -525,7 +528,8 @@ class ProfileSource:
         return cls(_text(value.get("model")), _count(none.get("images")), _count(none.get("cells")),
                    {str(k): v for k, v in none.items() if isinstance(v, (int, float)) and k not in ("images", "cells")},
                    {str(k): ProfileResult.from_json(v) for k, v in value.items()
-                    if k not in ("model", "none") and isinstance(v, dict)})
+                    if k not in ("model", "none", "ceiling") and isinstance(v, dict)},
+                   {str(k): v for k, v in _mapping(value.get("ceiling")).items() if isinstance(v, (int, float))})
 
 
 @dataclass(frozen=True)

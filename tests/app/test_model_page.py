@@ -164,6 +164,10 @@ def test_model_page_renders_the_real_card():
         assert set(profiles["Profile"]) == {"unlabelled", "5-shot", "10-shot"}
         assert len(set(profiles["Unseen lab, model"])) == 3
         assert any("training.lab_profiles" in c.value for c in at.code)
+        # How far labelled cells can take a profile: the ceiling, for each lab that has one.
+        ceilings = [name for name, source in card.lab_profiles.sources.items() if "refit" in source.ceiling]
+        [text] = [m.value for m in at.markdown if "How far labelled cells can take it" in m.value]
+        assert ceilings and all(name in text for name in ceilings)
 
 
 def test_the_model_page_says_which_network_answers(monkeypatch):
