@@ -16,7 +16,7 @@ with 5 seeds (one image per cell), macro recall on the cells not drawn, for:
 The unlabelled cells are the judged cells themselves: that is what a lab would have. Last,
 the **ceiling**: 10-fold cross-validation on LISC with every other cell labelled (about 163),
 a logistic regression and an RBF support-vector machine on the same features. A few-shot
-method cannot be expected to beat it. Prints one line per setting; about 2 minutes.
+method cannot be expected to beat it. Prints one line per setting; about a minute.
 """
 
 from __future__ import annotations
