@@ -518,8 +518,6 @@ st.header("Reproduce the numbers")
 commands = []
 if training.command:
     commands.append(("Train", training.command))
-
-
 quantised = card.raw.get("openvino_int8") or {}
 commands += trust_commands(card.trust)
 if quantised.get("command"):

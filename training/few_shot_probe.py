@@ -13,10 +13,11 @@ with 5 seeds (one image per cell), macro recall on the cells not drawn, for:
 * label spreading over a 10-nearest-neighbour graph of all the lab's cells (cosine), started
   from the labelled cells (and, with weight ``beta``, the refitted head's probabilities).
 
-The unlabelled cells are the judged cells themselves: that is what a lab would have. Last,
-the **ceiling**: 10-fold cross-validation on LISC with every other cell labelled (about 163),
-a logistic regression and an RBF support-vector machine on the same features. A few-shot
-method cannot be expected to beat it. Prints one line per setting; about a minute.
+The cells are drawn as ``training.lab_profiles`` draws them (``draw_cells``). The
+unlabelled cells are the judged cells themselves: that is what a lab would have. Last, the
+**ceiling** on LISC: ``training.lab_profiles``'s (every other cell labelled, 10-fold
+cross-validation by cell; the refit and a logistic regression), and an RBF support-vector
+machine on the same folds. A few-shot method cannot be expected to beat it. Prints one line per setting; about a minute.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from scipy.special import softmax
 from hematovision.model.classifier import load_classifier
 from hematovision.model.lab_profile import refit_head
 from training.cross_lab import validation_jobs
+from training.lab_profiles import ceiling, ceiling_splits, draw_cells, macro_recall_of
 
 THRESHOLDS = (0.8, 0.9)
 SPREAD_NEIGHBOURS = 10
@@ -39,10 +41,6 @@ def features_and_labels(classifier, rows) -> tuple[np.ndarray, np.ndarray, np.nd
     crops = np.stack([classifier.prepare(path)[0] for path, _, _ in rows])
     features = classifier.outputs(crops).type_features.astype(np.float64)
     return features, np.array([label for _, label, _ in rows]), np.array([str(cell) for _, _, cell in rows])
-
-
-def macro_recall(predicted: np.ndarray, labels: np.ndarray) -> float:
-    return float(np.mean([np.mean(predicted[labels == c] == c) for c in np.unique(labels)]))
 
 
 def self_trained_head(features, labelled, labels, weights, bias, threshold: float, rounds: int = 2):
@@ -77,13 +75,8 @@ def spread_labels(features, labelled, labels, prior, beta: float, alpha: float =
 
 
 def draw(labels, cells, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(one row per drawn cell, rows of the cells not drawn): k cells per class, fewer where a
-    class has few cells (two are always left to judge)."""
-    rng = np.random.default_rng(seed)
-    drawn: set = set()
-    for c in np.unique(labels):
-        class_cells = np.unique(cells[labels == c])
-        drawn |= set(rng.choice(class_cells, min(k, len(class_cells) - 2), replace=False))
+    """(one row per drawn cell, rows of the cells not drawn)."""
+    drawn = draw_cells(labels, cells, k, np.random.default_rng(seed))
     first = {}
     for row, cell in enumerate(cells):
         if cell in drawn:
@@ -91,16 +84,14 @@ def draw(labels, cells, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.array(sorted(first.values())), ~np.isin(cells, list(drawn))
 
 
-def ceiling(features, labels) -> dict[str, float]:
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+def svm_ceiling(features, labels, cells) -> float:
     from sklearn.svm import SVC
 
-    folds = StratifiedKFold(10, shuffle=True, random_state=0)
     unit = features / np.linalg.norm(features, axis=1, keepdims=True)
-    return {"logistic regression": macro_recall(cross_val_predict(LogisticRegression(C=1, max_iter=3000), features,
-                                                                  labels, cv=folds), labels),
-            "RBF SVM": macro_recall(cross_val_predict(SVC(C=10), unit, labels, cv=folds), labels)}
+    predicted = np.empty_like(labels)
+    for train, test in ceiling_splits(labels, cells):
+        predicted[test] = SVC(C=10).fit(unit[train], labels[train]).predict(unit[test])
+    return macro_recall_of(labels, predicted)
 
 
 def main(argv=None) -> None:
@@ -129,18 +120,20 @@ def main(argv=None) -> None:
                     heads[f"self-trained, threshold {threshold}"] = self_trained_head(
                         features, labelled, labels[labelled], weights, bias, threshold)
                 for head, (w, b) in heads.items():
-                    scores.setdefault(head, []).append(macro_recall((features[judged] @ w + b).argmax(1),
-                                                                    labels[judged]))
+                    scores.setdefault(head, []).append(macro_recall_of(labels[judged],
+                                                                       (features[judged] @ w + b).argmax(1)))
                 prior = softmax(features @ refitted[0] + refitted[1], axis=1)
                 for beta in (0.0, 1.0):
                     spread = spread_labels(features, labelled, labels[labelled], prior, beta)
                     scores.setdefault(f"label spreading, beta {beta}", []).append(
-                        macro_recall(spread[judged].argmax(1), labels[judged]))
+                        macro_recall_of(labels[judged], spread[judged].argmax(1)))
             for head, values in scores.items():
                 print(f"{name}, k={k}: {head}: macro recall {np.mean(values):.3f}", flush=True)
         if name.startswith("LISC"):
-            for method, value in ceiling(features, labels).items():
-                print(f"{name}, ceiling (10-fold, ~163 labelled cells): {method}: macro recall {value:.3f}", flush=True)
+            found = ceiling(features, labels, cells, weights, bias) | {"RBF SVM": svm_ceiling(features, labels, cells)}
+            for method in ("refit", "logistic_regression", "RBF SVM"):
+                print(f"{name}, ceiling ({found['labelled_cells_per_fold']} labelled cells): {method}: "
+                      f"macro recall {found[method]:.3f}", flush=True)
 
 
 if __name__ == "__main__":

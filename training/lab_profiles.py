@@ -118,29 +118,54 @@ def one_image_per_cell(lab: LabImages, cells: set) -> np.ndarray:
     return np.asarray(rows, int)
 
 
-def ceiling(classifier, lab: LabImages, folds: int = 10) -> dict:
-    """Macro recall with every other cell of the lab labelled, by cross-validation grouped by
-    cell: what the profile's own refit (``refit_head``) and a plain logistic regression reach
-    on the same features with far more than k cells per class. A few-shot profile cannot be
-    expected to beat it."""
-    from sklearn.linear_model import LogisticRegression
+def macro_recall_of(labels: np.ndarray, predicted: np.ndarray) -> float:
+    return macro_recall(accuracy_summary(np.asarray(labels).tolist(), np.asarray(predicted).tolist(), CLASS_NAMES))
+
+
+def draw_cells(labels: np.ndarray, cells: np.ndarray, k: int, rng: np.random.Generator) -> set:
+    """k cells of each class to label; at least one of each class is left to judge (Kaggle
+    TEST has 4 monocytes)."""
+    drawn: set = set()
+    for index in range(len(CLASS_NAMES)):
+        class_cells = np.unique(cells[labels == index])
+        drawn |= set(rng.choice(class_cells, min(k, len(class_cells) - 1), replace=False))
+    return drawn
+
+
+CEILING_FOLDS = 10
+
+
+def ceiling_splits(labels: np.ndarray, cells: np.ndarray) -> list | None:
+    """The cross-validation folds, grouped by cell, behind every ceiling figure; None where a
+    class has fewer cells than folds (Kaggle TEST's 4 monocytes would make lopsided folds)."""
     from sklearn.model_selection import StratifiedGroupKFold
 
-    features = lab.outputs.type_features.astype(np.float64)
-    labels, cells = lab.labels, lab.cells
-    fewest = min(len(np.unique(cells[labels == c])) for c in np.unique(labels))
-    if fewest < folds:  # Kaggle TEST: 4 monocytes, so the folds would be lopsided, not a ceiling
+    if min(len(np.unique(cells[labels == c])) for c in np.unique(labels)) < CEILING_FOLDS:
+        return None
+    return list(StratifiedGroupKFold(CEILING_FOLDS, shuffle=True, random_state=0).split(labels, labels, cells))
+
+
+def ceiling(features: np.ndarray, labels: np.ndarray, cells: np.ndarray, weights: np.ndarray,
+            bias: np.ndarray) -> dict:
+    """Macro recall with every other cell of the lab labelled (``ceiling_splits``): what the
+    profile's own refit (``refit_head``) and a plain logistic regression reach on the same
+    features with far more than k cells per class. A few-shot profile cannot be expected to
+    beat it."""
+    from sklearn.linear_model import LogisticRegression
+
+    splits = ceiling_splits(labels, cells)
+    if splits is None:
+        fewest = min(len(np.unique(cells[labels == c])) for c in np.unique(labels))
         return {"note": f"not measured: a class has only {fewest} cells"}
-    weights, bias = classifier.head_weights()
     predicted = {"refit": np.empty_like(labels), "logistic_regression": np.empty_like(labels)}
-    for train, test in StratifiedGroupKFold(folds, shuffle=True, random_state=0).split(features, labels, cells):
+    for train, test in splits:
         w, b = refit_head(features[train], labels[train], weights, bias)
         predicted["refit"][test] = (features[test] @ w + b).argmax(axis=1)
         model = LogisticRegression(C=1.0, max_iter=3000).fit(features[train], labels[train])
         predicted["logistic_regression"][test] = model.predict(features[test])
-    recall = {name: round(macro_recall(accuracy_summary(labels.tolist(), p.tolist(), CLASS_NAMES)), 4)
-              for name, p in predicted.items()}
-    return {"folds": folds, "labelled_cells_per_fold": int(len(np.unique(cells)) * (folds - 1) // folds), **recall}
+    recall = {name: round(macro_recall_of(labels, p), 4) for name, p in predicted.items()}
+    labelled = len(np.unique(cells)) * (CEILING_FOLDS - 1) // CEILING_FOLDS
+    return {"folds": CEILING_FOLDS, "labelled_cells_per_fold": labelled, **recall}
 
 
 def measure(classifier, lab: LabImages, draws: int) -> dict:
@@ -159,11 +184,7 @@ def measure(classifier, lab: LabImages, draws: int) -> dict:
         except LabProfileError as exc:
             notes["unlabelled"] = str(exc)
         for k in SHOTS:
-            drawn = set()
-            for index in range(len(CLASS_NAMES)):
-                class_cells = np.unique(lab.cells[lab.labels == index])
-                # At least one cell of each class is left to judge (Kaggle TEST has 4 monocytes).
-                drawn |= set(rng.choice(class_cells, min(k, len(class_cells) - 1), replace=False))
+            drawn = draw_cells(lab.labels, lab.cells, k, rng)
             labelled = lab.rows(np.isin(np.arange(len(lab.cells)), one_image_per_cell(lab, drawn)))
             per_class = {name: features_of(classifier, labelled.rows(labelled.labels == index))
                          for index, name in enumerate(CLASS_NAMES)}
@@ -189,7 +210,8 @@ def measure(classifier, lab: LabImages, draws: int) -> dict:
         }
         if setting in notes:
             results[setting]["note"] = notes[setting]
-    results["ceiling"] = ceiling(classifier, lab)
+    results["ceiling"] = ceiling(lab.outputs.type_features.astype(np.float64), lab.labels, lab.cells,
+                                 *classifier.head_weights())
     if classifier.trust.ood is None:
         results["unlabelled"]["note"] = ("this model has no out-of-distribution reference, so an unlabelled "
                                          "profile changes nothing")
