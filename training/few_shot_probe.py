@@ -17,7 +17,9 @@ The cells are drawn as ``training.lab_profiles`` draws them (``draw_cells``). Th
 unlabelled cells are the judged cells themselves: that is what a lab would have. Last, the
 **ceiling** on LISC: ``training.lab_profiles``'s (every other cell labelled, 10-fold
 cross-validation by cell; the refit and a logistic regression), and an RBF support-vector
-machine on the same folds. A few-shot method cannot be expected to beat it. Prints one line per setting; about a minute.
+machine on the same folds. A few-shot method cannot be expected to beat it. Another recipe's
+three models can be given (``--both``, ``--kaggle-only``, ``--pbc-only``), to ask whether its
+features carry a profile further. Prints one line per setting; about a minute.
 """
 
 from __future__ import annotations
@@ -97,13 +99,14 @@ def svm_ceiling(features, labels, cells) -> float:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", type=Path, required=True, help="the Kaggle blood-cells folder")
+    parser.add_argument("--both", type=Path, default=None, help="the model LISC is read with (default: the shipped one)")
     parser.add_argument("--kaggle-only", type=Path, default=Path("training/cache/v3-kaggle/model.keras"))
     parser.add_argument("--pbc-only", type=Path, default=Path("training/cache/v3-pbc/model.keras"))
     parser.add_argument("--draws", type=int, default=5)
     args = parser.parse_args(argv)
     root = args.data_dir.parent
     jobs = validation_jobs(args.data_dir, root / "pbc", root / "lisc")
-    settings = {"LISC, shipped": (None, jobs["lisc"]),
+    settings = {"LISC, " + ("shipped" if args.both is None else "both labs"): (args.both, jobs["lisc"]),
                 "PBC validation, Kaggle-only": (args.kaggle_only, jobs["pbc_val"]),
                 "Kaggle validation, PBC-only": (args.pbc_only, jobs["kaggle_val"])}
     for name, (model, rows) in settings.items():

@@ -56,6 +56,7 @@ def variants(network) -> dict[str, dict]:
         "first conv, last conv and head kept f32": {"ignored_scope": ends},
         "no overflow fix": {"advanced_parameters": AdvancedQuantizationParameters(
             overflow_fix=nncf.OverflowFix.DISABLE)},
+        "no bias correction": {"advanced_parameters": AdvancedQuantizationParameters(disable_bias_correction=True)},
     }
 
 
