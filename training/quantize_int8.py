@@ -30,14 +30,18 @@ from hematovision.model.model_card import file_sha256, load_model_card
 from training import data
 
 
-def calibration_records(data_dir: Path, count: int, seed: int = 0) -> list[data.Record]:
-    """``count`` training images: one per Kaggle TRAIN cell and PBC training images, seeded."""
-    kaggle = data.images_per_cell(data.read_sources(data_dir, "TRAIN"), 1, seed)
-    pbc = data.read_pbc(data_dir.parent / "pbc")
-    pbc_train = [record for record, part in zip(pbc, data.split_pbc(pbc)) if part == "train"]
+def calibration_records(data_dir: Path, count: int, seed: int = 0,
+                        sources: tuple[str, ...] = ("kaggle", "pbc")) -> list[data.Record]:
+    """``count`` training images of ``sources``: one per Kaggle TRAIN cell and PBC training
+    images, seeded (half each for both)."""
+    kaggle = data.images_per_cell(data.read_sources(data_dir, "TRAIN"), 1, seed) if "kaggle" in sources else []
+    pbc = data.read_pbc(data_dir.parent / "pbc") if "pbc" in sources else []
+    pbc_train = [record for record, part in zip(pbc, data.split_pbc(pbc)) if part == "train"] if pbc else []
     rng = np.random.default_rng(seed)
-    half = count // 2
+    half = count // 2 if pbc_train else count
     kaggle = [kaggle[i] for i in sorted(rng.choice(len(kaggle), min(half, len(kaggle)), replace=False))]
+    if not pbc_train:
+        return kaggle
     pbc_train = [pbc_train[i] for i in sorted(rng.choice(len(pbc_train), count - len(kaggle), replace=False))]
     return kaggle + pbc_train
 
@@ -50,9 +54,11 @@ def main(argv=None) -> None:
     parser.add_argument("--data-dir", type=Path, required=True, help="the Kaggle blood-cells folder")
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_PATH)
     parser.add_argument("--images", type=int, default=600, help="calibration images")
+    parser.add_argument("--sources", type=lambda text: tuple(text.split(",")), default=("kaggle", "pbc"),
+                        help="the labs the model trained on (a leave-one-lab-out model: kaggle or pbc)")
     args = parser.parse_args(argv)
     classifier = load_classifier(args.model)  # also makes sure the f32 network exists
-    records = calibration_records(args.data_dir, args.images)
+    records = calibration_records(args.data_dir, args.images, sources=args.sources)
     crops = np.stack([classifier.prepare(record.path)[0] for record in records]).astype(np.float32)
     f32_xml = openvino_beside(args.model)
     if not f32_xml.is_file():
@@ -66,10 +72,13 @@ def main(argv=None) -> None:
         "file": out.name, "weights_file": out.with_suffix(".bin").name,
         "weights_sha256": file_sha256(out.with_suffix(".bin")), "model_sha256": file_sha256(args.model),
         "precision": "int8",
-        "calibration": f"{len(crops)} training images (Kaggle TRAIN one per cell, PBC train split), seed 0",
+        "calibration": f"{len(crops)} training images ("
+                       + ", ".join({"kaggle": "Kaggle TRAIN one per cell", "pbc": "PBC train split"}[source]
+                                   for source in args.sources) + "), seed 0",
         "command": "python -m training.quantize_int8 --data-dir ../shared/data/blood-cells"
                    + ("" if args.model == DEFAULT_MODEL_PATH else f" --model {args.model}")
-                   + ("" if args.images == 600 else f" --images {args.images}"),
+                   + ("" if args.images == 600 else f" --images {args.images}")
+                   + ("" if args.sources == ("kaggle", "pbc") else f" --sources {','.join(args.sources)}"),
     }
     out.with_suffix(".json").write_text(json.dumps(identity, indent=2) + "\n")
     card_path = card_beside(args.model)
