@@ -44,6 +44,7 @@ BATCH_REPORT = "hv_batch_report"  # (review signature, pdf bytes, html text)
 BATCH_UPLOADER = "hv_batch_uploader"  # the batch page's file uploader
 PROFILE_UPLOADER = "hv_profile_uploader"  # the batch page's lab-profile file uploader
 PROFILE_MESSAGE = "hv_profile_message"  # (kind, text): the outcome of the last profile action
+BATCH_NORM_OPTION = "hv_profile_batch_norm"  # "Build from this batch" also re-estimates the last batch norm
 BATCH_TARGET = "hv_batch_target"  # 100 or 200: the cells to count, for the progress bar
 REVIEW_INITIALS = "hv_review_initials"  # the reviewer's initials, saved in the review file and the report
 REVIEW_NOTE = "hv_review_note"  # the reviewer's free-text note, likewise

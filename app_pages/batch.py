@@ -11,6 +11,7 @@ from app.auth import signed_in_name
 from app.page_paths import EXPLAIN_PAGE
 from app.state import (
     BATCH,
+    BATCH_NORM_OPTION,
     BATCH_REPORT,
     BATCH_TARGET,
     BATCH_UPLOADER,
@@ -127,7 +128,8 @@ def build_profile(kind: str) -> None:
     shipped = caches.get_classifier()
     try:
         if kind == "batch":
-            profile = unlabelled_from_predictions(shipped, [cell.prediction for cell in cells])
+            profile = unlabelled_from_predictions(shipped, [cell.prediction for cell in cells],
+                                                  batch_norm=st.session_state.get(BATCH_NORM_OPTION, False))
         else:
             profile = few_shot_from_predictions(shipped, reviewed_cells(cells))
     except LabProfileError as exc:
@@ -194,6 +196,10 @@ def lab_profile_panel(cells: list[BatchCell] | None) -> None:
                                      width="stretch", key="hv_profile_download")
             stop.button("Stop using it", on_click=stop_profile, key="hv_profile_stop", icon=":material/close:",
                         width="stretch")
+        st.checkbox("From this batch, also re-estimate the network's last batch norm", key=BATCH_NORM_OPTION,
+                    help="This changes the classes too. It helps labs far from the ones the model learned from "
+                         "(on labs it never saw it gained 4 to 20 points), but on LISC it lost 2: use it when "
+                         "most of your cells come out wrong or unfamiliar. The Model page has the numbers.")
         st.file_uploader("Use a saved profile (.json)", type=["json"], key=PROFILE_UPLOADER,
                          on_change=load_profile_file,
                          help="A profile downloaded here or written by `python -m hematovision adapt`, for "

@@ -343,8 +343,10 @@ if profiles and profiles.sources:
     st.markdown(
         "A *lab profile* fits the model to one lab in seconds, from that lab's own images (build one on the "
         "Batch page or with `python -m hematovision adapt`). An **unlabelled** profile needs 30 or more images "
-        "and only teaches the *unfamiliar lab* check what this lab looks like; a **few-shot** profile also "
-        "refits the last layer on a few labelled cells per class. Each row is a lab the model never saw, "
+        "and only teaches the *unfamiliar lab* check what this lab looks like; its option *last batch norm "
+        "re-estimated* also re-normalises the network's last layer on the lab's cells, which changes the "
+        "classes; a **few-shot** profile refits the last layer on a few labelled cells per class. Each row is a "
+        "lab the model never saw, "
         "judged on images the profile was not built from, over seeded draws (mean, 95% interval); "
         "*no profile* is the shipped model on the same images."
     )

@@ -12,14 +12,16 @@ Three unseen-lab settings, each with the model that never saw that lab:
   are drawn, and cells are reported beside images).
 
 For each: no profile; an unlabelled profile built from a seeded half of the cells and
-judged on the other half; few-shot profiles from 5 and 10 labelled cells per class (one
+judged on the other half, without and with its option of re-estimating the last batch norm;
+few-shot profiles from 5 and 10 labelled cells per class (one
 image per cell; one cell fewer where a class has no more, so every class is judged) judged
 on every image of the cells not drawn. Each is repeated over
 ``--draws`` seeds; the card gets the mean and a Student-t 95% interval over draws, with
 the shipped model's score on the very same images beside it, and the ceiling: macro recall
 with every other cell labelled (10-fold cross-validation by cell). The profiles are built by
-``hematovision.model.lab_profile``'s own functions from the shipped network's features,
-and applied with ``LabProfile.apply``, the step every adapted prediction goes through.
+``hematovision.model.lab_profile``'s own functions from the shipped network's features (and
+crops, for an unlabelled profile's batch-norm option), and judged by the adapted classifier's
+own forward passes, as a user's predictions with the profile run.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ from hematovision.model.trust import NOT_BLOOD_CELL, UNFAMILIAR_SOURCE
 from training import data
 
 SHOTS = (5, 10)
+UNLABELLED_BATCH_NORM = "unlabelled, last batch norm re-estimated"
 
 
 @dataclass
@@ -70,11 +73,12 @@ class LabImages:
     found: np.ndarray
     labels: np.ndarray
     cells: np.ndarray
+    crops: np.ndarray  # what the network sees of each image (the batch-norm option needs them)
 
     def rows(self, mask: np.ndarray) -> LabImages:
         o = self.outputs
         return LabImages(ModelOutputs(o.ood_features[mask], o.type_features[mask], o.probabilities[mask]),
-                         self.found[mask], self.labels[mask], self.cells[mask])
+                         self.found[mask], self.labels[mask], self.cells[mask], self.crops[mask])
 
 
 def read_lab(classifier, records: list[data.Record]) -> LabImages:
@@ -82,12 +86,15 @@ def read_lab(classifier, records: list[data.Record]) -> LabImages:
     if result.unreadable:
         raise SystemExit(f"unreadable images: {result.unreadable[:3]}")
     outputs = ModelOutputs(result.features, result.type_features, result.probabilities)
+    crops = np.stack([classifier.prepare(r.path)[0] for r in records])
     return LabImages(outputs, np.asarray(result.nucleus_found), np.asarray(result.labels),
-                     np.asarray([r.cell for r in records]))
+                     np.asarray([r.cell for r in records]), crops)
 
 
 def scores(classifier, lab: LabImages, profile=None) -> dict[str, float]:
-    outputs = lab.outputs if profile is None else profile.apply(lab.outputs)
+    """The shipped model's scores on ``lab``, or the adapted classifier's with ``profile``
+    (its own forward passes, as a user's predictions with the profile would run)."""
+    outputs = lab.outputs if profile is None else classifier.with_lab_profile(profile).outputs(lab.crops)
     statuses = [a.status for a in classifier.trust.assess(outputs.probabilities, outputs.ood_features,
                                                             outputs.type_features, list(lab.found))]
     predicted = outputs.probabilities.argmax(axis=1)
@@ -106,7 +113,7 @@ def _cell_accuracy(lab: LabImages, probabilities: np.ndarray) -> float:
 
 
 def features_of(classifier, lab: LabImages) -> CellFeatures:
-    return blood_cell_features(classifier, lab.outputs, lab.found)
+    return blood_cell_features(classifier, lab.crops, lab.outputs, lab.found)
 
 
 def one_image_per_cell(lab: LabImages, cells: set) -> np.ndarray:
@@ -170,19 +177,23 @@ def ceiling(features: np.ndarray, labels: np.ndarray, cells: np.ndarray, weights
 
 def measure(classifier, lab: LabImages, draws: int) -> dict:
     """Every setting over ``draws`` seeds: the profile's scores and the shipped model's on the same images."""
-    runs: dict[str, list[tuple[dict, dict, int]]] = {"unlabelled": [], **{f"{k}-shot": [] for k in SHOTS}}
+    runs: dict[str, list[tuple[dict, dict, int]]] = {"unlabelled": [], UNLABELLED_BATCH_NORM: [],
+                                                     **{f"{k}-shot": [] for k in SHOTS}}
     notes: dict[str, str] = {}
     cells = np.unique(lab.cells)
     for seed in range(draws):
         rng = np.random.default_rng(seed)
         half = set(rng.choice(cells, len(cells) // 2, replace=False))
         build = np.isin(lab.cells, list(half))
-        try:
-            profile = unlabelled_from_features(classifier, features_of(classifier, lab.rows(build)))
-            judged = lab.rows(~build)
-            runs["unlabelled"].append((scores(classifier, judged, profile), scores(classifier, judged), len(judged.labels)))
-        except LabProfileError as exc:
-            notes["unlabelled"] = str(exc)
+        judged = lab.rows(~build)
+        for setting, batch_norm in (("unlabelled", False), (UNLABELLED_BATCH_NORM, True)):
+            try:
+                profile = unlabelled_from_features(classifier, features_of(classifier, lab.rows(build)),
+                                                   batch_norm=batch_norm)
+                runs[setting].append((scores(classifier, judged, profile), scores(classifier, judged),
+                                      len(judged.labels)))
+            except LabProfileError as exc:
+                notes[setting] = str(exc)
         for k in SHOTS:
             drawn = draw_cells(lab.labels, lab.cells, k, rng)
             labelled = lab.rows(np.isin(np.arange(len(lab.cells)), one_image_per_cell(lab, drawn)))
@@ -214,7 +225,7 @@ def measure(classifier, lab: LabImages, draws: int) -> dict:
                                  *classifier.head_weights())
     if classifier.trust.ood is None:
         results["unlabelled"]["note"] = ("this model has no out-of-distribution reference, so an unlabelled "
-                                         "profile changes nothing")
+                                         "profile without its batch-norm option changes nothing")
     return results
 
 

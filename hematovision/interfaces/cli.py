@@ -8,7 +8,7 @@
     python -m hematovision bench [--json]
     python -m hematovision serve [--host 127.0.0.1] [--port 8000]   # JSON HTTP API, see api.py
     python -m hematovision adapt DIR --out PROFILE.json [--per-class 5] [--seed 0]   # DIR/<class>/ images
-    python -m hematovision adapt DIR --unlabelled --out PROFILE.json                 # DIR/ images
+    python -m hematovision adapt DIR --unlabelled [--batch-norm] --out PROFILE.json  # DIR/ images
     python -m hematovision differential IMAGE_OR_FOLDER... [--json|--csv] [--reviews REVIEW.json]
 
 predict, explain, evaluate and serve take ``--lab-profile PROFILE.json`` (see lab_profile.py).
@@ -177,10 +177,14 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Few-shot (default): DIR holds one folder per class (eosinophil, lymphocyte, monocyte, "
                     "neutrophil) with a few of your lab's labelled cells; the model's last layer is refitted "
                     "on them. --unlabelled: DIR holds at least 30 of your lab's images directly; only the "
-                    "'unfamiliar lab' check is fitted to them. Use the profile with --lab-profile.")
+                    "'unfamiliar lab' check is fitted to them, and with --batch-norm also the network's last batch "
+                    "norm. Use the profile with --lab-profile.")
     adapt.add_argument("data_dir", metavar="DIR")
     adapt.add_argument("--out", required=True, metavar="PROFILE.json")
     adapt.add_argument("--unlabelled", action="store_true", help="DIR holds unlabelled images directly")
+    adapt.add_argument("--batch-norm", action="store_true",
+                       help="with --unlabelled: also re-estimate the last batch norm on the images, which changes "
+                            "the classes; for labs far from the training ones (the Model page has its numbers)")
     adapt.add_argument("--per-class", type=_positive_int, default=5, metavar="K",
                        help="labelled cells used per class (a seeded draw when a folder holds more; default 5)")
     adapt.add_argument("--seed", type=int, default=0)
@@ -276,11 +280,13 @@ def _adapt(args) -> int:
         raise ValueError(f"--out must name a .json file, got {out.name}")
     if not out.parent.is_dir():
         raise NotADirectoryError(f"The folder for --out does not exist: {out.parent}")
+    if args.batch_norm and not args.unlabelled:
+        raise ValueError("--batch-norm goes with --unlabelled: a few-shot profile refits the last layer instead.")
     if args.unlabelled:
         images = list_images(folder)
         if not images and find_class_folders(folder):
             raise ValueError(f"{folder} holds class folders, not images: drop --unlabelled for a few-shot profile.")
-        profile = build_unlabelled(_classifier(args), images)
+        profile = build_unlabelled(_classifier(args), images, batch_norm=args.batch_norm)
         given = len(images)
     else:
         classes = find_class_folders(folder)

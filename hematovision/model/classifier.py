@@ -115,22 +115,28 @@ class Classifier:
         self._keras_model = model
         self.model_path = model_path
         self.model_sha256 = model_sha256
-        self.backend = backend or TensorFlowBackend(model, FEATURE_LAYER, OTHER_TYPE_LAYER)
+        self.shipped_backend = backend or TensorFlowBackend(model, FEATURE_LAYER, OTHER_TYPE_LAYER)
+        self.backend = self.shipped_backend
         self.input_size = self.backend.input_size
         self.colour_normalisation = colour_normalisation
         self.trust = trust or TrustModel()
         self.lab_profile = lab_profile
+        self._top_norms = None
         if lab_profile is not None:
             lab_profile.check_model(model_sha256, self.backend.precision)
             lab_profile.check_shapes(*self.backend.widths)
+            if lab_profile.norm_gains is not None:  # its re-estimated batch norm: a network of its own
+                self._top_norms = lab_profile.top_norms(self.shipped_backend.top_norm_widths())
+                self.backend = self.shipped_backend.with_top_norms(self._top_norms)
         self._built: dict[Hashable, Any] = {}
         self._built_lock = threading.RLock()  # re-entrant: an explainer may build the CAM network
 
     def with_lab_profile(self, lab_profile: LabProfile | None) -> Classifier:
         """This classifier adapted by ``lab_profile`` (None: as shipped), sharing its backend
-        and any Keras network already loaded, so nothing is read or compiled again."""
+        and any Keras network already loaded, so nothing is read or compiled again (except the
+        adapted network of a profile that re-estimates the last batch norm)."""
         return Classifier(self._keras_model, self.model_path, self.colour_normalisation, self.trust, lab_profile,
-                          self.model_sha256, self.backend)
+                          self.model_sha256, self.shipped_backend)
 
     @property
     def shipped_model(self):
@@ -146,11 +152,16 @@ class Classifier:
     @property
     def model(self):
         """The Keras network the gradient methods explain: the shipped one, with the lab
-        profile's refitted head when one is in use."""
-        if self.lab_profile is None or self.lab_profile.head_weights is None:
+        profile's re-estimated batch norm and refitted head when one is in use."""
+        if self.lab_profile is None or (self.lab_profile.head_weights is None and self._top_norms is None):
             return self.shipped_model
-        return self.built_once(("adapted_network",), lambda: _with_refitted_head(self.shipped_model,
-                                                                                 self.lab_profile))
+        return self.built_once(("adapted_network",), self._adapted_keras)
+
+    def _adapted_keras(self):
+        from hematovision.model.top_norms import keras_with
+
+        model = self.shipped_model if self._top_norms is None else keras_with(self.shipped_model, self._top_norms)
+        return model if self.lab_profile.head_weights is None else _with_refitted_head(model, self.lab_profile)
 
     def built_once(self, key: Hashable, build: Callable[[], Any]) -> Any:
         """What ``build()`` returns, built on the first call for ``key`` and kept with this classifier.
@@ -197,23 +208,23 @@ class Classifier:
     # -- raw forward passes ---------------------------------------------------
     def predict_proba(self, batch: np.ndarray) -> np.ndarray:
         """Softmax (before calibration) for model-size RGB images, shape (N, 224, 224, 3), 0-255."""
-        return self.outputs(batch).probabilities
+        return self.outputs(batch, features=False).probabilities
 
-    def outputs(self, batch: np.ndarray) -> ModelOutputs:
-        """Raw softmax and the features the trust checks read, in one forward pass."""
+    def outputs(self, batch: np.ndarray, features: bool = True) -> ModelOutputs:
+        """Raw softmax and the features the trust checks read, in one forward pass.
+
+        With a profile that re-estimates the last batch norm, the softmax comes from the
+        adapted network and the features from the shipped one, in a second pass (skipped when
+        ``features`` is False): the trust checks were fitted to the shipped network's features,
+        and on the adapted ones LISC's own cells looked like other cell types twice as often."""
         batch = np.asarray(batch, dtype=np.float32)
         if batch.ndim == 3:
             batch = batch[None]
-        chunks = [self.backend.forward(batch[start : start + FORWARD_BATCH])
-                  for start in range(0, len(batch), FORWARD_BATCH)]
-        if not chunks:
-            ood_width, final_width, classes = self.backend.widths
-            return ModelOutputs(np.zeros((0, ood_width), np.float32), np.zeros((0, final_width), np.float32),
-                                np.zeros((0, classes), np.float32))
-        shipped = ModelOutputs(*(np.concatenate([chunk[i] for chunk in chunks]) for i in range(3)))
-        # The profile is applied to the shipped network's outputs, the same step by which
-        # training.lab_profiles measures profiles.
-        return shipped if self.lab_profile is None else self.lab_profile.apply(shipped)
+        found = _forward(self.backend, batch)
+        if self._top_norms is not None and features:
+            shipped = _forward(self.shipped_backend, batch)
+            found = ModelOutputs(shipped.ood_features, shipped.type_features, found.probabilities)
+        return found if self.lab_profile is None else self.lab_profile.apply(found)
 
     # -- user-facing predictions ----------------------------------------------
     def predict(self, image: ImageSource) -> Prediction:
@@ -310,6 +321,15 @@ def load_classifier(model_path: str | Path | None = None,
     return Classifier(model, path, colour_normalisation=card.training.colour_normalisation,
                       trust=TrustModel.from_card(trust, card_path.parent), lab_profile=lab_profile,
                       model_sha256=sha, backend=engine)
+
+
+def _forward(backend, batch: np.ndarray) -> ModelOutputs:
+    chunks = [backend.forward(batch[start : start + FORWARD_BATCH]) for start in range(0, len(batch), FORWARD_BATCH)]
+    if not chunks:
+        ood_width, final_width, classes = backend.widths
+        return ModelOutputs(np.zeros((0, ood_width), np.float32), np.zeros((0, final_width), np.float32),
+                            np.zeros((0, classes), np.float32))
+    return ModelOutputs(*(np.concatenate([chunk[i] for chunk in chunks]) for i in range(3)))
 
 
 def _load_keras(path: Path):

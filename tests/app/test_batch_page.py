@@ -15,6 +15,7 @@ from streamlit.testing.v1 import AppTest
 
 from app.state import (
     BATCH,
+    BATCH_NORM_OPTION,
     BATCH_REPORT,
     BATCH_UPLOADER,
     CURRENT_IMAGE,
@@ -201,6 +202,21 @@ def test_a_lab_profile_built_from_the_batch_and_from_reviews_changes_what_the_mo
     at.button(key="hv_profile_stop").click().run(timeout=TIMEOUT * 2)
     assert at.session_state[LAB_PROFILE] is None
     assert [c.prediction.status for c in batch_cells(at)] == [c.prediction.status for c in before]
+
+
+def test_the_batch_norm_option_builds_a_profile_that_changes_the_classes():
+    at = start("app_pages/batch.py")
+    at.file_uploader(key=BATCH_UPLOADER).set_value(lisc_batch()).run()
+    at.button(key="hv_batch_classify").click().run(timeout=TIMEOUT * 2)
+    before = batch_cells(at)
+    at.checkbox(key=BATCH_NORM_OPTION).check().run()
+    at.button(key="hv_profile_from_batch").click().run(timeout=TIMEOUT * 2)
+    assert not at.exception, at.exception
+    profile = at.session_state[LAB_PROFILE]
+    assert profile.kind == "unlabelled" and profile.norm_gains is not None
+    assert any("last batch norm re-estimated" in s.value for s in at.success)
+    after = batch_cells(at)
+    assert any(a.prediction.probabilities != b.prediction.probabilities for a, b in zip(before, after))
 
 
 def test_a_bad_profile_file_is_refused_and_the_shipped_model_stays():

@@ -327,6 +327,24 @@ def test_adapt_unlabelled_uses_the_images_in_the_folder(capsys, tmp_path):
     assert "unlabelled" in stdout and (tmp_path / "u.json").is_file()
 
 
+def test_adapt_unlabelled_with_batch_norm_writes_the_option(capsys, tmp_path):
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    for name in CLASS_NAMES:
+        for path in sorted((LISC / name.lower()).glob("*.png"))[5:14]:
+            (folder / path.name).write_bytes(path.read_bytes())
+    out = tmp_path / "bn.json"
+    code, stdout, _ = run_cli(capsys, "adapt", str(folder), "--unlabelled", "--batch-norm", "--out", str(out), "--json")
+    assert code == 0
+    assert json.loads(stdout)["batch_norm"] is True
+    assert json.loads(out.read_text())["settings"]["batch_norm"] == "Conv_1"
+
+
+def test_adapt_batch_norm_without_unlabelled_is_refused(capsys, lab_folders, tmp_path):
+    code, _, err = run_cli(capsys, "adapt", str(lab_folders), "--batch-norm", "--out", str(tmp_path / "b.json"))
+    assert code == 1 and "--batch-norm goes with --unlabelled" in err and not (tmp_path / "b.json").exists()
+
+
 def test_adapt_refuses_a_folder_without_every_class(capsys, lab_folders, tmp_path):
     partial = tmp_path / "partial"
     for name in ("eosinophil", "lymphocyte"):

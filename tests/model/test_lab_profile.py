@@ -122,7 +122,51 @@ def test_a_profile_survives_saving_and_loading(tmp_path, few_shot_profile):
     assert few_shot_profile.short_id in few_shot_profile.describe()
 
 
+@pytest.fixture(scope="module")
+def batch_norm_profile(lisc_split):
+    """Built on the f32 network, whose Keras twin explanations run, so the two can be compared closely."""
+    return build_unlabelled(load_classifier(precision="f32"), lisc_split[0], batch_norm=True)
+
+
+def test_the_batch_norm_option_changes_the_classes_and_explanations_see_it(batch_norm_profile, lisc_split):
+    assert batch_norm_profile.norm_gains.shape == batch_norm_profile.norm_offsets.shape == (1280,)
+    assert "last batch norm re-estimated" in batch_norm_profile.describe()
+    again = LabProfile.from_bytes(batch_norm_profile.to_bytes())
+    assert np.array_equal(again.norm_gains, batch_norm_profile.norm_gains)
+    shipped = load_classifier(precision="f32")
+    adapted = shipped.with_lab_profile(again)
+    crops = np.stack([shipped.prepare(path)[0] for path in lisc_split[1][:24]])
+    before, after = shipped.outputs(crops), adapted.outputs(crops)
+    assert np.abs(after.probabilities - before.probabilities).max() > 0.05
+    # The trust checks keep reading the shipped network's features (they were fitted to them).
+    assert np.array_equal(after.type_features, before.type_features)
+    # Gradient explanations run the Keras network with the same batch norm: same probabilities.
+    keras_probabilities = adapted.model.predict(crops, verbose=0)
+    assert np.allclose(keras_probabilities, after.probabilities, atol=2e-3)
+    assert explain(adapted, crops[0], "gradcam").attribution.shape == crops.shape[1:3]
+
+
+def test_a_profile_without_the_option_leaves_the_classes_alone(classifier, unlabelled_profile, lisc_split):
+    assert unlabelled_profile.norm_gains is None and "batch norm" not in unlabelled_profile.describe()
+    crops = np.stack([classifier.prepare(path)[0] for path in lisc_split[1][:8]])
+    assert np.allclose(load_classifier(lab_profile=unlabelled_profile).predict_proba(crops),
+                       classifier.predict_proba(crops), atol=1e-6)
+
+
 # -- bad input: a clear message, and the shipped model stays in use ------------------------
+
+def test_batch_norms_of_the_wrong_size_or_in_a_few_shot_profile_are_refused(batch_norm_profile, few_shot_profile):
+    import dataclasses
+
+    wrong_size = dataclasses.replace(batch_norm_profile, norm_gains=batch_norm_profile.norm_gains[:100],
+                                     norm_offsets=batch_norm_profile.norm_offsets[:100])
+    with pytest.raises(LabProfileError, match="batch-norm statistics have the wrong shape"):
+        load_classifier(lab_profile=LabProfile.from_bytes(wrong_size.to_bytes()), precision="f32")
+    few_shot = dataclasses.replace(few_shot_profile, norm_gains=batch_norm_profile.norm_gains,
+                                   norm_offsets=batch_norm_profile.norm_offsets)
+    with pytest.raises(LabProfileError, match="only an unlabelled profile re-estimates batch norms"):
+        load_classifier(lab_profile=LabProfile.from_bytes(few_shot.to_bytes()))
+
 
 def test_a_profile_from_another_model_is_refused(unlabelled_profile):
     other = LabProfile(kind=UNLABELLED, model_sha256="0" * 64, created=unlabelled_profile.created,
