@@ -316,25 +316,26 @@ def test_adapt_writes_a_few_shot_profile_and_says_what_it_holds(capsys, lab_fold
     assert json.loads(out.read_text())["format"] == "hematovision-lab-profile/1"
 
 
-def test_adapt_unlabelled_uses_the_images_in_the_folder(capsys, tmp_path):
+def unlabelled_folder(tmp_path):
+    """36 LISC images straight in one folder, as a lab's unlabelled batch."""
     folder = tmp_path / "batch"
     folder.mkdir()
     for name in CLASS_NAMES:
         for path in sorted((LISC / name.lower()).glob("*.png"))[5:14]:
             (folder / path.name).write_bytes(path.read_bytes())
+    return folder
+
+
+def test_adapt_unlabelled_uses_the_images_in_the_folder(capsys, tmp_path):
+    folder = unlabelled_folder(tmp_path)
     code, stdout, _ = run_cli(capsys, "adapt", str(folder), "--unlabelled", "--out", str(tmp_path / "u.json"))
     assert code == 0
     assert "unlabelled" in stdout and (tmp_path / "u.json").is_file()
 
 
 def test_adapt_unlabelled_with_batch_norm_writes_the_option(capsys, tmp_path):
-    folder = tmp_path / "batch"
-    folder.mkdir()
-    for name in CLASS_NAMES:
-        for path in sorted((LISC / name.lower()).glob("*.png"))[5:14]:
-            (folder / path.name).write_bytes(path.read_bytes())
     out = tmp_path / "bn.json"
-    code, stdout, _ = run_cli(capsys, "adapt", str(folder), "--unlabelled", "--batch-norm", "--out", str(out), "--json")
+    code, stdout, _ = run_cli(capsys, "adapt", str(unlabelled_folder(tmp_path)), "--unlabelled", "--batch-norm", "--out", str(out), "--json")
     assert code == 0
     assert json.loads(stdout)["batch_norm"] is True
     assert json.loads(out.read_text())["settings"]["batch_norm"] == "Conv_1"
