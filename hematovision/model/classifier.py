@@ -216,7 +216,8 @@ class Classifier:
         With a profile that re-estimates the last batch norm, the softmax comes from the
         adapted network and the features from the shipped one, in a second pass (skipped when
         ``features`` is False): the trust checks were fitted to the shipped network's features,
-        and on the adapted ones LISC's own cells looked like other cell types twice as often."""
+        and on the adapted ones more of LISC's own cells looked like other cell types (20 against 14 of
+        76 held-out cells)."""
         batch = np.asarray(batch, dtype=np.float32)
         if batch.ndim == 3:
             batch = batch[None]
