@@ -41,14 +41,11 @@ class Backend(Protocol):
     def head_weights(self) -> tuple[np.ndarray, np.ndarray] | None:
         """The final dense layer: weights (features, classes) and biases, or None if unknown."""
 
-    def with_top_norms(self, norms) -> Backend:
-        """The same network with a lab's re-estimated last batch norm (``top_norms.TopNorms``)."""
+    def with_batch_norm(self, gain: np.ndarray, offset: np.ndarray) -> Backend:
+        """The same network with a lab's re-estimated last batch norm (``last_batch_norm.py``)."""
 
-    def top_norm_moments(self, crops: np.ndarray):
-        """``top_norms.estimate``'s ``layer_moments`` over these crops."""
-
-    def top_norm_widths(self) -> tuple[int, ...]:
-        """Channels of each of ``top_norms.LAYERS``."""
+    def batch_norm_moments(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-channel mean and variance of the last batch norm's output over these crops."""
 
 
 def chosen_backend(name: str | None = None) -> str:
@@ -115,28 +112,23 @@ class TensorFlowBackend:
         weights, bias = self._model.layers[-1].get_weights()
         return weights, bias
 
-    # A lab profile's re-estimated last batch norm (top_norms.py)
-    def with_top_norms(self, norms) -> TensorFlowBackend:
-        from hematovision.model import top_norms
+    # A lab profile's re-estimated last batch norm (last_batch_norm.py)
+    def with_batch_norm(self, gain: np.ndarray, offset: np.ndarray) -> TensorFlowBackend:
+        from hematovision.model.last_batch_norm import keras_with
 
-        return TensorFlowBackend(top_norms.keras_with(self._model, norms), *self._layers)
+        return TensorFlowBackend(keras_with(self._model, gain, offset), *self._layers)
 
-    def top_norm_moments(self, crops: np.ndarray):
-        from hematovision.model import top_norms
+    def batch_norm_moments(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        from hematovision.model.last_batch_norm import keras_moments
 
-        return top_norms.keras_moments(self._model, crops)
-
-    def top_norm_widths(self) -> tuple[int, ...]:
-        from hematovision.model import top_norms
-
-        return tuple(int(self._model.get_layer(name).output.shape[-1]) for name in top_norms.LAYERS)
+        return keras_moments(self._model, crops)
 
 
 class OpenVinoBackend:
     name = "openvino"
 
     def __init__(self, xml_path: Path, precision: str = "f32", head_from: Path | None = None,
-                 top_norms=None) -> None:
+                 batch_norm: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         import openvino as ov
 
         if precision not in PRECISIONS:
@@ -144,10 +136,10 @@ class OpenVinoBackend:
         core = ov.Core()
         network = core.read_model(str(xml_path))
         self.xml_path, self._head_from = Path(xml_path), head_from
-        if top_norms is not None:  # a lab profile's re-estimated last batch norm
-            from hematovision.model.top_norms import apply_to_network
+        if batch_norm is not None:  # a lab profile's re-estimated last batch norm: (gain, offset)
+            from hematovision.model.last_batch_norm import apply_to_network
 
-            apply_to_network(network, top_norms)
+            apply_to_network(network, *batch_norm)
         self.input_size = int(network.inputs[0].get_partial_shape()[1].get_length())
         # f32 (the default) matches TensorFlow's probabilities to 1e-4; bf16 runs on the CPU's
         # AMX units and is measured against f32 by training.precision before it is trusted.
@@ -167,22 +159,15 @@ class OpenVinoBackend:
     def head_weights(self) -> tuple[np.ndarray, np.ndarray] | None:
         return self._head
 
-    def with_top_norms(self, norms) -> OpenVinoBackend:
-        return OpenVinoBackend(self.xml_path, self.precision, self._head_from, norms)
+    def with_batch_norm(self, gain: np.ndarray, offset: np.ndarray) -> OpenVinoBackend:
+        return OpenVinoBackend(self.xml_path, self.precision, self._head_from, (gain, offset))
 
-    def top_norm_moments(self, crops: np.ndarray):
+    def batch_norm_moments(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         import openvino as ov
 
-        from hematovision.model import top_norms
+        from hematovision.model.last_batch_norm import network_moments
 
-        return top_norms.network_moments(lambda: ov.Core().read_model(str(self.xml_path)), crops)
-
-    def top_norm_widths(self) -> tuple[int, ...]:
-        import openvino as ov
-
-        from hematovision.model import top_norms
-
-        return top_norms.folded_widths(ov.Core().read_model(str(self.xml_path)))
+        return network_moments(ov.Core().read_model(str(self.xml_path)), crops)
 
     def forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         # A new request per call keeps concurrent callers (the app's sessions) apart.

@@ -121,13 +121,11 @@ class Classifier:
         self.colour_normalisation = colour_normalisation
         self.trust = trust or TrustModel()
         self.lab_profile = lab_profile
-        self._top_norms = None
         if lab_profile is not None:
             lab_profile.check_model(model_sha256, self.backend.precision)
             lab_profile.check_shapes(*self.backend.widths)
-            if lab_profile.norm_gains is not None:  # its re-estimated batch norm: a network of its own
-                self._top_norms = lab_profile.top_norms(self.shipped_backend.top_norm_widths())
-                self.backend = self.shipped_backend.with_top_norms(self._top_norms)
+            if lab_profile.batch_norm is not None:  # its re-estimated batch norm: a network of its own
+                self.backend = self.shipped_backend.with_batch_norm(*lab_profile.batch_norm)
         self._built: dict[Hashable, Any] = {}
         self._built_lock = threading.RLock()  # re-entrant: an explainer may build the CAM network
 
@@ -153,14 +151,15 @@ class Classifier:
     def model(self):
         """The Keras network the gradient methods explain: the shipped one, with the lab
         profile's re-estimated batch norm and refitted head when one is in use."""
-        if self.lab_profile is None or (self.lab_profile.head_weights is None and self._top_norms is None):
+        if self.lab_profile is None or (self.lab_profile.head_weights is None and self.lab_profile.batch_norm is None):
             return self.shipped_model
         return self.built_once(("adapted_network",), self._adapted_keras)
 
     def _adapted_keras(self):
-        from hematovision.model.top_norms import keras_with
+        from hematovision.model.last_batch_norm import keras_with
 
-        model = self.shipped_model if self._top_norms is None else keras_with(self.shipped_model, self._top_norms)
+        batch_norm = self.lab_profile.batch_norm
+        model = self.shipped_model if batch_norm is None else keras_with(self.shipped_model, *batch_norm)
         return model if self.lab_profile.head_weights is None else _with_refitted_head(model, self.lab_profile)
 
     def built_once(self, key: Hashable, build: Callable[[], Any]) -> Any:
@@ -222,7 +221,7 @@ class Classifier:
         if batch.ndim == 3:
             batch = batch[None]
         found = _forward(self.backend, batch)
-        if self._top_norms is not None and features:
+        if self.backend is not self.shipped_backend and features:
             shipped = _forward(self.shipped_backend, batch)
             found = ModelOutputs(shipped.ood_features, shipped.type_features, found.probabilities)
         return found if self.lab_profile is None else self.lab_profile.apply(found)

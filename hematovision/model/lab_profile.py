@@ -7,7 +7,7 @@ A profile is a small JSON file made from that lab's own images, in seconds on a 
   check (``ood_shift``), so the lab's own cells stop being "unfamiliar" while non-blood
   images stay far. The four-class decision is left as it is, unless ``batch_norm`` is asked
   for: then the network's last batch norm (Conv_1's) is re-estimated on the lab's cells
-  (``top_norms.py``). On validation data that helped both unseen labs a lot (a PBC-trained
+  (``last_batch_norm.py``). On validation data that helped both unseen labs a lot (a PBC-trained
   model on Kaggle 0.38 -> 0.53 macro recall), but on LISC, the lab that stands for a user's,
   it lost 2 points on the int8 network, so it is an option for labs far from both training
   labs, off by default.
@@ -42,7 +42,6 @@ from hematovision.model.imaging import ImageError, ImageSource, load_image
 
 if TYPE_CHECKING:
     from hematovision.model.classifier import Classifier, ModelOutputs, Prediction
-    from hematovision.model.top_norms import TopNorms
 
 FORMAT = "hematovision-lab-profile/1"
 UNLABELLED = "unlabelled"
@@ -71,7 +70,8 @@ class LabProfile:
     settings: dict[str, Any] = field(default_factory=dict)
     head_weights: np.ndarray | None = field(default=None, repr=False)  # (features, classes)
     head_bias: np.ndarray | None = field(default=None, repr=False)  # (classes,)
-    # The re-estimated last batch norm (top_norms.TopNorms, flattened): unlabelled profiles asked for it
+    # The re-estimated last batch norm, a gain and an offset per final feature (last_batch_norm.py):
+    # unlabelled profiles that asked for it
     norm_gains: np.ndarray | None = field(default=None, repr=False)
     norm_offsets: np.ndarray | None = field(default=None, repr=False)
 
@@ -187,19 +187,10 @@ class LabProfile:
                 f"one is loaded, whose features differ. Build the profile again, or load the {self.network} network "
                 f"(--precision {self.network}, or HEMATOVISION_PRECISION={self.network}).")
 
-    def top_norms(self, widths) -> TopNorms | None:
-        """The re-estimated batch norm, split by layer (``widths``: the network's channels)."""
-        from hematovision.model.top_norms import TopNorms
-
-        if self.norm_gains is None:
-            return None
-        if self.kind != UNLABELLED:
-            raise LabProfileError("This lab profile is damaged: only an unlabelled profile re-estimates batch norms.")
-        if self.norm_offsets is None or self.norm_gains.shape != (sum(widths),) \
-                or self.norm_offsets.shape != self.norm_gains.shape:
-            raise LabProfileError("This lab profile does not fit the model: its batch-norm statistics have the "
-                                  "wrong shape.")
-        return TopNorms.from_flat(self.norm_gains, self.norm_offsets, widths)
+    @property
+    def batch_norm(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(gain, offset) of the re-estimated last batch norm, or None."""
+        return None if self.norm_gains is None else (self.norm_gains, self.norm_offsets)
 
     def apply(self, outputs: ModelOutputs) -> ModelOutputs:
         """Outputs of the network the profile runs on (the shipped one, with the profile's
@@ -223,6 +214,15 @@ class LabProfile:
         if self.head_weights is not None and (self.head_weights.shape != (feature_width, classes)
                                               or self.head_bias is None or self.head_bias.shape != (classes,)):
             raise LabProfileError("This lab profile does not fit the model: its class weights have the wrong shape.")
+        if self.norm_gains is not None:
+            if self.kind != UNLABELLED:
+                raise LabProfileError("This lab profile is damaged: only an unlabelled profile re-estimates batch "
+                                      "norms.")
+            # The last batch norm's channels are the final features.
+            if self.norm_gains.shape != (feature_width,) or self.norm_offsets is None \
+                    or self.norm_offsets.shape != (feature_width,):
+                raise LabProfileError("This lab profile does not fit the model: its batch-norm statistics have the "
+                                      "wrong shape.")
 
 
 # -- building a profile ---------------------------------------------------------------------
@@ -326,21 +326,20 @@ def unlabelled_from_features(classifier: Classifier, features: CellFeatures,
             f"An unlabelled profile needs at least {min_images} images of white blood cells; "
             f"{features.usable} of the {features.given} given look like one"
             + (f" ({left_out} were unreadable, or show no stained cell)." if left_out else "."))
-    gains, offsets = _top_norms(classifier, features.crops).flat() if batch_norm else (None, None)
+    gain, offset = _last_batch_norm(classifier, features.crops) if batch_norm else (None, None)
     return LabProfile(kind=UNLABELLED, model_sha256=model_sha, created=_now(), images=features.usable,
                       ood_shift=_ood_shift(classifier, features.ood),
                       settings={"min_images": min_images, **({"batch_norm": "Conv_1"} if batch_norm else {}),
                                 **_network(classifier)},
-                      norm_gains=gains, norm_offsets=offsets)
+                      norm_gains=gain, norm_offsets=offset)
 
 
-def _top_norms(classifier: Classifier, crops: np.ndarray) -> TopNorms:
-    """The last batch norm re-estimated on the lab's cells (``top_norms.py``)."""
-    from hematovision.model import top_norms
+def _last_batch_norm(classifier: Classifier, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(gain, offset): the last batch norm re-estimated on the lab's cells (``last_batch_norm.py``)."""
+    from hematovision.model.last_batch_norm import estimate, sample
 
-    backend = classifier.backend
-    return top_norms.estimate(backend.top_norm_moments(top_norms.sample(np.asarray(crops, np.float32))),
-                              top_norms.Reference.of(classifier.shipped_model), backend.top_norm_widths())
+    moments = classifier.backend.batch_norm_moments(sample(np.asarray(crops, np.float32)))
+    return estimate(classifier.shipped_model, moments)
 
 
 def build_few_shot(classifier: Classifier, labelled: Mapping[str, Sequence[ImageSource]],
