@@ -33,7 +33,13 @@ from scipy.special import softmax
 from hematovision.model.classifier import load_classifier
 from hematovision.model.lab_profile import refit_head
 from training.cross_lab import validation_jobs
-from training.lab_profiles import ceiling, ceiling_splits, draw_cells, macro_recall_of
+from training.lab_profiles import (
+    ceiling,
+    ceiling_splits,
+    draw_cells,
+    macro_recall_of,
+    one_image_per_cell,
+)
 
 THRESHOLDS = (0.8, 0.9)
 SPREAD_NEIGHBOURS = 10
@@ -79,11 +85,7 @@ def spread_labels(features, labelled, labels, prior, beta: float, alpha: float =
 def draw(labels, cells, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(one row per drawn cell, rows of the cells not drawn)."""
     drawn = draw_cells(labels, cells, k, np.random.default_rng(seed))
-    first = {}
-    for row, cell in enumerate(cells):
-        if cell in drawn:
-            first.setdefault(cell, row)
-    return np.array(sorted(first.values())), ~np.isin(cells, list(drawn))
+    return one_image_per_cell(cells, drawn), ~np.isin(cells, list(drawn))
 
 
 def svm_ceiling(features, labels, cells) -> float:

@@ -46,7 +46,6 @@ from hematovision.model.classifier import (
     ModelOutputs,
     load_classifier,
 )
-from hematovision.model.evaluation import predict_files
 from hematovision.model.lab_profile import (
     CellFeatures,
     LabProfileError,
@@ -82,19 +81,24 @@ class LabImages:
 
 
 def read_lab(classifier, records: list[data.Record]) -> LabImages:
-    result = predict_files(classifier, [(r.path, r.label) for r in records])
-    if result.unreadable:
-        raise SystemExit(f"unreadable images: {result.unreadable[:3]}")
-    outputs = ModelOutputs(result.features, result.type_features, result.probabilities)
-    crops = np.stack([classifier.prepare(r.path)[0] for r in records])
-    return LabImages(outputs, np.asarray(result.nucleus_found), np.asarray(result.labels),
-                     np.asarray([r.cell for r in records]), crops)
+    """Each image framed once; its crop kept, and the shipped network's outputs for it."""
+    prepared = [classifier.prepare(r.path) for r in records]
+    crops = np.stack([crop for crop, _ in prepared])
+    return LabImages(outputs_of(classifier, crops), np.asarray([bool(box.found) for _, box in prepared]),
+                     np.asarray([r.label for r in records]), np.asarray([r.cell for r in records]), crops)
+
+
+def outputs_of(classifier, crops: np.ndarray, chunk: int = 256) -> ModelOutputs:
+    """``classifier.outputs`` a chunk at a time (Kaggle TEST's 2,487 crops as float32 would take 1.5 GB)."""
+    parts = [classifier.outputs(crops[start : start + chunk]) for start in range(0, len(crops), chunk)]
+    return ModelOutputs(*(np.concatenate([getattr(part, name) for part in parts])
+                          for name in ("ood_features", "type_features", "probabilities")))
 
 
 def scores(classifier, lab: LabImages, profile=None) -> dict[str, float]:
     """The shipped model's scores on ``lab``, or the adapted classifier's with ``profile``
     (its own forward passes, as a user's predictions with the profile would run)."""
-    outputs = lab.outputs if profile is None else classifier.with_lab_profile(profile).outputs(lab.crops)
+    outputs = lab.outputs if profile is None else outputs_of(classifier.with_lab_profile(profile), lab.crops)
     statuses = [a.status for a in classifier.trust.assess(outputs.probabilities, outputs.ood_features,
                                                             outputs.type_features, list(lab.found))]
     predicted = outputs.probabilities.argmax(axis=1)
@@ -116,9 +120,10 @@ def features_of(classifier, lab: LabImages) -> CellFeatures:
     return blood_cell_features(classifier, lab.crops, lab.outputs, lab.found)
 
 
-def one_image_per_cell(lab: LabImages, cells: set) -> np.ndarray:
+def one_image_per_cell(image_cells: np.ndarray, cells: set) -> np.ndarray:
+    """The rows of the first image of each of ``cells`` (``image_cells``: each image's cell)."""
     seen, rows = set(), []
-    for row, cell in enumerate(lab.cells):
+    for row, cell in enumerate(image_cells):
         if cell in cells and cell not in seen:
             seen.add(cell)
             rows.append(row)
@@ -196,7 +201,7 @@ def measure(classifier, lab: LabImages, draws: int) -> dict:
                 notes[setting] = str(exc)
         for k in SHOTS:
             drawn = draw_cells(lab.labels, lab.cells, k, rng)
-            labelled = lab.rows(np.isin(np.arange(len(lab.cells)), one_image_per_cell(lab, drawn)))
+            labelled = lab.rows(np.isin(np.arange(len(lab.cells)), one_image_per_cell(lab.cells, drawn)))
             per_class = {name: features_of(classifier, labelled.rows(labelled.labels == index))
                          for index, name in enumerate(CLASS_NAMES)}
             try:
