@@ -12,8 +12,9 @@ Three unseen-lab settings, each with the model that never saw that lab:
   are drawn, and cells are reported beside images).
 
 For each: no profile; an unlabelled profile built from a seeded half of the cells and
-judged on the other half, without and with its option of re-estimating the last batch norm;
-few-shot profiles from 5 and 10 labelled cells per class (one
+judged on the other half, without and with its option of re-estimating the last batch norm,
+and with that option from a differential's mix of that half (``DIFFERENTIAL``: mostly
+neutrophils, as a lab's batch would be); few-shot profiles from 5 and 10 labelled cells per class (one
 image per cell; one cell fewer where a class has no more, so every class is judged) judged
 on every image of the cells not drawn. Each is repeated over
 ``--draws`` seeds; the card gets the mean and a Student-t 95% interval over draws, with
@@ -62,6 +63,10 @@ from training import data
 
 SHOTS = (5, 10)
 UNLABELLED_BATCH_NORM = "unlabelled, last batch norm re-estimated"
+BATCH_NORM_FROM_DIFFERENTIAL = "unlabelled, last batch norm re-estimated from a differential's mix"
+# A typical adult differential's shares of the four types: what a lab's own batch holds.
+DIFFERENTIAL = {"NEUTROPHIL": 0.60, "LYMPHOCYTE": 0.30, "MONOCYTE": 0.06, "EOSINOPHIL": 0.04}
+DIFFERENTIAL_IMAGES = 50
 
 
 @dataclass
@@ -130,6 +135,15 @@ def one_image_per_cell(image_cells: np.ndarray, cells: set) -> np.ndarray:
     return np.asarray(rows, int)
 
 
+def differential_rows(labels: np.ndarray, rows: np.ndarray, rng: np.random.Generator,
+                      limit: int = DIFFERENTIAL_IMAGES) -> np.ndarray:
+    """As many of ``rows`` (at most ``limit``) as ``DIFFERENTIAL``'s mix allows, at least one of each type."""
+    available = {name: rows[labels[rows] == CLASS_NAMES.index(name)] for name in DIFFERENTIAL}
+    total = min([limit] + [int(len(available[name]) / share) for name, share in DIFFERENTIAL.items()])
+    return np.concatenate([rng.choice(available[name], max(1, round(total * share)), replace=False)
+                           for name, share in DIFFERENTIAL.items()])
+
+
 def macro_recall_of(labels: np.ndarray, predicted: np.ndarray) -> float:
     return macro_recall(accuracy_summary(np.asarray(labels).tolist(), np.asarray(predicted).tolist(), CLASS_NAMES))
 
@@ -183,6 +197,7 @@ def ceiling(features: np.ndarray, labels: np.ndarray, cells: np.ndarray, weights
 def measure(classifier, lab: LabImages, draws: int) -> dict:
     """Every setting over ``draws`` seeds: the profile's scores and the shipped model's on the same images."""
     runs: dict[str, list[tuple[dict, dict, int]]] = {"unlabelled": [], UNLABELLED_BATCH_NORM: [],
+                                                     BATCH_NORM_FROM_DIFFERENTIAL: [],
                                                      **{f"{k}-shot": [] for k in SHOTS}}
     notes: dict[str, str] = {}
     cells = np.unique(lab.cells)
@@ -191,9 +206,12 @@ def measure(classifier, lab: LabImages, draws: int) -> dict:
         half = set(rng.choice(cells, len(cells) // 2, replace=False))
         build = np.isin(lab.cells, list(half))
         judged = lab.rows(~build)
-        for setting, batch_norm in (("unlabelled", False), (UNLABELLED_BATCH_NORM, True)):
+        mixed = np.isin(np.arange(len(lab.labels)), differential_rows(lab.labels, np.flatnonzero(build),
+                                                                      np.random.default_rng([seed, 1])))
+        for setting, built_from, batch_norm in (("unlabelled", build, False), (UNLABELLED_BATCH_NORM, build, True),
+                                                (BATCH_NORM_FROM_DIFFERENTIAL, mixed, True)):
             try:
-                profile = unlabelled_from_features(classifier, features_of(classifier, lab.rows(build)),
+                profile = unlabelled_from_features(classifier, features_of(classifier, lab.rows(built_from)),
                                                    batch_norm=batch_norm)
                 runs[setting].append((scores(classifier, judged, profile), scores(classifier, judged),
                                       len(judged.labels)))

@@ -184,7 +184,8 @@ def _build_parser() -> argparse.ArgumentParser:
     adapt.add_argument("--unlabelled", action="store_true", help="DIR holds unlabelled images directly")
     adapt.add_argument("--batch-norm", action="store_true",
                        help="with --unlabelled: also re-estimate the last batch norm on the images, which changes "
-                            "the classes; for labs far from the training ones (the Model page has its numbers)")
+                            "the classes; from images with the four types in similar numbers (not a differential, "
+                            "which is mostly neutrophils); the Model page has its numbers")
     adapt.add_argument("--per-class", type=_positive_int, default=5, metavar="K",
                        help="labelled cells used per class (a seeded draw when a folder holds more; default 5)")
     adapt.add_argument("--seed", type=int, default=0)
@@ -305,6 +306,8 @@ def _adapt(args) -> int:
         left_out = given - profile.images
         print(f"Wrote {profile.describe()} to {out}"
               + (f"; {left_out} image(s) left out (unreadable, or not like a stained white cell)" if left_out else ""))
+    if profile.caution:
+        print(f"Caution: {profile.caution}", file=sys.stderr)
     return EXIT_OK
 
 

@@ -42,10 +42,12 @@ class Backend(Protocol):
         """The final dense layer: weights (features, classes) and biases, or None if unknown."""
 
     def with_batch_norm(self, gain: np.ndarray, offset: np.ndarray) -> Backend:
-        """The same network with a lab's re-estimated last batch norm (``last_batch_norm.py``)."""
+        """The network with a lab's re-estimated last batch norm (``last_batch_norm.py``); in f32
+        where this one is int8."""
 
     def batch_norm_moments(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per-channel mean and variance of the last batch norm's output over these crops."""
+        """Per-channel mean and variance of the last batch norm's output over these crops, in the
+        network ``with_batch_norm`` changes."""
 
 
 def chosen_backend(name: str | None = None) -> str:
@@ -127,7 +129,7 @@ class TensorFlowBackend:
 class OpenVinoBackend:
     name = "openvino"
 
-    def __init__(self, xml_path: Path, precision: str = "f32", head_from: Path | None = None,
+    def __init__(self, xml_path: Path, precision: str = "f32", f32_network: Path | None = None,
                  batch_norm: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         import openvino as ov
 
@@ -135,7 +137,7 @@ class OpenVinoBackend:
             raise ValueError(f"Unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}.")
         core = ov.Core()
         network = core.read_model(str(xml_path))
-        self.xml_path, self._head_from = Path(xml_path), head_from
+        self.xml_path, self._f32_network = Path(xml_path), f32_network
         if batch_norm is not None:  # a lab profile's re-estimated last batch norm: (gain, offset)
             from hematovision.model.last_batch_norm import apply_to_network
 
@@ -151,23 +153,32 @@ class OpenVinoBackend:
         self._outputs = list(self._compiled.outputs)
         self.widths = tuple(int(output.get_partial_shape()[-1].get_length()) for output in self._outputs)
         self._head = _dense_head(network)
-        if self._head is None and head_from is not None:
+        if self._head is None and f32_network is not None:
             # An int8 network's head is quantised; a lab profile refits the f32 head, which the
-            # f32 network holds as plain constants (reading it compiles nothing).
-            self._head = _dense_head(core.read_model(str(head_from)))
+            # f32 network it was quantised from holds as plain constants (reading it compiles nothing).
+            self._head = _dense_head(core.read_model(str(f32_network)))
 
     def head_weights(self) -> tuple[np.ndarray, np.ndarray] | None:
         return self._head
 
+    def _adaptable(self) -> tuple[Path, str]:
+        """The network a lab's re-estimated batch norm goes into, and its precision: an int8
+        network's f32 original where it is known. With the same gains, int8 lost macro recall on
+        LISC where f32 gained (training/EXPERIMENTS.md, "Batch-norm statistics")."""
+        if self.precision == "int8" and self._f32_network is not None:
+            return self._f32_network, "f32"
+        return self.xml_path, self.precision
+
     def with_batch_norm(self, gain: np.ndarray, offset: np.ndarray) -> OpenVinoBackend:
-        return OpenVinoBackend(self.xml_path, self.precision, self._head_from, (gain, offset))
+        xml_path, precision = self._adaptable()
+        return OpenVinoBackend(xml_path, precision, self._f32_network, (gain, offset))
 
     def batch_norm_moments(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         import openvino as ov
 
         from hematovision.model.last_batch_norm import network_moments
 
-        return network_moments(ov.Core().read_model(str(self.xml_path)), crops)
+        return network_moments(ov.Core().read_model(str(self._adaptable()[0])), crops)
 
     def forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         # A new request per call keeps concurrent callers (the app's sessions) apart.

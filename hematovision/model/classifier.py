@@ -312,7 +312,7 @@ def load_classifier(model_path: str | Path | None = None,
         precision = requested_precision(precision) or default_precision(
             path, sha, card is not None and card.trust_int8 is not None)
         network = openvino_network(path, sha, lambda: _load_keras(path), FEATURE_LAYER, OTHER_TYPE_LAYER, precision)
-        engine = OpenVinoBackend(network, precision, head_from=shipped_f32_network(path, sha))
+        engine = OpenVinoBackend(network, precision, f32_network=shipped_f32_network(path, sha))
     else:
         model = _load_keras(path)
     if card is None:  # nothing says how it was trained or calibrated: plain colours, no trust checks

@@ -7,10 +7,11 @@ A profile is a small JSON file made from that lab's own images, in seconds on a 
   check (``ood_shift``), so the lab's own cells stop being "unfamiliar" while non-blood
   images stay far. The four-class decision is left as it is, unless ``batch_norm`` is asked
   for: then the network's last batch norm (Conv_1's) is re-estimated on the lab's cells
-  (``last_batch_norm.py``). On validation data that helped both unseen labs a lot (a PBC-trained
-  model on Kaggle 0.38 -> 0.53 macro recall), but on LISC, the lab that stands for a user's,
-  it lost 2 points on the int8 network, so it is an option for labs far from both training
-  labs, off by default.
+  (``last_batch_norm.py``), in the f32 network. From a batch with the four types in similar
+  numbers that helped every unseen lab measured (LISC 0.90 -> 0.93, a PBC-trained model on
+  Kaggle 0.37 -> 0.53 macro recall); from a batch that is mostly one type, as a differential
+  is, it cost LISC and PBC 3-4 points. So it is an option, off by default, and a profile built
+  from a lopsided batch carries a ``caution``.
 * **few-shot** (``k`` labelled cells per class, default 5): the same shift, and the final
   dense layer refitted on the labelled cells with an L2 pull toward the shipped weights
   (``HEAD_PULL``), so a few cells nudge the decision rather than replace it.
@@ -53,6 +54,10 @@ DEFAULT_PER_CLASS = 5
 # class. Chosen on PBC validation cells with the Kaggle-only model (a lab it never saw).
 HEAD_PULL = 1e-3
 MAX_PROFILE_BYTES = 1_000_000
+# A batch-norm profile built from a batch where the shipped model calls more than this share
+# of the cells one type gets a caution: from a differential's mix (60% neutrophils) the
+# re-estimated batch norm lowered macro recall on LISC and PBC (training/EXPERIMENTS.md).
+LOPSIDED_SHARE = 0.5
 
 
 class LabProfileError(ValueError):
@@ -98,10 +103,23 @@ class LabProfile:
         """One line for pages, reports and the CLI: what the profile is and where it came from."""
         return f"lab profile {self.short_id} ({self.source}; made {self.created[:10]})"
 
+    @property
+    def caution(self) -> str | None:
+        """Why to distrust this profile, or None: its batch norm was re-estimated on a batch the
+        shipped model reads as mostly one type."""
+        share, kind = self.settings.get("largest_type_share"), self.settings.get("largest_type")
+        if self.norm_gains is None or share is None or share <= LOPSIDED_SHARE:
+            return None
+        return (f"{share:.0%} of the cells this profile was built from look like {str(kind).lower()}s. Re-estimating "
+                "the last batch norm on a batch that is mostly one type, as a differential is, lowered accuracy on "
+                "two of three labs in our tests: build it from a batch with the four types in similar numbers, or "
+                "without the batch-norm option.")
+
     def as_dict(self) -> dict[str, Any]:
         """The profile's identity for JSON answers and CSV columns (no arrays)."""
         return {"sha256": self.sha256, "kind": self.kind, "images": self.images,
-                "labelled": dict(self.labelled), "batch_norm": self.norm_gains is not None, "created": self.created}
+                "labelled": dict(self.labelled), "batch_norm": self.norm_gains is not None, "created": self.created,
+                "caution": self.caution}
 
     # -- file format --------------------------------------------------------------------
     def _content(self) -> dict[str, Any]:
@@ -329,9 +347,21 @@ def unlabelled_from_features(classifier: Classifier, features: CellFeatures,
     gain, offset = _last_batch_norm(classifier, features.crops) if batch_norm else (None, None)
     return LabProfile(kind=UNLABELLED, model_sha256=model_sha, created=_now(), images=features.usable,
                       ood_shift=_ood_shift(classifier, features.ood),
-                      settings={"min_images": min_images, **({"batch_norm": "Conv_1"} if batch_norm else {}),
+                      settings={"min_images": min_images,
+                                **({"batch_norm": "Conv_1", **_largest_type(classifier, features.final)}
+                                   if batch_norm else {}),
                                 **_network(classifier)},
                       norm_gains=gain, norm_offsets=offset)
+
+
+def _largest_type(classifier: Classifier, final: np.ndarray) -> dict[str, Any]:
+    """The type the shipped model gives most of these cells, and its share (for ``caution``)."""
+    from hematovision.model.classifier import CLASS_NAMES
+
+    weights, bias = classifier.head_weights()
+    counts = np.bincount((final @ weights + bias).argmax(axis=1), minlength=len(CLASS_NAMES))
+    return {"largest_type": CLASS_NAMES[int(counts.argmax())],
+            "largest_type_share": round(float(counts.max() / counts.sum()), 3)}
 
 
 def _last_batch_norm(classifier: Classifier, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -3,7 +3,9 @@
 Only Conv_1's batch norm (``LAYER``) is re-estimated. On validation data, with f32 and int8
 networks alike, that was the one depth that helped both unseen labs without labels;
 re-estimating from block 16 or deeper lowered LISC. On LISC itself it helped the f32 network
-and cost the int8 one 2 points, so a profile does it only when asked
+and cost the int8 one 2 points, so it always runs in the f32 network (the int8 network's f32
+original). Its estimate follows the batch's mix of types: from a batch that is mostly one
+type, as a differential is, it lowered LISC and PBC, so a profile does it only when asked
 (training/EXPERIMENTS.md, "Batch-norm statistics").
 
 The shipped networks have their batch norms folded into the convolutions, so the change is

@@ -219,6 +219,19 @@ def test_the_batch_norm_option_builds_a_profile_that_changes_the_classes():
     assert any(a.prediction.probabilities != b.prediction.probabilities for a, b in zip(before, after))
 
 
+def test_a_batch_norm_profile_from_a_batch_of_mostly_one_type_comes_with_a_warning():
+    at = start("app_pages/batch.py")
+    neutrophils = sorted((LISC / "neutrophil").glob("*.png"))
+    at.file_uploader(key=BATCH_UPLOADER).set_value([(p.name, p.read_bytes(), "image/png") for p in neutrophils]).run()
+    at.button(key="hv_batch_classify").click().run(timeout=TIMEOUT * 2)
+    at.checkbox(key=BATCH_NORM_OPTION).check().run()
+    at.button(key="hv_profile_from_batch").click().run(timeout=TIMEOUT * 2)
+    assert not at.exception, at.exception
+    assert at.session_state[LAB_PROFILE].caution is not None
+    assert any("look like neutrophils" in w.value and "similar numbers" in w.value for w in at.warning)
+    assert not any("last batch norm re-estimated" in s.value for s in at.success)
+
+
 def test_a_bad_profile_file_is_refused_and_the_shipped_model_stays():
     at = start("app_pages/batch.py")
     at.file_uploader(key=PROFILE_UPLOADER).set_value(("lab.json", b'{"format": "x"}', "application/json")).run()

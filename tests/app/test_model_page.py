@@ -161,8 +161,9 @@ def test_model_page_renders_the_real_card():
     if card.lab_profiles:
         assert "Adapting it to your lab: lab profiles" in headers
         [profiles] = [t.value for t in at.dataframe if "Profile" in t.value.columns]
-        assert set(profiles["Profile"]) == {"unlabelled", "unlabelled, last batch norm re-estimated", "5-shot",
-                                            "10-shot"}
+        assert set(profiles["Profile"]) == {"unlabelled", "unlabelled, last batch norm re-estimated",
+                                            "unlabelled, last batch norm re-estimated from a differential's mix",
+                                            "5-shot", "10-shot"}
         assert len(set(profiles["Unseen lab, model"])) == 3
         assert any("training.lab_profiles" in c.value for c in at.code)
         # How far labelled cells can take a profile: the ceiling, for each lab that has one.

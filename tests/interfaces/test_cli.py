@@ -341,6 +341,16 @@ def test_adapt_unlabelled_with_batch_norm_writes_the_option(capsys, tmp_path):
     assert json.loads(out.read_text())["settings"]["batch_norm"] == "Conv_1"
 
 
+def test_adapt_warns_when_the_batch_norm_comes_from_a_lopsided_batch(capsys, tmp_path):
+    folder = tmp_path / "neutrophils"
+    folder.mkdir()
+    for path in sorted((LISC / "neutrophil").glob("*.png")):
+        (folder / path.name).write_bytes(path.read_bytes())
+    code, _, err = run_cli(capsys, "adapt", str(folder), "--unlabelled", "--batch-norm", "--out", str(tmp_path / "n.json"))
+    assert code == 0 and (tmp_path / "n.json").is_file()
+    assert "Caution:" in err and "look like neutrophils" in err
+
+
 def test_adapt_batch_norm_without_unlabelled_is_refused(capsys, lab_folders, tmp_path):
     code, _, err = run_cli(capsys, "adapt", str(lab_folders), "--batch-norm", "--out", str(tmp_path / "b.json"))
     assert code == 1 and "--batch-norm goes with --unlabelled" in err and not (tmp_path / "b.json").exists()

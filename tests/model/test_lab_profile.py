@@ -41,8 +41,10 @@ def interleaved(per_class: dict[str, list]) -> list:
 
 @pytest.fixture(scope="module")
 def lisc_split():
-    images = interleaved(lisc_images())
-    return images[0::2], images[1::2]  # build on one half, judge on the other
+    """Build on every other image of each type, judge on the rest: both halves hold all four types."""
+    per_class = lisc_images()
+    return (interleaved({name: paths[0::2] for name, paths in per_class.items()}),
+            interleaved({name: paths[1::2] for name, paths in per_class.items()}))
 
 
 @pytest.fixture(scope="module")
@@ -144,6 +146,31 @@ def test_the_batch_norm_option_changes_the_classes_and_explanations_see_it(batch
     keras_probabilities = adapted.model.predict(crops, verbose=0)
     assert np.allclose(keras_probabilities, after.probabilities, atol=2e-3)
     assert explain(adapted, crops[0], "gradcam").attribution.shape == crops.shape[1:3]
+
+
+def test_on_the_int8_default_the_batch_norm_goes_into_the_f32_network(classifier, lisc_split):
+    # With the same gains, the int8 network lost macro recall on LISC where f32 gained.
+    profile = build_unlabelled(classifier, lisc_split[0], batch_norm=True)
+    adapted = classifier.with_lab_profile(profile)
+    assert classifier.backend.precision == "int8" and adapted.backend.precision == "f32"
+    crops = np.stack([classifier.prepare(path)[0] for path in lisc_split[1][:16]])
+    outputs = adapted.outputs(crops)
+    # The trust checks still read the int8 network's features, which they were fitted to.
+    assert np.array_equal(outputs.type_features, classifier.outputs(crops).type_features)
+    assert np.allclose(adapted.model.predict(crops, verbose=0), outputs.probabilities, atol=2e-3)
+    # Half of LISC holds the four types in similar numbers: nothing to warn about.
+    assert profile.settings["largest_type_share"] <= 0.5 and profile.caution is None
+
+
+def test_a_batch_norm_profile_from_a_lopsided_batch_carries_a_caution(classifier):
+    neutrophils = lisc_images()["NEUTROPHIL"]
+    profile = build_unlabelled(classifier, neutrophils, batch_norm=True)
+    assert profile.settings["largest_type"] == "NEUTROPHIL" and profile.settings["largest_type_share"] > 0.5
+    assert "look like neutrophils" in profile.caution and "similar numbers" in profile.caution
+    assert LabProfile.from_bytes(profile.to_bytes()).caution == profile.caution
+    assert profile.as_dict()["caution"] == profile.caution
+    # Without the option the classes are the shipped ones, so the mix does not matter.
+    assert build_unlabelled(classifier, neutrophils).caution is None
 
 
 def test_a_profile_without_the_option_leaves_the_classes_alone(classifier, unlabelled_profile, lisc_split):
