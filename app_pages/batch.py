@@ -183,6 +183,8 @@ def lab_profile_panel(cells: list[BatchCell] | None) -> None:
             st.warning(text, icon=":material/warning:")
         if profile is not None:
             st.markdown(f"**In use:** {profile.describe()}")
+            if profile.caution and kind != "warning":  # just shown above, with the build's message
+                st.warning(profile.caution, icon=":material/warning:")
         reviewed = reviewed_cells(cells or [])
         counts = ", ".join(f"{len(reviewed[name])} {display_name(name).lower()}" for name in CLASS_NAMES)
         build, from_reviews, download, stop = st.columns(4, vertical_alignment="bottom")

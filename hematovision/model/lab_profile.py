@@ -96,8 +96,11 @@ class LabProfile:
         if self.kind == FEW_SHOT:
             counts = ", ".join(f"{n} {name.lower()}" for name, n in self.labelled.items())
             return f"few-shot, {sum(self.labelled.values())} labelled cells ({counts})"
-        return f"unlabelled, {self.images} images" + (", last batch norm re-estimated" if self.norm_gains is not None
-                                                      else "")
+        if self.norm_gains is None:
+            return f"unlabelled, {self.images} images"
+        lopsided = (f" on a batch of mostly {str(self.settings['largest_type']).lower()}s "
+                    f"({self.settings['largest_type_share']:.0%})" if self.caution else "")
+        return f"unlabelled, {self.images} images, last batch norm re-estimated{lopsided}"
 
     def describe(self) -> str:
         """One line for pages, reports and the CLI: what the profile is and where it came from."""

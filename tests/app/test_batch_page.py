@@ -230,6 +230,10 @@ def test_a_batch_norm_profile_from_a_batch_of_mostly_one_type_comes_with_a_warni
     assert at.session_state[LAB_PROFILE].caution is not None
     assert any("look like neutrophils" in w.value and "similar numbers" in w.value for w in at.warning)
     assert not any("last batch norm re-estimated" in s.value for s in at.success)
+    # The caution stays while the profile is in use, and every page's note names the lopsided batch.
+    at.run()
+    assert any("look like neutrophils" in w.value for w in at.warning)
+    assert any("mostly neutrophils" in m.value for m in at.markdown)
 
 
 def test_a_bad_profile_file_is_refused_and_the_shipped_model_stays():

@@ -167,6 +167,7 @@ def test_a_batch_norm_profile_from_a_lopsided_batch_carries_a_caution(classifier
     profile = build_unlabelled(classifier, neutrophils, batch_norm=True)
     assert profile.settings["largest_type"] == "NEUTROPHIL" and profile.settings["largest_type_share"] > 0.5
     assert "look like neutrophils" in profile.caution and "similar numbers" in profile.caution
+    assert "last batch norm re-estimated on a batch of mostly neutrophils" in profile.describe()
     assert LabProfile.from_bytes(profile.to_bytes()).caution == profile.caution
     assert profile.as_dict()["caution"] == profile.caution
     # Without the option the classes are the shipped ones, so the mix does not matter.
