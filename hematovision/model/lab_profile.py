@@ -98,7 +98,7 @@ class LabProfile:
             return f"few-shot, {sum(self.labelled.values())} labelled cells ({counts})"
         if self.norm_gains is None:
             return f"unlabelled, {self.images} images"
-        lopsided = (f" on a batch of mostly {str(self.settings['largest_type']).lower()}s "
+        lopsided = (f" on a batch of mostly {self.settings['largest_type'].lower()}s "
                     f"({self.settings['largest_type_share']:.0%})" if self.caution else "")
         return f"unlabelled, {self.images} images, last batch norm re-estimated{lopsided}"
 
@@ -111,9 +111,11 @@ class LabProfile:
         """Why to distrust this profile, or None: its batch norm was re-estimated on a batch the
         shipped model reads as mostly one type."""
         share, kind = self.settings.get("largest_type_share"), self.settings.get("largest_type")
-        if self.norm_gains is None or share is None or share <= LOPSIDED_SHARE:
+        # (settings come from the file: anything but a number and a name counts as not recorded)
+        if self.norm_gains is None or not isinstance(share, (int, float)) or not isinstance(kind, str) \
+                or share <= LOPSIDED_SHARE:
             return None
-        return (f"{share:.0%} of the cells this profile was built from look like {str(kind).lower()}s. Re-estimating "
+        return (f"{share:.0%} of the cells this profile was built from look like {kind.lower()}s. Re-estimating "
                 "the last batch norm on a batch that is mostly one type, as a differential is, lowered accuracy on "
                 "two of three labs in our tests: build it from a batch with the four types in similar numbers, or "
                 "without the batch-norm option.")
