@@ -42,6 +42,7 @@ RESCALE = (0.5, 2.0, 3.0)
 def variants(network) -> dict[str, dict]:
     import nncf
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
     # The converter names layers after their weights' transposes, so find them by position:
     # the first convolution, the last one (Conv_1, Grad-CAM's layer) and the dense head.
@@ -57,6 +58,12 @@ def variants(network) -> dict[str, dict]:
         "no overflow fix": {"advanced_parameters": AdvancedQuantizationParameters(
             overflow_fix=nncf.OverflowFix.DISABLE)},
         "no bias correction": {"advanced_parameters": AdvancedQuantizationParameters(disable_bias_correction=True)},
+        # How each activation's range is set (NNCF's default: the mean over crops of each crop's min and max)
+        **{f"activation ranges: {name}": {"advanced_parameters": AdvancedQuantizationParameters(
+            activations_range_estimator_params=estimator)}
+           for name, estimator in (("histogram", RangeEstimatorParametersSet.HISTOGRAM),
+                                   ("global min and max", RangeEstimatorParametersSet.MINMAX),
+                                   ("mean quantile", RangeEstimatorParametersSet.MEAN_QUANTILE))},
     }
 
 
