@@ -218,19 +218,9 @@ def unseen_lab_augment(image: np.ndarray, rng: np.random.Generator, strength: fl
     return pixels
 
 
-def unseen_lab_grey_augment(image: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
-    """``unseen_lab_augment``, then, for 30% of copies, grey: the same luminance in all three channels."""
-    pixels = unseen_lab_augment(image, rng, strength)
-    if rng.random() < 0.3:
-        grey = np.round(pixels.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32))
-        pixels = np.repeat(np.clip(grey, 0, 255).astype(np.uint8)[..., None], 3, axis=-1)
-    return pixels
-
-
-AUGMENTATIONS = {"basic": colour_jitter, "lab": lab_augment, "unseen_lab": unseen_lab_augment,
-                 "unseen_lab_grey": unseen_lab_grey_augment}
+AUGMENTATIONS = {"basic": colour_jitter, "lab": lab_augment, "unseen_lab": unseen_lab_augment}
 # "basic" at 0.08 is the recipe the Kaggle activation cache was built with.
-AUGMENT_STRENGTH = {"basic": 0.08, "lab": 0.25, "unseen_lab": 0.3, "unseen_lab_grey": 0.3}
+AUGMENT_STRENGTH = {"basic": 0.08, "lab": 0.25, "unseen_lab": 0.3}
 
 
 def augmented_copy(crops: np.ndarray, copy: int, seed: int, strength: float, kind: str = "basic") -> np.ndarray:
