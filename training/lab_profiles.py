@@ -89,21 +89,14 @@ def read_lab(classifier, records: list[data.Record]) -> LabImages:
     """Each image framed once; its crop kept, and the shipped network's outputs for it."""
     prepared = [classifier.prepare(r.path) for r in records]
     crops = np.stack([crop for crop, _ in prepared])
-    return LabImages(outputs_of(classifier, crops), np.asarray([bool(box.found) for _, box in prepared]),
+    return LabImages(classifier.outputs(crops), np.asarray([bool(box.found) for _, box in prepared]),
                      np.asarray([r.label for r in records]), np.asarray([r.cell for r in records]), crops)
-
-
-def outputs_of(classifier, crops: np.ndarray, chunk: int = 256) -> ModelOutputs:
-    """``classifier.outputs`` a chunk at a time (Kaggle TEST's 2,487 crops as float32 would take 1.5 GB)."""
-    parts = [classifier.outputs(crops[start : start + chunk]) for start in range(0, len(crops), chunk)]
-    return ModelOutputs(*(np.concatenate([getattr(part, name) for part in parts])
-                          for name in ("ood_features", "type_features", "probabilities")))
 
 
 def scores(classifier, lab: LabImages, profile=None) -> dict[str, float]:
     """The shipped model's scores on ``lab``, or the adapted classifier's with ``profile``
     (its own forward passes, as a user's predictions with the profile would run)."""
-    outputs = lab.outputs if profile is None else outputs_of(classifier.with_lab_profile(profile), lab.crops)
+    outputs = lab.outputs if profile is None else classifier.with_lab_profile(profile).outputs(lab.crops)
     statuses = [a.status for a in classifier.trust.assess(outputs.probabilities, outputs.ood_features,
                                                             outputs.type_features, list(lab.found))]
     predicted = outputs.probabilities.argmax(axis=1)
