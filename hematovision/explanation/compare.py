@@ -134,7 +134,8 @@ def compare_image(
     methods = check_methods(methods)
     if stability_seeds == 1 or stability_seeds < 0:
         raise ValueError("stability_seeds is 0 (off) or at least 2.")
-    probabilities = classifier.predict_proba(np.asarray(image, np.float32)[None])[0]
+    # The target as the prediction picks it (the crop read both ways up, Classifier.outputs).
+    probabilities = classifier.outputs(np.asarray(image, np.float32)[None], features=False).probabilities[0]
     index = resolve_target(target, probabilities)
     units = len(methods) * (1 + (stability_seeds > 1)) + (len(cascade) if sanity else 0)
     done = 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from hematovision.model.trust import CHECK
 from hematovision.workflows.samples import list_samples
@@ -41,3 +42,19 @@ def test_probabilities_are_a_distribution(classifier):
     values = np.array(list(prediction.probabilities.values()))
     assert np.all(values >= 0) and values.sum() == pytest.approx(1.0, abs=1e-5)
     assert prediction.confidence == values.max()
+
+
+def test_a_prediction_reads_the_cell_both_ways_up(classifier):
+    """A cell on a slide has no up or down: a prediction averages the crop and the crop turned
+    180°, so a photo turned upside down gets the same answer."""
+    crop = classifier.prepare(SAMPLES[0].path)[0]
+    one_way, other_way = (classifier.predict_proba(view[None])[0] for view in (crop, crop[::-1, ::-1]))
+    assert not np.allclose(one_way, other_way, atol=1e-4)  # the network alone is not symmetric
+    both = classifier.outputs(crop[None]).probabilities[0]
+    averaged_logits = np.sqrt(one_way * other_way)  # the geometric mean, renormalised
+    assert np.allclose(both, averaged_logits / averaged_logits.sum(), atol=1e-5)
+    for sample in SAMPLES[:4]:
+        rgb = np.asarray(Image.open(sample.path).convert("RGB"))
+        upright, upside_down = classifier.predict(rgb), classifier.predict(np.ascontiguousarray(rgb[::-1, ::-1]))
+        assert (upright.label, upright.status) == (upside_down.label, upside_down.status)
+        assert abs(upright.confidence - upside_down.confidence) < 0.02

@@ -80,12 +80,14 @@ class Explainer(ABC):
         self._lock = threading.Lock()
 
     def forward(self, image: np.ndarray) -> np.ndarray:
-        """Class probabilities for the image: one evaluation, counted by the base class.
+        """Class probabilities for the image as a prediction gives them (the crop and the crop
+        turned 180°, see ``Classifier.outputs``): they pick the target and report its
+        probability as the user was shown it. Counted as one evaluation by the base class.
 
-        Runs just before ``attribute`` under the same lock; a method whose own forward pass
-        yields the probabilities (Grad-CAM) overrides this and keeps what it computed.
+        Runs just before ``attribute`` under the same lock; a method that needs its own
+        forward pass as well (Grad-CAM's conv features) overrides this and keeps what it computed.
         """
-        return self.classifier.predict_proba(image[None])[0]
+        return self.classifier.outputs(image[None], features=False).probabilities[0]
 
     @abstractmethod
     def attribute(self, image: np.ndarray, target_index: int, seed: int,

@@ -91,12 +91,10 @@ class GradcamExplainer(Explainer):
         self._features: np.ndarray | None = None
 
     def forward(self, image: np.ndarray) -> np.ndarray:
-        self._features, probabilities = self.network.forward(image)
-        if self.classifier.backend.name != "tensorflow":
-            # The answers come from OpenVINO (int8 by default), whose top class can differ from
-            # this f32 pass's: pick the target, and report its probability, as the user was shown.
-            return super().forward(image)
-        return probabilities
+        self._features, _ = self.network.forward(image)
+        # The answer the user was shown reads the crop both ways up (and, by default, on the
+        # int8 network): its top class can differ from this one f32 pass's, so it picks the target.
+        return super().forward(image)
 
     def attribute(self, image: np.ndarray, target_index: int, seed: int,
                   params: dict[str, Any]) -> Attribution:
