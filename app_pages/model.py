@@ -459,6 +459,11 @@ if backend.precision == "int8":
     )
 else:
     st.markdown(f"Predictions run on **{running}**.")
+st.markdown(
+    "Every prediction reads the cell twice, as photographed and turned 180° (a cell on a slide has no up or "
+    "down), and averages the two; every figure on this page was measured that way. The explanation maps "
+    "explain the network on the photo as it is, for the class the prediction gave."
+)
 if evaluation.precision != backend.precision:
     st.warning(f"The figures on this page describe the {evaluation.precision} network, not the {running} one "
                "answering now; the table below puts the two side by side.", icon=":material/info:")

@@ -187,6 +187,7 @@ def test_the_model_page_says_which_network_answers(monkeypatch):
     assert table["int8 accuracy"][0].startswith(f"{100 * kaggle['int8']['accuracy']:.1f}%")
     assert not [w for w in at.warning if "describe the int8 network" in w.value]
     assert any("int8: calibrate" in m.value for m in at.markdown)  # how to reproduce int8's checks
+    assert any("reads the cell twice" in m.value for m in at.markdown)
 
     monkeypatch.setenv("HEMATOVISION_PRECISION", "f32")
     from app import caches
