@@ -348,14 +348,17 @@ def _forward_chunk(backend, chunk: np.ndarray, turned: bool) -> tuple[np.ndarray
     if not turned:
         return backend.forward(chunk)
     n = len(chunk)
+
+    def mean_of_views(both: np.ndarray) -> np.ndarray:
+        return (both[:n] + both[n:]) / 2
+
     ood_features, type_features, probabilities = backend.forward(np.concatenate([chunk, chunk[:, ::-1, ::-1]]))
     # The two views' logits are averaged (a geometric mean of the probabilities), as a lab
     # profile's refitted head does with the averaged features; temperature scaling then fits
     # better than on averaged probabilities (validation ECE 1.6% against 1.8%).
-    logits = np.log(np.clip(probabilities, 1e-30, None))
-    mean_logits = (logits[:n] + logits[n:]) / 2
+    mean_logits = mean_of_views(np.log(np.clip(probabilities, 1e-30, None)))
     averaged = np.exp(mean_logits - mean_logits.max(axis=1, keepdims=True))
-    return ((ood_features[:n] + ood_features[n:]) / 2, (type_features[:n] + type_features[n:]) / 2,
+    return (mean_of_views(ood_features), mean_of_views(type_features),
             (averaged / averaged.sum(axis=1, keepdims=True)).astype(np.float32))
 
 
