@@ -373,7 +373,11 @@ def _last_batch_norm(classifier: Classifier, crops: np.ndarray) -> tuple[np.ndar
     """(gain, offset): the last batch norm re-estimated on the lab's cells (``last_batch_norm.py``)."""
     from hematovision.model.last_batch_norm import estimate, sample
 
-    moments = classifier.backend.batch_norm_moments(sample(np.asarray(crops, np.float32)))
+    chosen = sample(np.asarray(crops, np.float32))
+    # Predictions read each cell as it is and turned 180° (Classifier.outputs), so the statistics
+    # come from both views: on validation that did at least as well as the crops alone
+    # (training/EXPERIMENTS.md, "Session 10").
+    moments = classifier.backend.batch_norm_moments(np.concatenate([chosen, chosen[:, ::-1, ::-1]]))
     return estimate(classifier.shipped_model, moments)
 
 

@@ -21,6 +21,8 @@ from hematovision.model.lab_profile import (
     LabProfileError,
     build_few_shot,
     build_unlabelled,
+    crop_features,
+    unlabelled_from_features,
 )
 from hematovision.model.trust import NOT_BLOOD_CELL, UNFAMILIAR_SOURCE
 from tests.conftest import REPO_ROOT
@@ -148,6 +150,19 @@ def test_the_batch_norm_option_changes_the_classes_and_explanations_see_it(batch
     keras_probabilities = adapted.model.predict(crops, verbose=0)
     assert np.allclose(keras_probabilities, adapted.outputs(crops, turned=False).probabilities, atol=2e-3)
     assert explain(adapted, crops[0], "gradcam").attribution.shape == crops.shape[1:3]
+
+
+def test_a_batch_turned_upside_down_gives_the_same_batch_norm_profile(lisc_split):
+    # Predictions read each cell as it is and turned 180°, so the option's statistics come from
+    # both views too: a slide has no up or down, and neither has a profile built from it.
+    shipped = load_classifier(precision="f32")
+    crops = np.stack([shipped.prepare(path)[0] for path in lisc_split[0][:40]])
+    as_is, turned = (unlabelled_from_features(shipped, crop_features(shipped, views, [True] * len(views)),
+                                              batch_norm=True)
+                     for views in (crops, crops[:, ::-1, ::-1]))
+    assert np.allclose(as_is.norm_gains, turned.norm_gains, rtol=1e-4, atol=1e-5)
+    assert np.allclose(as_is.norm_offsets, turned.norm_offsets, rtol=1e-4, atol=1e-4)
+    assert np.allclose(as_is.ood_shift, turned.ood_shift, atol=1e-4)
 
 
 def test_on_the_int8_default_the_batch_norm_goes_into_the_f32_network(classifier, lisc_split):
