@@ -29,13 +29,12 @@ SAMPLE = REPO_ROOT / "samples" / "neutrophil-1.jpeg"
 STEP_S = 120  # a page step: classification, or Grad-CAM on a cold model
 EXPLAIN_S = 420  # all four overlays; LIME and SHAP run a few hundred model evaluations each
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="browser tests need Debian's chromium at /usr/bin/chromium: apt-get install chromium",
-    ),
-]
+# Every browser test module carries it: without the browser they skip, saying what to install.
+NEEDS_CHROMIUM = pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason="browser tests need Debian's chromium at /usr/bin/chromium: apt-get install chromium",
+)
+pytestmark = [pytest.mark.e2e, NEEDS_CHROMIUM]
 
 # Pinned in requirements.txt: a missing Playwright is a broken install, not a reason to skip.
 from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402

@@ -15,16 +15,9 @@ from app.explanations import TEACHING_METHOD, TEACHING_SEED
 from app.texts import format_percent
 from hematovision.explanation.explainers import explain
 from hematovision.workflows.teaching import list_quiz_cells, pointing_score
-from scripts.loadtest import CHROMIUM
-from tests.e2e.test_browser import app_url, browser, page, screenshot  # noqa: F401 (fixtures)
+from tests.e2e.test_browser import NEEDS_CHROMIUM, app_url, browser, page, screenshot  # noqa: F401 (fixtures)
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="browser tests need Debian's chromium at /usr/bin/chromium: apt-get install chromium",
-    ),
-]
+pytestmark = [pytest.mark.e2e, NEEDS_CHROMIUM]
 
 from playwright.sync_api import Page, expect  # noqa: E402
 

@@ -15,9 +15,16 @@ import pytest
 from app.state import card_key
 from hematovision.model.classifier import display_name
 from tests.conftest import REPO_ROOT
-from tests.e2e.test_browser import ARTIFACTS, STEP_S, app_url, browser, screenshot  # noqa: F401 (fixtures)
+from tests.e2e.test_browser import (  # noqa: F401 (fixtures)
+    ARTIFACTS,
+    NEEDS_CHROMIUM,
+    STEP_S,
+    app_url,
+    browser,
+    screenshot,
+)
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, NEEDS_CHROMIUM]
 
 from playwright.sync_api import Browser, Page, expect  # noqa: E402
 from playwright.sync_api import TimeoutError as PlaywrightTimeout  # noqa: E402
