@@ -45,6 +45,11 @@ def cell_choice_label(number: int, prediction: Prediction) -> str:
             f"{format_percent(prediction.confidence, 0)}{status}")
 
 
+# Measured on LISC, a lab the model never saw (training/EXPERIMENTS.md, "What profiles do not fix").
+UNSEEN_LAB_OTHER_CELLS = ("On a lab the model never saw, real eosinophils, lymphocytes, monocytes and neutrophils "
+                          "get this status too (about one cell in five on LISC in our tests, with or without a lab "
+                          "profile): look at each before leaving it out.")
+
 # What each status means and what to do, for a clinician or a student (Classify page).
 STATUS_GUIDE = {
     CONFIDENT: ("The model is sure, and the cell looks like the cells it learned from.",
@@ -55,13 +60,13 @@ STATUS_GUIDE = {
     UNFAMILIAR_SOURCE: ("A stained blood cell, but its stain, microscope or camera is unlike the labs the model "
                         "learned from, so its confidence means less here.",
                         "The type shown is its best answer and still counts in a differential: check each such "
-                        "cell. A lab profile, adapting the model to your lab from a few cells you label, is "
-                        "planned but not built yet."),
+                        "cell. A *lab profile* adapts the model to your lab: build one on the Batch page from a "
+                        "batch of 30 or more of your lab's images, or from cells you have reviewed there."),
     OTHER_CELL_TYPE: ("A blood cell that is none of the four types: it looks like a basophil, an immature "
                       "granulocyte, an erythroblast (nucleated red cell) or a platelet, and the message names "
                       "which.",
                       "Identify it yourself. It is left out of the four-type counts; the predicted type is only "
-                      "the nearest of the four."),
+                      f"the nearest of the four. {UNSEEN_LAB_OTHER_CELLS}"),
     NOT_BLOOD_CELL: ("The image does not look like a stained blood-smear cell: a photo, another kind of "
                      "microscopy, a plain colour or noise.",
                      "Ignore the type shown and upload a stained smear photo of a white cell."),

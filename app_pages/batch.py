@@ -27,7 +27,7 @@ from app.state import (
     review_key,
     uploaded_image,
 )
-from app.texts import format_percent, status_label
+from app.texts import UNSEEN_LAB_OTHER_CELLS, format_percent, status_label
 from hematovision import charts
 from hematovision.model.classifier import CLASS_NAMES, display_name
 from hematovision.model.imaging import SUPPORTED_SUFFIXES
@@ -407,7 +407,7 @@ if others:
     st.subheader("Other cells, review")
     st.markdown(f"{len(others)} cell{'s look' if len(others) != 1 else ' looks'} like a blood cell that is none of "
                 "the four types. They are not in the differential above: identify each yourself, and move it to "
-                "a class below if the model was wrong.")
+                f"a class below if the model was wrong. {UNSEEN_LAB_OTHER_CELLS}")
     for start in range(0, len(others), COLUMNS):
         for column, cell in zip(st.columns(COLUMNS), others[start:start + COLUMNS]):
             with column.container(border=True):

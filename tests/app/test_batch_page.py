@@ -125,6 +125,8 @@ def test_batch_page_lists_other_cells_apart_and_warns_about_an_unfamiliar_lab(mo
     [warning] = [w.value for w in at.warning if "unlike the labs" in w.value]
     assert "check each one" in warning and "build a *lab profile*" in warning
     assert "Other cells, review" in [h.value for h in at.subheader]
+    # On a lab the model never saw, real four-type cells land here too: the list says so.
+    assert any("not in the differential above" in m.value and "never saw" in m.value for m in at.markdown)
     assert any("Looks most like **an erythroblast (nucleated red cell)** (91% that it is none of the four)"
                in m.value for m in at.markdown)
     assert at.button(key=f"hv_batch_other_explain_{cells[3].key}")  # opens the cell on the Explain page
