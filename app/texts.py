@@ -47,7 +47,7 @@ def cell_choice_label(number: int, prediction: Prediction) -> str:
 
 # Measured on LISC, a lab the model never saw (training/EXPERIMENTS.md, "What profiles do not fix").
 UNSEEN_LAB_OTHER_CELLS = ("On a lab the model never saw, real eosinophils, lymphocytes, monocytes and neutrophils "
-                          "get this status too (about one cell in five on LISC in our tests, with or without a lab "
+                          "get this status too (one cell in four or five on LISC in our tests, with or without a lab "
                           "profile): look at each before leaving it out.")
 
 # What each status means and what to do, for a clinician or a student (Classify page).
