@@ -3,11 +3,15 @@
     python -m training.quantize_probe --data-dir ../shared/data/blood-cells
 
 Each variant quantises the f32 network from the same 600 training crops as
-``training.quantize_int8`` and is scored on the validation images the training run held out
-(Kaggle validation cells, PBC validation split; never test or unseen-lab images):
+``training.quantize_int8`` (as they are, or as seeded copies through the training run's
+``unseen_lab`` augmentation, the variants named "calibration: ...") and is scored on the
+validation images the training run held out (Kaggle validation cells, PBC validation split;
+never test or unseen-lab images):
 
 * how many labels differ from f32's, and the mean |Δp|;
 * validation accuracy;
+* the same two on one seeded ``unseen_lab`` copy of every validation image, a stand-in for
+  labs the model never saw (another seed than the calibration copies');
 * how often a photo rescaled 0.5x, 2x and 3x keeps the label it has at 1x (one image per
   Kaggle validation cell and the PBC validation split), against f32's own rate;
 * batched milliseconds per image.
@@ -35,8 +39,11 @@ from hematovision.model.model_card import load_model_card
 from training import data
 from training.calibrate import held_out_and_training
 from training.quantize_int8 import calibration_records
+from training.train import AUGMENT_STRENGTH, model_inputs
 
 RESCALE = (0.5, 2.0, 3.0)
+CALIBRATION_COPY_SEED = 11  # the augmented calibration copies
+SHIFTED_VALIDATION_SEED = 23  # the augmented validation copies
 
 
 def variants(network) -> dict[str, dict]:
@@ -51,6 +58,9 @@ def variants(network) -> dict[str, dict]:
     ends = nncf.IgnoredScope(names=[layers[0], layers[-2], layers[-1]])
     return {
         "default (shipped)": {},
+        # Ranges set on what the network meets beyond the training labs, not only on their crops
+        "calibration: augmented copies": {"calibration": "augmented"},
+        "calibration: as they are and augmented": {"calibration": "both"},
         "full bias correction": {"fast_bias_correction": False},
         "mixed preset": {"preset": nncf.QuantizationPreset.MIXED},
         "mixed preset, full bias correction": {"preset": nncf.QuantizationPreset.MIXED, "fast_bias_correction": False},
@@ -69,6 +79,18 @@ def variants(network) -> dict[str, dict]:
 
 def probabilities(backend, crops: np.ndarray) -> np.ndarray:
     return np.concatenate([backend.forward(crops[i:i + 64])[2] for i in range(0, len(crops), 64)])
+
+
+def unseen_lab_copies(classifier, paths: list[Path], seed: int) -> np.ndarray:
+    """One seeded ``unseen_lab`` copy of each image's cell, colour-normalised as the app does."""
+    from hematovision.model.cells import crop_to_box, locate_white_cell
+
+    raw = []
+    for path in paths:
+        rgb = load_image(path)
+        raw.append(crop_to_box(rgb, locate_white_cell(rgb), classifier.input_size))
+    return model_inputs(np.stack(raw), 1, seed, AUGMENT_STRENGTH["unseen_lab"], "unseen_lab",
+                        classifier.colour_normalisation)
 
 
 def rescaled(rgb: np.ndarray, factor: float) -> np.ndarray:
@@ -99,10 +121,15 @@ def main(argv=None) -> None:
     views = {1.0: np.stack([reference.prepare(rgb)[0] for rgb in originals]).astype(np.float32)}
     for factor in RESCALE:
         views[factor] = np.stack([reference.prepare(rescaled(rgb, factor))[0] for rgb in originals]).astype(np.float32)
-    calibration = np.stack([reference.prepare(r.path)[0] for r in calibration_records(args.data_dir, 600)])
+    calibration_paths = [r.path for r in calibration_records(args.data_dir, 600)]
+    plain = np.stack([reference.prepare(path)[0] for path in calibration_paths]).astype(np.float32)
+    augmented = unseen_lab_copies(reference, calibration_paths, CALIBRATION_COPY_SEED)
+    calibrations = {"plain": plain, "augmented": augmented, "both": np.concatenate([plain, augmented])}
+    shifted = unseen_lab_copies(reference, [path for path, _, _ in validation], SHIFTED_VALIDATION_SEED)
 
     def score(name: str, backend) -> dict:
         p = probabilities(backend, crops)
+        p_shifted = probabilities(backend, shifted)
         base = probabilities(backend, views[1.0]).argmax(1)
         kept = {f"{f:g}x": round(float(np.mean(probabilities(backend, views[f]).argmax(1) == base)), 4)
                 for f in RESCALE}
@@ -113,18 +140,25 @@ def main(argv=None) -> None:
             backend.forward(batch)
         return {"variant": name, "validation_accuracy": round(float(np.mean(p.argmax(1) == labels)), 4),
                 "labels_changed_vs_f32": int((p.argmax(1) != f32_p.argmax(1)).sum()), "images": len(labels),
-                "mean_abs_dp": round(float(np.abs(p - f32_p).mean()), 5), "rescaled_label_kept": kept,
+                "mean_abs_dp": round(float(np.abs(p - f32_p).mean()), 5),
+                "unseen_lab_copies": {
+                    "accuracy": round(float(np.mean(p_shifted.argmax(1) == labels)), 4),
+                    "labels_changed_vs_f32": int((p_shifted.argmax(1) != f32_shifted.argmax(1)).sum()),
+                    "mean_abs_dp": round(float(np.abs(p_shifted - f32_shifted).mean()), 5)},
+                "rescaled_label_kept": kept,
                 "rescale_images": len(steady),
                 "batched_ms_per_image": round(1000 * (time.perf_counter() - started) / (3 * len(batch)), 2)}
 
     f32_p = probabilities(reference.backend, crops)
+    f32_shifted = probabilities(reference.backend, shifted)
     print(json.dumps(score("f32", reference.backend)), flush=True)
     names = variants(ov.Core().read_model(str(openvino_beside(DEFAULT_MODEL_PATH))))
     for name, options in names.items():
         if args.only and name not in args.only:
             continue
         network = ov.Core().read_model(str(openvino_beside(DEFAULT_MODEL_PATH)))
-        quantised = nncf.quantize(network, nncf.Dataset(list(calibration.astype(np.float32)), lambda c: c[None]),
+        calibration = calibrations[options.pop("calibration", "plain")]
+        quantised = nncf.quantize(network, nncf.Dataset(list(calibration), lambda c: c[None]),
                                   subset_size=len(calibration), **options)
         with tempfile.TemporaryDirectory() as folder:
             xml = Path(folder) / "probe.xml"
