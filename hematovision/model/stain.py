@@ -10,10 +10,6 @@ Two ways, chosen per model (its card's ``colour_normalisation`` setting):
 * ``background_lightness`` (an issue-12 candidate): that white balance, then the L*
   channel's mean and spread moved to the reference, as Reinhard does, but a* and b* kept:
   pale, soft photos get the contrast of the training labs without a colour cast.
-* ``background_density`` (an issue-12 candidate): that white balance, then every pixel's
-  optical density scaled so the densest 5% of the crop (the nucleus) reaches a reference
-  density: pale and dark stainings meet in the middle, hue and stain ratio kept, and the
-  statistic does not depend on how much of the crop the cell fills.
 * ``reinhard`` (the issue-3 model): the method described next.
 
 Labs differ in stain, lamp and camera: Kaggle/BCCD crops are soft and blue-grey, PBC
@@ -39,11 +35,7 @@ from PIL import Image, ImageCms
 BACKGROUND_LEVEL = 235.0
 # The background is the median colour of this brightest share of the pixels.
 BACKGROUND_SHARE = 0.10
-NORMALISATIONS = ("background", "background_lightness", "background_density", "reinhard", "none")
-# Summed optical density of the densest 5% of a crop (the nucleus) after ``background_density``:
-# the geometric mean of the training labs' medians (Kaggle 1.52, PBC 3.21).
-REFERENCE_NUCLEUS_DENSITY = 2.2
-NUCLEUS_SHARE = 0.05
+NORMALISATIONS = ("background", "background_lightness", "reinhard", "none")
 
 
 def background_colour(rgb: np.ndarray) -> np.ndarray:
@@ -92,8 +84,6 @@ def normalise_colour(rgb: np.ndarray, method: str) -> np.ndarray:
         return white_balance(rgb)
     if method == "background_lightness":
         return match_lightness(white_balance(rgb))
-    if method == "background_density":
-        return match_nucleus_density(white_balance(rgb))
     if method == "reinhard":
         return normalise_stain(rgb)
     if method == "none":
@@ -141,27 +131,6 @@ def normalise_stain(rgb: np.ndarray) -> np.ndarray:
     raw = np.asarray(ImageCms.applyTransform(Image.fromarray(np.ascontiguousarray(rgb)), to_lab))
     normalised = np.stack([_channel_to_reference(raw, channel) for channel in range(3)], axis=-1)
     return np.asarray(ImageCms.applyTransform(Image.fromarray(normalised, "LAB"), to_rgb))
-
-# Optical density of each 8-bit channel value, and the table that scales it (Beer-Lambert).
-_DENSITY = -np.log((np.arange(256, dtype=np.float32) + 1.0) / 256.0)
-
-
-def match_nucleus_density(rgb: np.ndarray) -> np.ndarray:
-    """The crop with every pixel's optical density scaled so its densest ``NUCLEUS_SHARE`` of
-    pixels sits at ``REFERENCE_NUCLEUS_DENSITY`` (uint8 RGB). Pixels black in every channel
-    (a photo's padded corners) do not count; a crop with no dense part is left as it is."""
-    pixels = np.ascontiguousarray(rgb, dtype=np.uint8)
-    total = _DENSITY[pixels].sum(axis=-1)
-    usable = total[pixels.max(axis=-1) >= 8]
-    if usable.size < 100:
-        return pixels
-    dense = float(np.quantile(usable, 1 - NUCLEUS_SHARE))
-    if dense < 0.3:  # a plain light image: nothing to anchor on
-        return pixels
-    scale = float(np.clip(REFERENCE_NUCLEUS_DENSITY / dense, 1 / 3, 3))
-    table = np.clip(np.round(256.0 * np.exp(-_DENSITY * scale) - 1.0), 0, 255).astype(np.uint8)
-    return table[pixels]
-
 
 def match_lightness(rgb: np.ndarray) -> np.ndarray:
     """The crop with only its L* mean and spread moved to the reference (a* and b* kept)."""
