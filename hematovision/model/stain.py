@@ -10,9 +10,6 @@ Two ways, chosen per model (its card's ``colour_normalisation`` setting):
 * ``background_lightness`` (an issue-12 candidate): that white balance, then the L*
   channel's mean and spread moved to the reference, as Reinhard does, but a* and b* kept:
   pale, soft photos get the contrast of the training labs without a colour cast.
-* ``background_density_capped`` (an issue-12 candidate): that white balance, then a crop
-  whose densest 5% (the nucleus) has a higher optical density than a reference is lightened
-  to it, every pixel's density scaled alike; paler crops are left as they are.
 * ``reinhard`` (the issue-3 model): the method described next.
 
 Labs differ in stain, lamp and camera: Kaggle/BCCD crops are soft and blue-grey, PBC
@@ -38,10 +35,7 @@ from PIL import Image, ImageCms
 BACKGROUND_LEVEL = 235.0
 # The background is the median colour of this brightest share of the pixels.
 BACKGROUND_SHARE = 0.10
-NORMALISATIONS = ("background", "background_lightness", "background_density_capped", "reinhard", "none")
-# Summed optical density of a crop's densest 5% (the nucleus): Kaggle's median (PBC's is 3.2).
-REFERENCE_NUCLEUS_DENSITY = 1.5
-NUCLEUS_SHARE = 0.05
+NORMALISATIONS = ("background", "background_lightness", "reinhard", "none")
 
 
 def background_colour(rgb: np.ndarray) -> np.ndarray:
@@ -90,8 +84,6 @@ def normalise_colour(rgb: np.ndarray, method: str) -> np.ndarray:
         return white_balance(rgb)
     if method == "background_lightness":
         return match_lightness(white_balance(rgb))
-    if method == "background_density_capped":
-        return cap_nucleus_density(white_balance(rgb))
     if method == "reinhard":
         return normalise_stain(rgb)
     if method == "none":
@@ -139,28 +131,6 @@ def normalise_stain(rgb: np.ndarray) -> np.ndarray:
     raw = np.asarray(ImageCms.applyTransform(Image.fromarray(np.ascontiguousarray(rgb)), to_lab))
     normalised = np.stack([_channel_to_reference(raw, channel) for channel in range(3)], axis=-1)
     return np.asarray(ImageCms.applyTransform(Image.fromarray(normalised, "LAB"), to_rgb))
-
-# Optical density of each 8-bit channel value (Beer-Lambert).
-_DENSITY = -np.log((np.arange(256, dtype=np.float32) + 1.0) / 256.0)
-
-
-def cap_nucleus_density(rgb: np.ndarray) -> np.ndarray:
-    """The crop lightened, if its densest ``NUCLEUS_SHARE`` of pixels is denser than
-    ``REFERENCE_NUCLEUS_DENSITY``, by scaling every pixel's optical density to bring them there
-    (uint8 RGB). Pixels black in every channel (a photo's padded corners) do not count."""
-    pixels = np.ascontiguousarray(rgb, dtype=np.uint8)
-    red, green, blue = pixels[..., 0], pixels[..., 1], pixels[..., 2]
-    usable = np.maximum(np.maximum(red, green), blue) >= 8
-    if np.count_nonzero(usable) < 100:
-        return pixels
-    total = _DENSITY[red] + _DENSITY[green] + _DENSITY[blue]
-    dense = float(np.quantile(total[usable], 1 - NUCLEUS_SHARE))
-    if dense <= REFERENCE_NUCLEUS_DENSITY:
-        return pixels
-    scale = REFERENCE_NUCLEUS_DENSITY / dense
-    table = np.clip(np.round(256.0 * np.exp(-_DENSITY * scale) - 1.0), 0, 255).astype(np.uint8)
-    return np.take(table, pixels)
-
 
 def match_lightness(rgb: np.ndarray) -> np.ndarray:
     """The crop with only its L* mean and spread moved to the reference (a* and b* kept)."""
