@@ -35,7 +35,7 @@ from hematovision.model.cells import CellBox, crop_to_box
 from hematovision.model.classifier import CLASS_NAMES, DEFAULT_MODEL_PATH
 from hematovision.model.metrics import majority_vote
 from hematovision.model.model_card import MODEL_CARD_PATH, ModelCard, file_sha256, load_model_card
-from hematovision.model.stain import NORMALISATIONS, background_colour, normalise_colour, white_balance
+from hematovision.model.stain import NORMALISATIONS, background_colour, normalise_colour
 from training import data
 
 # The frozen part ends at this layer's output (cached); stage 2 trains blocks N+1 to 16
@@ -218,35 +218,9 @@ def unseen_lab_augment(image: np.ndarray, rng: np.random.Generator, strength: fl
     return pixels
 
 
-# Optical density of each 8-bit value (Beer-Lambert), and Kaggle's median density of a
-# white-balanced crop's densest 5% (its nucleus; PBC's median is 3.2).
-OPTICAL_DENSITY = -np.log((np.arange(256, dtype=np.float32) + 1.0) / 256.0)
-PALE_NUCLEUS_DENSITY = 1.5
-
-
-def lighten_stain(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """The crop white-balanced and lightened: every pixel's optical density scaled so the
-    densest 5% sits at a random level between ``PALE_NUCLEUS_DENSITY`` and its own."""
-    balanced = white_balance(image)
-    total = OPTICAL_DENSITY[balanced].sum(axis=-1)
-    dense = float(np.quantile(total[balanced.max(axis=-1) >= 8], 0.95)) if total.size else 0.0
-    if dense <= PALE_NUCLEUS_DENSITY:
-        return balanced
-    scale = rng.uniform(PALE_NUCLEUS_DENSITY, dense) / dense
-    table = np.clip(np.round(256.0 * np.exp(-OPTICAL_DENSITY * scale) - 1.0), 0, 255).astype(np.uint8)
-    return table[balanced]
-
-
-def unseen_lab_lightened_augment(image: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
-    """``unseen_lab``, and half of the copies lightened toward a paler lab's staining."""
-    pixels = unseen_lab_augment(image, rng, strength)
-    return lighten_stain(pixels, rng) if rng.random() < 0.5 else pixels
-
-
-AUGMENTATIONS = {"basic": colour_jitter, "lab": lab_augment, "unseen_lab": unseen_lab_augment,
-                 "unseen_lab_lightened": unseen_lab_lightened_augment}
+AUGMENTATIONS = {"basic": colour_jitter, "lab": lab_augment, "unseen_lab": unseen_lab_augment}
 # "basic" at 0.08 is the recipe the Kaggle activation cache was built with.
-AUGMENT_STRENGTH = {"basic": 0.08, "lab": 0.25, "unseen_lab": 0.3, "unseen_lab_lightened": 0.3}
+AUGMENT_STRENGTH = {"basic": 0.08, "lab": 0.25, "unseen_lab": 0.3}
 
 
 def augmented_copy(crops: np.ndarray, copy: int, seed: int, strength: float, kind: str = "basic") -> np.ndarray:
