@@ -123,18 +123,25 @@ def held_out_and_training(args, sources: tuple[str, ...], seed: int, val_fractio
     return validation, fitting
 
 
-def shifted_outputs(classifier, paths: list[Path], strength: float, copies: int = 2, seed: int = 7):
-    """Model outputs for these images' cells after lab-to-lab changes (seeded), copies stacked."""
+def framed_crops(classifier, paths: list[Path]) -> np.ndarray:
+    """Each image's main cell framed as the classifier frames it, before colour normalisation
+    (what the training augmentation starts from)."""
     from hematovision.model.cells import crop_to_box, locate_white_cell
-    from hematovision.model.classifier import ModelOutputs
     from hematovision.model.imaging import load_image
-    from training.train import model_inputs
 
     crops = []
     for path in paths:
         rgb = load_image(path)
         crops.append(crop_to_box(rgb, locate_white_cell(rgb), classifier.input_size))
-    crops = np.stack(crops)
+    return np.stack(crops)
+
+
+def shifted_outputs(classifier, paths: list[Path], strength: float, copies: int = 2, seed: int = 7):
+    """Model outputs for these images' cells after lab-to-lab changes (seeded), copies stacked."""
+    from hematovision.model.classifier import ModelOutputs
+    from training.train import model_inputs
+
+    crops = framed_crops(classifier, paths)
     outputs = []
     for copy in range(1, copies + 1):
         outputs.append(classifier.outputs(model_inputs(crops, copy, seed, strength, "unseen_lab",

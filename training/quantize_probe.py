@@ -36,8 +36,9 @@ from hematovision.model.backends import OpenVinoBackend, openvino_beside
 from hematovision.model.classifier import DEFAULT_MODEL_PATH, card_beside, load_classifier
 from hematovision.model.imaging import load_image
 from hematovision.model.model_card import load_model_card
+from hematovision.model.stain import normalise_colour
 from training import data
-from training.calibrate import held_out_and_training
+from training.calibrate import framed_crops, held_out_and_training
 from training.quantize_int8 import calibration_records
 from training.train import AUGMENT_STRENGTH, model_inputs
 
@@ -81,15 +82,9 @@ def probabilities(backend, crops: np.ndarray) -> np.ndarray:
     return np.concatenate([backend.forward(crops[i:i + 64])[2] for i in range(0, len(crops), 64)])
 
 
-def unseen_lab_copies(classifier, paths: list[Path], seed: int) -> np.ndarray:
-    """One seeded ``unseen_lab`` copy of each image's cell, colour-normalised as the app does."""
-    from hematovision.model.cells import crop_to_box, locate_white_cell
-
-    raw = []
-    for path in paths:
-        rgb = load_image(path)
-        raw.append(crop_to_box(rgb, locate_white_cell(rgb), classifier.input_size))
-    return model_inputs(np.stack(raw), 1, seed, AUGMENT_STRENGTH["unseen_lab"], "unseen_lab",
+def unseen_lab_copies(classifier, framed: np.ndarray, seed: int) -> np.ndarray:
+    """One seeded ``unseen_lab`` copy of each framed cell, colour-normalised as the app does."""
+    return model_inputs(framed, 1, seed, AUGMENT_STRENGTH["unseen_lab"], "unseen_lab",
                         classifier.colour_normalisation)
 
 
@@ -121,11 +116,13 @@ def main(argv=None) -> None:
     views = {1.0: np.stack([reference.prepare(rgb)[0] for rgb in originals]).astype(np.float32)}
     for factor in RESCALE:
         views[factor] = np.stack([reference.prepare(rescaled(rgb, factor))[0] for rgb in originals]).astype(np.float32)
-    calibration_paths = [r.path for r in calibration_records(args.data_dir, 600)]
-    plain = np.stack([reference.prepare(path)[0] for path in calibration_paths]).astype(np.float32)
-    augmented = unseen_lab_copies(reference, calibration_paths, CALIBRATION_COPY_SEED)
+    # Framed once; the plain crops are normalised exactly as Classifier.prepare normalises them.
+    framed = framed_crops(reference, [r.path for r in calibration_records(args.data_dir, 600)])
+    plain = np.stack([normalise_colour(crop, reference.colour_normalisation) for crop in framed]).astype(np.float32)
+    augmented = unseen_lab_copies(reference, framed, CALIBRATION_COPY_SEED)
     calibrations = {"plain": plain, "augmented": augmented, "both": np.concatenate([plain, augmented])}
-    shifted = unseen_lab_copies(reference, [path for path, _, _ in validation], SHIFTED_VALIDATION_SEED)
+    shifted = unseen_lab_copies(reference, framed_crops(reference, [path for path, _, _ in validation]),
+                                SHIFTED_VALIDATION_SEED)
 
     def score(name: str, backend) -> dict:
         p = probabilities(backend, crops)
