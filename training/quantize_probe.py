@@ -16,8 +16,6 @@ never test or unseen-lab images):
   Kaggle validation cell and the PBC validation split), against f32's own rate;
 * batched milliseconds per image.
 
-``--network NAME=XML`` scores an int8 network made another way (``training.qat_int8``) beside them.
-
 The crops are framed once (framing does not depend on the network), so only the forward
 passes differ. Prints one JSON line per variant. Results and what came of them:
 training/EXPERIMENTS.md, "Quantisation settings".
@@ -102,8 +100,6 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--only", action="append", default=[], help="run just these variants (by name)")
-    parser.add_argument("--network", action="append", default=[], metavar="NAME=XML",
-                        help="also score an int8 network built elsewhere (training.qat_int8)")
     args = parser.parse_args(argv)
     args.pbc_dir = args.data_dir.parent / "pbc"
     reference = load_classifier(precision="f32")
@@ -165,8 +161,6 @@ def main(argv=None) -> None:
             xml = Path(folder) / "probe.xml"
             ov.save_model(quantised, str(xml), compress_to_fp16=False)
             print(json.dumps(score(name, OpenVinoBackend(xml, "int8"))), flush=True)
-    for name, xml in (entry.split("=", 1) for entry in args.network):
-        print(json.dumps(score(name, OpenVinoBackend(Path(xml), "int8"))), flush=True)
 
 
 if __name__ == "__main__":
