@@ -66,36 +66,27 @@ def main(argv=None) -> None:
     network = ov.Core().read_model(str(f32_xml))
     quantised = nncf.quantize(network, nncf.Dataset(list(crops), lambda crop: crop[None]),
                               subset_size=len(crops))
-    command = ("python -m training.quantize_int8 --data-dir ../shared/data/blood-cells"
-               + ("" if args.model == DEFAULT_MODEL_PATH else f" --model {args.model}")
-               + ("" if args.images == 600 else f" --images {args.images}")
-               + ("" if args.sources == ("kaggle", "pbc") else f" --sources {','.join(args.sources)}"))
-    calibration = (f"{len(crops)} training images ("
-                   + ", ".join({"kaggle": "Kaggle TRAIN one per cell", "pbc": "PBC train split"}[source]
-                               for source in args.sources) + "), seed 0")
-    install_int8(quantised, args.model, calibration, command)
-
-
-def install_int8(network, model: Path, calibration: str, command: str) -> Path:
-    """Write ``network`` as the int8 network beside ``model``, with its identity (the model's
-    SHA-256, so a stale file is never used), and drop the card's int8 trust checks, which were
-    fitted to the network it replaces."""
-    import openvino as ov
-
-    out = int8_beside(model)
-    ov.save_model(network, str(out), compress_to_fp16=False)
+    out = int8_beside(args.model)
+    ov.save_model(quantised, str(out), compress_to_fp16=False)
     identity = {
         "file": out.name, "weights_file": out.with_suffix(".bin").name,
-        "weights_sha256": file_sha256(out.with_suffix(".bin")), "model_sha256": file_sha256(model),
-        "precision": "int8", "calibration": calibration, "command": command,
+        "weights_sha256": file_sha256(out.with_suffix(".bin")), "model_sha256": file_sha256(args.model),
+        "precision": "int8",
+        "calibration": f"{len(crops)} training images ("
+                       + ", ".join({"kaggle": "Kaggle TRAIN one per cell", "pbc": "PBC train split"}[source]
+                                   for source in args.sources) + "), seed 0",
+        "command": "python -m training.quantize_int8 --data-dir ../shared/data/blood-cells"
+                   + ("" if args.model == DEFAULT_MODEL_PATH else f" --model {args.model}")
+                   + ("" if args.images == 600 else f" --images {args.images}")
+                   + ("" if args.sources == ("kaggle", "pbc") else f" --sources {','.join(args.sources)}"),
     }
     out.with_suffix(".json").write_text(json.dumps(identity, indent=2) + "\n")
-    card_path = card_beside(model)
+    card_path = card_beside(args.model)
     if card_path is not None:
+        # A new network: the trust checks fitted to the old one's features no longer apply.
         load_model_card(card_path).without_sections("trust_int8").with_sections(openvino_int8=identity).save(card_path)
-    print(f"wrote {out} ({out.with_suffix('.bin').stat().st_size / 1e6:.1f} MB; {calibration})"
+    print(f"wrote {out} ({out.with_suffix('.bin').stat().st_size / 1e6:.1f} MB) from {len(crops)} calibration crops"
           + (f"; card {card_path}" if card_path else ""))
-    return out
 
 
 if __name__ == "__main__":
