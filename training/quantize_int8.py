@@ -6,8 +6,8 @@ Post-training quantisation: NNCF runs the f32 network on the calibration crops, 
 scale for each layer's weights and activations, and writes ``<model>.openvino-int8.xml``
 beside the model (with the model's SHA-256, so a stale file is never used). The crops are
 what the classifier itself feeds the network (framed, colour-normalised), half from Kaggle
-TRAIN (one image per cell) and half from the PBC training split; no validation, test or
-unseen-lab image is read. Then ``training.calibrate --precision int8`` and
+TRAIN (one image per cell of the training run's training split) and half from the PBC
+training split; no validation, test or unseen-lab image is read. Then ``training.calibrate --precision int8`` and
 ``training.other_types --precision int8`` fit the trust checks to its features, and
 ``training.precision --precision int8 --save`` measures it against f32 into the card. NNCF is a training-time tool, not in requirements.txt:
 ``.venv/bin/pip install nncf==3.4.0``.
@@ -30,11 +30,17 @@ from hematovision.model.model_card import file_sha256, load_model_card
 from training import data
 
 
-def calibration_records(data_dir: Path, count: int, seed: int = 0,
+def calibration_records(data_dir: Path, count: int, training_split: tuple[int, float], seed: int = 0,
                         sources: tuple[str, ...] = ("kaggle", "pbc")) -> list[data.Record]:
-    """``count`` training images of ``sources``: one per Kaggle TRAIN cell and PBC training
-    images, seeded (half each for both)."""
-    kaggle = data.images_per_cell(data.read_sources(data_dir, "TRAIN"), 1, seed) if "kaggle" in sources else []
+    """``count`` training images of ``sources``: one per Kaggle training cell and PBC training
+    images, seeded (half each for both). ``training_split`` is the training run's (seed,
+    validation fraction): the Kaggle cells it held out for validation are left out, so the
+    validation figures that compare quantisation settings come from cells that set no range."""
+    kaggle = []
+    if "kaggle" in sources:
+        records = data.read_sources(data_dir, "TRAIN")
+        train_cells, _ = data.split_cells(records, training_split[1], training_split[0])
+        kaggle = data.images_per_cell([r for r in records if r.cell in train_cells], 1, seed)
     pbc = data.read_pbc(data_dir.parent / "pbc") if "pbc" in sources else []
     pbc_train = [record for record, part in zip(pbc, data.split_pbc(pbc)) if part == "train"] if pbc else []
     rng = np.random.default_rng(seed)
@@ -58,7 +64,12 @@ def main(argv=None) -> None:
                         help="the labs the model trained on (a leave-one-lab-out model: kaggle or pbc)")
     args = parser.parse_args(argv)
     classifier = load_classifier(args.model)  # also makes sure the f32 network exists
-    records = calibration_records(args.data_dir, args.images, sources=args.sources)
+    card_path = card_beside(args.model)
+    if card_path is None:
+        raise SystemExit(f"No model card beside {args.model}: its training split decides which cells may calibrate.")
+    settings = load_model_card(card_path).training.settings
+    records = calibration_records(args.data_dir, args.images, (settings["seed"], settings["val_fraction"]),
+                                  sources=args.sources)
     crops = np.stack([classifier.prepare(record.path)[0] for record in records]).astype(np.float32)
     f32_xml = openvino_beside(args.model)
     if not f32_xml.is_file():
@@ -73,7 +84,7 @@ def main(argv=None) -> None:
         "weights_sha256": file_sha256(out.with_suffix(".bin")), "model_sha256": file_sha256(args.model),
         "precision": "int8",
         "calibration": f"{len(crops)} training images ("
-                       + ", ".join({"kaggle": "Kaggle TRAIN one per cell", "pbc": "PBC train split"}[source]
+                       + ", ".join({"kaggle": "Kaggle TRAIN one per training cell", "pbc": "PBC train split"}[source]
                                    for source in args.sources) + "), seed 0",
         "command": "python -m training.quantize_int8 --data-dir ../shared/data/blood-cells"
                    + ("" if args.model == DEFAULT_MODEL_PATH else f" --model {args.model}")
@@ -81,12 +92,10 @@ def main(argv=None) -> None:
                    + ("" if args.sources == ("kaggle", "pbc") else f" --sources {','.join(args.sources)}"),
     }
     out.with_suffix(".json").write_text(json.dumps(identity, indent=2) + "\n")
-    card_path = card_beside(args.model)
-    if card_path is not None:
-        # A new network: the trust checks fitted to the old one's features no longer apply.
-        load_model_card(card_path).without_sections("trust_int8").with_sections(openvino_int8=identity).save(card_path)
-    print(f"wrote {out} ({out.with_suffix('.bin').stat().st_size / 1e6:.1f} MB) from {len(crops)} calibration crops"
-          + (f"; card {card_path}" if card_path else ""))
+    # A new network: the trust checks fitted to the old one's features no longer apply.
+    load_model_card(card_path).without_sections("trust_int8").with_sections(openvino_int8=identity).save(card_path)
+    print(f"wrote {out} ({out.with_suffix('.bin').stat().st_size / 1e6:.1f} MB) from {len(crops)} calibration crops; "
+          f"card {card_path}")
 
 
 if __name__ == "__main__":

@@ -117,7 +117,7 @@ def main(argv=None) -> None:
     for factor in RESCALE:
         views[factor] = np.stack([reference.prepare(rescaled(rgb, factor))[0] for rgb in originals]).astype(np.float32)
     # Framed once; the plain crops are normalised exactly as Classifier.prepare normalises them.
-    framed = framed_crops(reference, [r.path for r in calibration_records(args.data_dir, 600)])
+    framed = framed_crops(reference, [r.path for r in calibration_records(args.data_dir, 600, (settings["seed"], settings["val_fraction"]))])
     plain = np.stack([normalise_colour(crop, reference.colour_normalisation) for crop in framed]).astype(np.float32)
     augmented = unseen_lab_copies(reference, framed, CALIBRATION_COPY_SEED)
     calibrations = {"plain": plain, "augmented": augmented, "both": np.concatenate([plain, augmented])}
